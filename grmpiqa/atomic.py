@@ -1,0 +1,41 @@
+"""Write files so that a crash never leaves a half-written file in their place."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO
+
+
+@contextlib.contextmanager
+def atomic_write(path: str | os.PathLike[str], mode: str = "wb") -> Iterator[IO]:
+    """Yield a temporary file beside ``path``; rename it over ``path`` only on success.
+
+    The temporary file lives in the same folder so the final ``os.replace``
+    is atomic on POSIX and Windows alike.
+    """
+    target = Path(path)
+    folder = target.parent if str(target.parent) else Path(".")
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=folder)
+    try:
+        with os.fdopen(fd, mode) as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def cache_dir() -> Path:
+    """grmpiqa's own cache (converted checkpoints, digests): ``$GRMPIQA_CACHE`` or XDG."""
+    override = os.environ.get("GRMPIQA_CACHE")
+    if override:
+        return Path(override)
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "grmpiqa"

@@ -1,0 +1,101 @@
+"""Shared option types, error handling and stderr reporting for every command.
+
+Nothing here imports torch: ``grmpiqa --help`` must stay instant.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import sys
+import traceback
+from collections.abc import Callable
+from typing import Annotated, Any, TypeVar
+
+import typer
+
+from grmpiqa.errors import GrmpiqaError
+
+EXIT_OK = 0
+EXIT_SOME_FAILED = 1
+EXIT_USAGE = 2
+EXIT_INTERNAL = 3
+EXIT_INTERRUPTED = 130
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+ModelOption = Annotated[str | None, typer.Option(
+    "--model", "-m", help="Model name from the weights manifest (see `grmpiqa models`).",
+    show_default="grmp-clive50")]
+WeightsOption = Annotated[str | None, typer.Option(
+    "--weights", "-w", help="A local weights file: grmpiqa .safetensors, or the authors' .pt "
+    "(read on --model's backbone).")]
+DeviceOption = Annotated[str, typer.Option(
+    "--device", "-d", help="auto, cpu, cuda, cuda:N or mps. auto: CUDA, then MPS, then CPU.")]
+BatchSizeOption = Annotated[int, typer.Option(
+    "--batch-size", "-b", min=1, help="Images per forward pass.")]
+QuietOption = Annotated[bool, typer.Option(
+    "--quiet", "-q", help="No progress bar and no per-file messages on stderr.")]
+
+
+def debug_enabled() -> bool:
+    return os.environ.get("GRMPIQA_DEBUG", "").strip() not in ("", "0", "false", "no")
+
+
+def say(message: str) -> None:
+    """One line on stderr, prefixed with the program name."""
+    print(f"grmpiqa: {message}", file=sys.stderr, flush=True)
+
+
+def configure_logging(quiet: bool = False) -> None:
+    logger = logging.getLogger("grmpiqa")
+    if not any(getattr(h, "_grmpiqa", False) for h in logger.handlers):
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("grmpiqa: %(levelname)s: %(message)s"))
+        handler._grmpiqa = True  # type: ignore[attr-defined]
+        logger.addHandler(handler)
+        logger.propagate = False
+    logger.setLevel(logging.DEBUG if debug_enabled() else
+                    logging.ERROR if quiet else logging.WARNING)
+    for noisy in ("open_clip", "root", "huggingface_hub"):
+        logging.getLogger(noisy).setLevel(logging.ERROR)
+
+
+def cli_errors(func: F) -> F:
+    """Turn expected failures into one clean line and a documented exit code."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except GrmpiqaError as exc:
+            if debug_enabled():
+                traceback.print_exc()
+            say(f"error: {exc}")
+            raise typer.Exit(exc.exit_code) from None
+        except KeyboardInterrupt:
+            say("interrupted")
+            raise typer.Exit(EXIT_INTERRUPTED) from None
+        except (typer.Exit, typer.Abort, SystemExit, typer.TyperException):
+            raise
+        except BrokenPipeError:
+            # The reader went away (``| head``): stop quietly, like other Unix tools.
+            _silence_stdout()
+            raise typer.Exit(EXIT_OK) from None
+        except Exception as exc:
+            if debug_enabled():
+                traceback.print_exc()
+            say(f"internal error: {type(exc).__name__}: {exc} "
+                "(this is a bug; run with --debug for the traceback)")
+            raise typer.Exit(EXIT_INTERNAL) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _silence_stdout() -> None:
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except OSError:
+        pass

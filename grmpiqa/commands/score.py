@@ -1,0 +1,123 @@
+"""``grmpiqa score PATH...``: one row per image on stdout or in --output."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated
+
+import typer
+
+from grmpiqa.commands.common import (
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_SOME_FAILED,
+    BatchSizeOption,
+    DeviceOption,
+    ModelOption,
+    QuietOption,
+    WeightsOption,
+    cli_errors,
+    configure_logging,
+    say,
+)
+from grmpiqa.config import DEFAULT_MAX_PIXELS
+from grmpiqa.inputs import DEFAULT_EXTENSIONS, expand_inputs, read_path_list
+from grmpiqa.output import BASE_COLUMNS, FORMATS, OutputFile, display_path, format_for_path
+
+
+@cli_errors
+def score(
+    paths: Annotated[list[str], typer.Argument(
+        help="Image files, folders (searched recursively), globs, or - to read a list of "
+             "paths from stdin.", show_default=False)],
+    model: ModelOption = None,
+    weights: WeightsOption = None,
+    device: DeviceOption = "auto",
+    batch_size: BatchSizeOption = 32,
+    workers: Annotated[int | None, typer.Option(
+        "--workers", "-j", min=0, show_default="1 on CPU, up to 16 on GPU",
+        help="Decoding processes (0: decode in the main process).")] = None,
+    fmt: Annotated[str | None, typer.Option(
+        "--format", "-f", show_default="table on a terminal, else CSV",
+        help=f"Output format: {', '.join(FORMATS)}. With --output, taken from its extension "
+             "(.csv, .tsv, .jsonl) unless given.")] = None,
+    output: Annotated[str | None, typer.Option(
+        "--output", "-o", help="Write rows to this file (atomically) instead of stdout.")] = None,
+    recursive: Annotated[bool, typer.Option(
+        "--recursive/--no-recursive", help="Search folders recursively.")] = True,
+    ext: Annotated[list[str] | None, typer.Option(
+        "--ext", show_default=",".join(DEFAULT_EXTENSIONS),
+        help="File extensions picked up in folders (repeat or comma-separate).")] = None,
+    null: Annotated[bool, typer.Option(
+        "--null", "-0", help="The list read from stdin (-) is NUL-separated.")] = False,
+    max_pixels: Annotated[int, typer.Option(
+        "--max-pixels", min=1, help="Refuse images with more pixels (decompression bombs).")
+    ] = DEFAULT_MAX_PIXELS,
+    draft: Annotated[bool, typer.Option(
+        "--draft/--no-draft", hidden=True,
+        help="Let libjpeg decode big JPEGs at a reduced scale (at least 2x the model's size).")
+    ] = True,
+    quiet: QuietOption = False,
+) -> None:
+    """Score photos: P(high quality) in 0..1, higher is better, one row per image.
+
+    Rows stream in input order with the columns path, score, error. A file that
+    cannot be scored keeps its row (with the error) and the run goes on.
+    Exit status: 0 all scored, 1 some failed, 2 usage error, 130 interrupted.
+    """
+    configure_logging(quiet)
+    if fmt is not None and fmt not in FORMATS:
+        raise typer.BadParameter(f"use one of {', '.join(FORMATS)}", param_hint="--format")
+    if fmt is None:
+        fmt = format_for_path(output) if output else ("table" if sys.stdout.isatty() else "csv")
+
+    args: list[str] = []
+    for arg in paths:
+        args.extend(read_path_list(sys.stdin.buffer, null) if arg == "-" else [arg])
+    files = expand_inputs(args, extensions=ext or DEFAULT_EXTENSIONS, recursive=recursive)
+
+    from grmpiqa.loading import load_model
+    from grmpiqa.output import make_writer
+    from grmpiqa.scoring import score_paths
+
+    loaded = load_model(weights or model, device=device, base=model)
+    columns = [*BASE_COLUMNS, "score_label"] if loaded.label is not None else list(BASE_COLUMNS)
+
+    target = OutputFile(output) if output else None
+    writer = make_writer(fmt, target.stream if target else sys.stdout.buffer, columns)
+    if not files:
+        say("warning: no image files found")
+
+    from grmpiqa.commands.progress import Reporter
+
+    failed = written = 0
+    try:
+        with Reporter(len(files), quiet=quiet) as reporter:
+            for result in score_paths(files, loaded, batch_size=batch_size, workers=workers,
+                                      draft=draft, max_pixels=max_pixels, expand=False):
+                writer.write(result)
+                written += 1
+                if not result.ok:
+                    failed += 1
+                    reporter.message(f"{display_path(result.path)}: {result.error}")
+                reporter.advance()
+    except KeyboardInterrupt:
+        writer.close()
+        if target is not None:
+            target.commit()
+            say(f"interrupted: {written} of {len(files)} rows saved in {output}")
+        else:
+            say(f"interrupted after {written} of {len(files)} images")
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+    except BaseException:
+        if target is not None:
+            target.discard()
+        raise
+    writer.close()
+    if target is not None:
+        target.commit()
+    if failed:
+        if not quiet:
+            say(f"{failed} of {len(files)} files could not be scored")
+        raise typer.Exit(EXIT_SOME_FAILED)
+    raise typer.Exit(EXIT_OK)

@@ -1,0 +1,56 @@
+"""Device choice and precision: CUDA, then Apple's MPS, then the CPU."""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from typing import Any
+
+import torch
+
+from grmpiqa.errors import ConfigError
+
+_CUDA = re.compile(r"^cuda(:\d+)?$")
+
+
+def resolve_device(spec: str | torch.device | None = "auto") -> torch.device:
+    """``auto``, ``cpu``, ``cuda``, ``cuda:N`` or ``mps``; a clear error if it is not there."""
+    if isinstance(spec, torch.device):
+        return spec
+    spec = (spec or "auto").strip().lower()
+    if spec == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if _mps_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if spec == "cpu":
+        return torch.device("cpu")
+    if spec == "mps":
+        if not _mps_available():
+            raise ConfigError("--device mps: Apple's Metal (MPS) backend is not available here")
+        return torch.device("mps")
+    if _CUDA.match(spec):
+        if not torch.cuda.is_available():
+            raise ConfigError(
+                f"--device {spec}: CUDA is not available (no GPU or a CPU-only torch)"
+            )
+        device = torch.device(spec)
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ConfigError(
+                f"--device {spec}: only {torch.cuda.device_count()} CUDA device(s) visible"
+            )
+        return device
+    raise ConfigError(f"--device {spec!r}: use auto, cpu, cuda, cuda:N or mps")
+
+
+def _mps_available() -> bool:
+    backend = getattr(torch.backends, "mps", None)
+    return bool(backend and backend.is_available())
+
+
+def autocast(device: torch.device) -> Any:
+    """Half precision on GPUs (where it is fast and accurate enough), exact fp32 on the CPU."""
+    if device.type in ("cuda", "mps"):
+        return torch.autocast(device.type, dtype=torch.float16)
+    return contextlib.nullcontext()

@@ -1,0 +1,121 @@
+"""Turn command-line arguments (files, folders, globs, stdin lists) into a file list.
+
+Discovery never fails: a path that does not exist, or a pattern that matches
+nothing, is passed on so that it gets its own row with an error, exactly like
+an unreadable photo.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+from collections.abc import Iterable, Iterator, Sequence
+from typing import IO
+
+DEFAULT_EXTENSIONS = ("jpg", "jpeg", "png", "webp", "bmp", "tif", "tiff", "gif")
+
+
+def normalise_extensions(extensions: Iterable[str]) -> tuple[str, ...]:
+    """'JPG', '.jpg' and 'jpg' all mean the same; comma lists are split."""
+    out: list[str] = []
+    for item in extensions:
+        for part in str(item).split(","):
+            part = part.strip().lower().lstrip(".")
+            if part and part not in out:
+                out.append(part)
+    return tuple(out)
+
+
+def _has_extension(name: str, extensions: tuple[str, ...]) -> bool:
+    _, dot, ext = name.rpartition(".")
+    return bool(dot) and ext.lower() in extensions
+
+
+def walk_folder(folder: str, extensions: tuple[str, ...], recursive: bool) -> Iterator[str]:
+    """Image files under ``folder`` in sorted order, hidden files and folders skipped.
+
+    Symbolic links to folders are followed, but each real folder is visited
+    once, so a link loop cannot make the walk endless.
+    """
+    seen: set[tuple[int, int]] = set()
+
+    def visit(current: str) -> Iterator[str]:
+        try:
+            st = os.stat(current)
+        except OSError:
+            return
+        key = (st.st_dev, st.st_ino)
+        if key in seen:
+            return
+        seen.add(key)
+        try:
+            with os.scandir(current) as it:
+                entries = sorted(it, key=lambda e: e.name)
+        except OSError:
+            return
+        subfolders = []
+        for entry in entries:
+            if entry.name.startswith("."):
+                continue
+            try:
+                is_dir = entry.is_dir()  # follows links; False for broken links and loops
+            except OSError:
+                is_dir = False
+            if is_dir:
+                subfolders.append(entry.path)
+            elif _has_extension(entry.name, extensions):
+                yield entry.path
+        if recursive:
+            for sub in subfolders:
+                yield from visit(sub)
+
+    yield from visit(folder)
+
+
+def expand_inputs(args: Sequence[str], *, extensions: Sequence[str] = DEFAULT_EXTENSIONS,
+                  recursive: bool = True) -> list[str]:
+    """Files for ``args`` in a deterministic order, each file once.
+
+    Folders expand to their sorted image files; globs (``*``, ``?``, ``[``,
+    and ``**`` for any depth) expand to sorted matches; anything else, even a
+    file with another extension, is taken as named.
+    """
+    exts = normalise_extensions(extensions)
+    files: list[str] = []
+    seen: set[str] = set()
+
+    def add(path: str) -> None:
+        if path not in seen:
+            seen.add(path)
+            files.append(path)
+
+    for arg in args:
+        if os.path.isdir(arg):
+            for path in walk_folder(arg, exts, recursive):
+                add(path)
+        elif not os.path.lexists(arg) and glob.has_magic(arg):
+            matches = sorted(glob.glob(arg, recursive=True))
+            if not matches:
+                add(arg)  # reported as "no such file"
+            for match in matches:
+                if os.path.isdir(match):
+                    for path in walk_folder(match, exts, recursive):
+                        add(path)
+                elif _has_extension(match, exts):
+                    add(match)
+        else:
+            add(arg)
+    return files
+
+
+def read_path_list(stream: IO[bytes], null_separated: bool = False) -> list[str]:
+    """Paths from a list on stdin: one per line, or NUL-separated for any file name."""
+    data = stream.read()
+    separator = b"\0" if null_separated else b"\n"
+    paths = []
+    for raw in data.split(separator):
+        if not null_separated:
+            raw = raw.rstrip(b"\r")
+        if raw:
+            paths.append(os.fsdecode(raw))
+    return paths

@@ -1,0 +1,82 @@
+"""Shared fixtures: a tiny random CLIP in a real, temporary Hugging Face cache.
+
+The environment is set before anything imports huggingface_hub (it reads
+HF_HUB_CACHE and HF_HUB_OFFLINE once, at import), so the product's own
+download code runs offline against the cache these fixtures write.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+_SESSION_ROOT = Path(tempfile.mkdtemp(prefix="grmpiqa-tests-"))
+os.environ["HF_HOME"] = str(_SESSION_ROOT / "hf-home")
+os.environ["HF_HUB_CACHE"] = str(_SESSION_ROOT / "hf-home" / "hub")
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["GRMPIQA_CACHE"] = str(_SESSION_ROOT / "grmpiqa-cache")
+os.environ.pop("GRMPIQA_MANIFEST", None)
+os.environ.pop("GRMPIQA_DEBUG", None)
+
+import pytest  # noqa: E402
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+LIVEC = REPO_ROOT.parent / "shared" / "data" / "livec"
+
+
+@dataclass(frozen=True)
+class TinyHub:
+    hf_cache: Path
+    manifest_path: Path
+    manifest: dict
+
+
+def pytest_sessionfinish(session, exitstatus):
+    shutil.rmtree(_SESSION_ROOT, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def tiny_hub() -> TinyHub:
+    """Tiny backbone + authors'-layout GRMP checkpoint in the session's Hub cache."""
+    from grmpiqa.testing import tiny_manifest
+
+    hf_cache = Path(os.environ["HF_HUB_CACHE"])
+    manifest = tiny_manifest(hf_cache)
+    path = _SESSION_ROOT / "tiny_manifest.json"
+    path.write_text(json.dumps(manifest, indent=1))
+    return TinyHub(hf_cache, path, manifest)
+
+
+@pytest.fixture
+def use_tiny_manifest(tiny_hub: TinyHub, monkeypatch: pytest.MonkeyPatch) -> TinyHub:
+    monkeypatch.setenv("GRMPIQA_MANIFEST", str(tiny_hub.manifest_path))
+    return tiny_hub
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tiny_hub: TinyHub):
+    from grmpiqa.loading import load_model
+    from grmpiqa.manifest import parse_manifest
+
+    manifest = parse_manifest(tiny_hub.manifest, str(tiny_hub.manifest_path))
+    return load_model("grmp-tiny", device="cpu", manifest=manifest)
+
+
+@pytest.fixture(scope="session")
+def tiny_zeroshot(tiny_hub: TinyHub):
+    from grmpiqa.loading import load_model
+    from grmpiqa.manifest import parse_manifest
+
+    manifest = parse_manifest(tiny_hub.manifest, str(tiny_hub.manifest_path))
+    return load_model("zeroshot-tiny", device="cpu", manifest=manifest)
+
+
+@pytest.fixture
+def livec() -> Path:
+    if not (LIVEC / "images").is_dir():
+        pytest.skip("../shared/data/livec is not present")
+    return LIVEC

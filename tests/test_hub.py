@@ -1,0 +1,75 @@
+import hashlib
+import logging
+
+import pytest
+
+from grmpiqa import hub
+from grmpiqa.errors import WeightsError
+from grmpiqa.manifest import HubFile
+from grmpiqa.testing import repo_folder, write_hub_file
+
+
+@pytest.fixture
+def cache(tmp_path):
+    return tmp_path / "hub"
+
+
+def test_fetch_uses_the_local_cache_offline(cache):
+    path, _ = write_hub_file(cache, "org/name", "w.bin", b"hello")
+    got = hub.fetch(HubFile("org/name", "w.bin"), cache)
+    assert got.read_bytes() == b"hello"
+    assert got == path
+
+
+def test_pinned_revision_selects_that_commit_not_main(cache):
+    old_commit = "a" * 40
+    new_commit = "b" * 40
+    write_hub_file(cache, "org/name", "w.bin", b"old", commit=old_commit)
+    write_hub_file(cache, "org/name", "w.bin", b"new", commit=new_commit)  # refs/main -> new
+    assert hub.fetch(HubFile("org/name", "w.bin"), cache).read_bytes() == b"new"
+    pinned = HubFile("org/name", "w.bin", revision=old_commit)
+    assert hub.fetch(pinned, cache).read_bytes() == b"old"
+
+
+def test_sha256_is_verified(cache):
+    write_hub_file(cache, "org/name", "w.bin", b"payload")
+    good = hashlib.sha256(b"payload").hexdigest()
+    assert hub.fetch(HubFile("org/name", "w.bin", sha256=good), cache).read_bytes() == b"payload"
+
+
+def test_sha256_mismatch_is_refused_and_evicted(cache):
+    path, _ = write_hub_file(cache, "org/name", "w.bin", b"tampered")
+    blob = path.resolve()
+    wrong = HubFile("org/name", "w.bin", sha256="0" * 64)
+    with pytest.raises(WeightsError, match="sha256 mismatch") as info:
+        hub.fetch(wrong, cache)
+    assert "org/name/w.bin" in str(info.value)
+    assert not path.exists() and not blob.exists()
+    assert hub.cached_path(wrong, cache) is None
+
+
+def test_missing_file_offline_is_a_clear_error(cache, caplog):
+    write_hub_file(cache, "org/name", "other.bin", b"x")
+    missing = HubFile("org/name", "w.bin")
+    with caplog.at_level(logging.WARNING, logger="grmpiqa"):
+        with pytest.raises(WeightsError, match="not in the local Hugging Face cache"):
+            hub.fetch(missing, cache)
+        with pytest.raises(WeightsError):
+            hub.fetch(missing, cache)
+    unpinned = [r for r in caplog.records if "without a pinned revision" in r.getMessage()]
+    assert len(unpinned) == 1  # warned once, not per attempt
+
+
+def test_cached_path_never_touches_the_network(cache):
+    assert hub.cached_path(HubFile("org/none", "w.bin"), cache) is None
+    write_hub_file(cache, "org/name", "w.bin", b"x")
+    assert hub.cached_path(HubFile("org/name", "w.bin"), cache) is not None
+    assert repo_folder(cache, "org/name").is_dir()
+
+
+def test_file_sha256_is_remembered_until_the_file_changes(tmp_path):
+    target = tmp_path / "f.bin"
+    target.write_bytes(b"one")
+    assert hub.file_sha256(target) == hashlib.sha256(b"one").hexdigest()
+    target.write_bytes(b"two!")
+    assert hub.file_sha256(target) == hashlib.sha256(b"two!").hexdigest()

@@ -11,14 +11,16 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "load_model", "score_paths"]
+__all__ = ["__version__", "adapt", "load_model", "score_paths"]
 
 _LAZY = {
+    "adapt": ("grmpiqa.adaptation", "adapt"),
     "load_model": ("grmpiqa.loading", "load_model"),
     "score_paths": ("grmpiqa.scoring", "score_paths"),
 }
 
 if TYPE_CHECKING:  # pragma: no cover
+    from grmpiqa.adaptation import adapt
     from grmpiqa.loading import load_model
     from grmpiqa.scoring import score_paths
 

@@ -12,6 +12,8 @@ import sys
 import typer
 
 from grmpiqa import __version__
+from grmpiqa.commands import adapt as adapt_command
+from grmpiqa.commands import evaluate as evaluate_command
 from grmpiqa.commands import models as models_command
 from grmpiqa.commands import score as score_command
 
@@ -42,6 +44,8 @@ def _root(
 
 app.command("score", no_args_is_help=True)(score_command.score)
 app.command("models")(models_command.models)
+app.command("adapt", no_args_is_help=True)(adapt_command.adapt)
+app.command("evaluate", no_args_is_help=True)(evaluate_command.evaluate)
 
 
 def main(argv: list[str] | None = None) -> None:

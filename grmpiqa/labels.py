@@ -1,0 +1,281 @@
+"""A user's quality labels: a CSV of image paths and scores, checked before anything trains.
+
+Everything a spreadsheet may produce is accepted: a UTF-8 byte-order mark,
+UTF-16 "Unicode text" exports, CRLF line ends, ``,`` ``;`` or tab delimiters,
+quoted paths holding the delimiter, decimal commas in ``;``/tab files, blank
+lines. Every problem is collected with its CSV line number so that the user
+fixes them all in one go; :class:`LabelsError` lists them. No torch here.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import os
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from grmpiqa.config import LabelScale
+from grmpiqa.errors import GrmpiqaError
+
+IMAGE_COLUMNS = ("path", "image", "file", "filename")
+SCORE_COLUMNS = ("score", "mos", "label", "rating")
+DELIMITERS = (",", ";", "\t")
+MIN_ROWS = 8
+_DECIMAL_COMMA = re.compile(r"^[+-]?\d+,\d+$")
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with the labels; ``line`` is the CSV line (1 = header), if any."""
+
+    message: str
+    line: int | None = None
+
+    def __str__(self) -> str:
+        return f"line {self.line}: {self.message}" if self.line is not None else self.message
+
+
+class LabelsError(GrmpiqaError):
+    """The labels cannot be used; the message lists every problem found (exit status 2)."""
+
+    def __init__(self, source: str, problems: Sequence[Problem]) -> None:
+        self.source = source
+        self.problems = list(problems)
+        count = len(self.problems)
+        if count == 1 and self.problems[0].line is None:
+            text = f"{source}: {self.problems[0]}"
+        else:
+            head = f"{source}: {count} problem{'s' if count != 1 else ''} (fix them and run again)"
+            text = "\n".join([head, *(f"  {p}" for p in self.problems)])
+        super().__init__(text)
+
+
+@dataclass(frozen=True)
+class LabelRow:
+    line: int
+    image: str  # as written in the CSV
+    path: str  # resolved against --root or the CSV's folder
+    score: float
+
+
+@dataclass(frozen=True)
+class LabelTable:
+    """The usable rows of a labels file and how the file was read."""
+
+    source: str
+    rows: tuple[LabelRow, ...]
+    image_column: str
+    score_column: str
+    higher_is_better: bool = True
+    problems: tuple[Problem, ...] = field(default=(), compare=False)
+
+    @property
+    def paths(self) -> list[str]:
+        return [row.path for row in self.rows]
+
+    @property
+    def scores(self) -> list[float]:
+        return [row.score for row in self.rows]
+
+    def scale(self) -> LabelScale:
+        return label_scale(self.scores, self.higher_is_better)
+
+    def targets(self) -> list[float]:
+        """Scores min-max normalised to [0, 1], 1 = best, whatever the scale's direction."""
+        return normalise_scores(self.scores, self.scale())
+
+
+def label_scale(scores: Sequence[float], higher_is_better: bool = True) -> LabelScale:
+    """The range of the user's scores and their direction (DMOS: lower is better)."""
+    return LabelScale(float(min(scores)), float(max(scores)), higher_is_better)
+
+
+def normalise_scores(scores: Sequence[float], scale: LabelScale) -> list[float]:
+    """Map scores onto [0, 1] with 1 the best quality; the inverse of ``LabelScale.to_label``."""
+    span = scale.high - scale.low
+    if scale.higher_is_better:
+        return [(s - scale.low) / span for s in scores]
+    return [(scale.high - s) / span for s in scores]
+
+
+# ---------------------------------------------------------------------------- reading
+def _decode(data: bytes, source: str) -> str:
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        try:
+            return data.decode("utf-16")
+        except UnicodeDecodeError:
+            raise LabelsError(source, [Problem("not valid UTF-16 text")]) from None
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[:exc.start].count(b"\n") + 1
+        raise LabelsError(source, [Problem(
+            f"not UTF-8 text (byte {exc.start}); save the file as UTF-8 CSV", line)]) from None
+
+
+def _records(text: str, delimiter: str):
+    """(first line, cells) per non-blank CSV record; a quoted cell may span lines."""
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, quotechar='"')
+    last = 0
+    try:
+        for cells in reader:
+            first, last = last + 1, reader.line_num
+            if any(c.strip() for c in cells):
+                yield first, cells
+    except csv.Error as exc:
+        raise LabelsError("", [Problem(f"malformed CSV ({exc})", last + 1)]) from None
+
+
+def _find_column(header: list[str], wanted: str | None, candidates: Sequence[str],
+                 kind: str, option: str) -> tuple[int | None, Problem | None]:
+    names = [h.strip().lower() for h in header]
+    shown = ", ".join(repr(h.strip()) for h in header)
+    if wanted is not None:
+        key = wanted.strip().lower()
+        if key not in names:
+            return None, Problem(f"no column {wanted!r} ({option}); the header has {shown}", 1)
+        return names.index(key), None
+    found = [i for i, name in enumerate(names) if name in candidates]
+    if not found:
+        hint = ""
+        if kind == "score" and "dmos" in names:
+            hint = "; for a DMOS column use --score-column dmos --lower-is-better"
+        return None, Problem(
+            f"no {kind} column: name one {'/'.join(candidates)} or give {option}; "
+            f"the header has {shown}{hint}", 1)
+    if len(found) > 1:
+        both = " and ".join(repr(header[i].strip()) for i in found)
+        return None, Problem(f"columns {both} could both be the {kind}; choose with {option}", 1)
+    return found[0], None
+
+
+def _choose_delimiter(text: str, image_column: str | None, score_column: str | None) -> str:
+    """The delimiter under which the header names both columns; else the one splitting most."""
+    first_line = text.lstrip("\r\n").splitlines()[0] if text.strip() else ""
+    best, best_fields = ",", 0
+    for delimiter in DELIMITERS:
+        header = next(csv.reader([first_line], delimiter=delimiter), [])
+        image, _ = _find_column(header, image_column, IMAGE_COLUMNS, "image", "--image-column")
+        score, _ = _find_column(header, score_column, SCORE_COLUMNS, "score", "--score-column")
+        if image is not None and score is not None:
+            return delimiter
+        if len(header) > best_fields:
+            best, best_fields = delimiter, len(header)
+    return best
+
+
+def parse_score(cell: str, delimiter: str) -> float:
+    """A float; ``3,5`` is read as 3.5 where the comma cannot be the delimiter."""
+    text = cell.strip()
+    if delimiter != "," and _DECIMAL_COMMA.match(text):
+        text = text.replace(",", ".")
+    return float(text)
+
+
+def resolve_image(cell: str, base: Path) -> str:
+    path = Path(os.path.expanduser(cell))
+    return os.path.normpath(path if path.is_absolute() else base / path)
+
+
+def read_labels(csv_path: str | os.PathLike[str], *, image_column: str | None = None,
+                score_column: str | None = None, root: str | os.PathLike[str] | None = None,
+                lower_is_better: bool = False, check_files: bool = True) -> LabelTable:
+    """Read a labels CSV; row problems are collected in ``problems`` (their rows left out).
+
+    A problem that stops reading altogether (no such file, no header, no image
+    or score column) raises :class:`LabelsError` at once. ``check_files``
+    reports images that do not exist; whether they decode is for the caller.
+    """
+    source = os.fspath(csv_path)
+    try:
+        data = Path(source).read_bytes()
+    except FileNotFoundError:
+        raise LabelsError(source, [Problem("no such file")]) from None
+    except IsADirectoryError:
+        raise LabelsError(source, [Problem("is a folder; give the labels CSV file")]) from None
+    except OSError as exc:
+        raise LabelsError(source, [Problem(f"cannot read ({exc.strerror or exc})")]) from None
+    text = _decode(data, source)
+    delimiter = _choose_delimiter(text, image_column, score_column)
+    try:
+        records = list(_records(text, delimiter))
+    except LabelsError as exc:
+        raise LabelsError(source, exc.problems) from None
+    if not records:
+        raise LabelsError(source, [Problem("empty: expected a header and one row per image")])
+    header_line, header = records[0]
+    image_index, image_problem = _find_column(header, image_column, IMAGE_COLUMNS, "image",
+                                              "--image-column")
+    score_index, score_problem = _find_column(header, score_column, SCORE_COLUMNS, "score",
+                                              "--score-column")
+    fatal = [p for p in (image_problem, score_problem) if p is not None]
+    if fatal:
+        raise LabelsError(source, [Problem(p.message, header_line) for p in fatal])
+    assert image_index is not None and score_index is not None
+
+    base = Path(root) if root is not None else Path(source).resolve().parent
+    problems: list[Problem] = []
+    rows: list[LabelRow] = []
+    seen: dict[str, int] = {}
+    for line, cells in records[1:]:
+        image = cells[image_index].strip() if image_index < len(cells) else ""
+        raw = cells[score_index] if score_index < len(cells) else ""
+        bad: list[str] = []
+        if not image:
+            bad.append("no image path")
+        score = math.nan
+        if not raw.strip():
+            bad.append("no score")
+        else:
+            try:
+                score = parse_score(raw, delimiter)
+            except ValueError:
+                bad.append(f"score {raw.strip()!r} is not a number")
+            else:
+                if not math.isfinite(score):
+                    bad.append(f"score {raw.strip()!r} is not a finite number")
+        path = resolve_image(image, base) if image else ""
+        if path:
+            key = os.path.realpath(path)
+            if key in seen:
+                bad.append(f"image {image!r} is listed twice (also on line {seen[key]})")
+            else:
+                seen[key] = line
+                if check_files and not os.path.isfile(path):
+                    exists = os.path.exists(path)
+                    bad.append(f"image {image!r} is {'not a file' if exists else 'missing'} "
+                               f"({path})")
+        if bad:
+            problems.extend(Problem(message, line) for message in bad)
+        else:
+            rows.append(LabelRow(line, image, path, score))
+    if check_files and rows == [] and seen and not any(os.path.exists(p) for p in seen):
+        problems.append(Problem(f"none of the images exist under {base}; is --root right?"))
+    return LabelTable(source, tuple(rows), header[image_index].strip(),
+                      header[score_index].strip(), not lower_is_better, tuple(problems))
+
+
+def require_usable(table: LabelTable, extra: Sequence[Problem] = (), *,
+                   min_rows: int = MIN_ROWS, purpose: str = "adapt") -> LabelTable:
+    """Raise one :class:`LabelsError` with every problem, or return the table unchanged.
+
+    ``extra`` are problems found later (images that do not decode); their rows
+    no longer count as usable.
+    """
+    problems = list(table.problems) + list(extra)
+    bad_lines = {p.line for p in extra if p.line is not None}
+    usable = [row for row in table.rows if row.line not in bad_lines]
+    if len(usable) < min_rows:
+        problems.append(Problem(f"only {len(usable)} usable row{'s' if len(usable) != 1 else ''};"
+                                f" {purpose} needs at least {min_rows}"))
+    elif len({row.score for row in usable}) == 1:
+        problems.append(Problem(f"all {len(usable)} scores are equal ({usable[0].score:g}): "
+                                "there is no quality difference to learn from"))
+    if problems:
+        problems.sort(key=lambda p: (p.line is None, p.line or 0))
+        raise LabelsError(table.source, problems)
+    return table

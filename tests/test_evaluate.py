@@ -1,0 +1,66 @@
+import csv
+import io
+import json
+
+import pytest
+from labelled import write_noise_labels
+from scipy import stats
+from typer.testing import CliRunner
+
+from grmpiqa.cli import app
+
+runner = CliRunner()
+
+
+def _scores(folder):
+    result = runner.invoke(app, ["score", str(folder), "-f", "csv", "-j", "0"])
+    return {row["path"]: float(row["score"])
+            for row in csv.DictReader(io.StringIO(result.stdout)) if row["score"]}
+
+
+def test_evaluate_reports_scipys_statistics_on_the_models_scores(use_tiny_manifest, tmp_path):
+    labels = write_noise_labels(tmp_path / "photos", 20)
+    result = runner.invoke(app, ["evaluate", str(labels), "-f", "json", "-j", "0",
+                                 "--bootstrap", "300"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    scores = _scores(tmp_path / "photos")
+    truth = {str(tmp_path / "photos" / line.split(",")[0]): float(line.split(",")[1])
+             for line in labels.read_text().splitlines()[1:]}
+    x = [scores[p] for p in sorted(truth)]
+    y = [truth[p] for p in sorted(truth)]
+    assert report["n"] == report["listed"] == 20 and report["failed"] == 0
+    assert report["srcc"] == pytest.approx(stats.spearmanr(x, y).statistic, abs=1e-4)
+    assert report["plcc"] == pytest.approx(stats.pearsonr(x, y).statistic, abs=1e-4)
+    assert report["krcc"] == pytest.approx(stats.kendalltau(x, y).statistic, abs=1e-4)
+    assert report["srcc_low"] <= report["srcc"] <= report["srcc_high"]
+    assert "rmse_label" not in report  # the authors' model has no label scale
+
+    table = runner.invoke(app, ["evaluate", str(labels), "-j", "0", "--bootstrap", "50"])
+    assert table.exit_code == 0
+    assert "SRCC" in table.stdout and "PLCC (logistic)" in table.stdout
+
+
+def test_lower_is_better_flips_the_sign(use_tiny_manifest, tmp_path):
+    up = write_noise_labels(tmp_path / "a", 12, seed=3)
+    down = write_noise_labels(tmp_path / "a", 12, seed=3, name="dmos.csv", lower_is_better=True)
+    args = ["-f", "json", "-j", "0", "--bootstrap", "0"]
+    a = json.loads(runner.invoke(app, ["evaluate", str(up), *args]).stdout)
+    b = json.loads(runner.invoke(app, ["evaluate", str(down), "--lower-is-better", *args]).stdout)
+    assert b["srcc"] == pytest.approx(a["srcc"]) and b["krcc"] == pytest.approx(a["krcc"])
+    assert a["srcc_low"] is None  # no bootstrap asked for
+
+
+def test_unscorable_photos_are_left_out_and_csv_problems_stop(use_tiny_manifest, tmp_path):
+    labels = write_noise_labels(tmp_path / "photos", 10)
+    (tmp_path / "photos" / "p001.png").write_bytes(b"junk")
+    result = runner.invoke(app, ["evaluate", str(labels), "-f", "json", "-j", "0",
+                                 "--bootstrap", "0"])
+    assert result.exit_code == 1
+    assert json.loads(result.stdout)["n"] == 9
+    assert "line 3: p001.png:" in result.stderr and "cover the other 9" in result.stderr
+    with labels.open("a") as handle:
+        handle.write("p002.png,zero\n")
+    result = runner.invoke(app, ["evaluate", str(labels)])
+    assert result.exit_code == 2 and result.stdout == ""
+    assert "line 12: score 'zero' is not a number" in result.stderr

@@ -165,8 +165,12 @@ def adapt(labels: PathLike | LabelTable, out: PathLike | None = None, *,
 
     targets = table.targets()
     train, val = split_validation(targets, opts.val_fraction, opts.seed)
-    start_desc = f"{os.fspath(init)} (on {model or 'the default model'})" if init is not None \
-        else str(start.info.get("name", model))
+    if init is None:
+        start_desc = str(start.info.get("name", model))
+    elif Path(init).suffix == ".safetensors":  # carries its own backbone
+        start_desc = os.fspath(init)
+    else:
+        start_desc = f"{os.fspath(init)} (on {model or 'the default model'})"
     settings = {
         "labels": [[row.path, row.score] for row in table.rows],
         "higher_is_better": table.higher_is_better,

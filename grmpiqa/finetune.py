@@ -166,15 +166,14 @@ class FewShotTrainer:
 
     def load_tensors(self, current: dict[str, torch.Tensor], best: dict[str, torch.Tensor]
                      ) -> None:
-        with torch.no_grad():
-            for name, p in self.named:
-                p.copy_(current[name])
-                self.best[name] = best[name].to(p.device).clone()
+        # Through load_state_dict, which also drops the model's cached text features.
+        self.model.load_state_dict({name: current[name] for name, _ in self.named},
+                                   strict=False)
+        self.best = {name: best[name].to(p.device).clone() for name, p in self.named}
 
     def restore_best(self) -> None:
-        with torch.no_grad():
-            for name, p in self.named:
-                p.copy_(self.best[name])
+        """Put the best weights back (and drop cached text features computed from others)."""
+        self.model.load_state_dict(self.best, strict=False)
 
     # ------------------------------------------------------------------ training
     def step(self, crops: torch.Tensor, target: torch.Tensor) -> float:
@@ -246,7 +245,8 @@ class FewShotTrainer:
         state, options = self.state, self.options
         self.optimizer = torch.optim.SGD(self.params, lr=state.lr,
                                          weight_decay=options.weight_decay)
-        devices = [self.device] if self.device.type == "cuda" else []
+        devices = [] if self.device.type != "cuda" else [
+            self.device.index if self.device.index is not None else torch.cuda.current_device()]
         started = time.perf_counter() - (state.history[-1].seconds if state.history else 0.0)
         with torch.random.fork_rng(devices=devices):
             if rng_state is None:

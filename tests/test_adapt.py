@@ -179,3 +179,27 @@ def test_the_public_adapt_stays_a_function_after_its_module_is_imported():
     import grmpiqa.adaptation
 
     assert callable(grmpiqa.adapt) and grmpiqa.adapt.__module__ == "grmpiqa.adaptation"
+
+
+def test_restoring_the_best_weights_also_restores_the_scores(tiny_hub, tmp_path):
+    """The model caches its class text features in eval mode; restoring must not keep
+    the features of the last epoch when the best one was earlier."""
+    from grmpiqa.adaptation import pristine_reference
+    from grmpiqa.finetune import AdaptOptions
+    from grmpiqa.loading import load_model
+    from grmpiqa.manifest import parse_manifest
+
+    manifest = parse_manifest(tiny_hub.manifest, str(tiny_hub.manifest_path))
+    model = load_model("grmp-tiny", device="cpu", manifest=manifest)
+    pixels = torch.randint(0, 256, (12, 3, 36, 36), dtype=torch.uint8)
+    _, teacher = pristine_reference(model, "full", True, tiny_hub.hf_cache)
+    trainer = FewShotTrainer(model, pixels, [i / 11 for i in range(12)], list(range(12)), [],
+                             AdaptOptions(lr=5.0), teacher=teacher)
+    everything = torch.arange(12)
+    before = trainer.predict(everything)
+    trainer.optimizer = torch.optim.SGD(trainer.params, lr=5.0)
+    trainer.train_epoch()
+    moved = trainer.predict(everything)
+    assert abs(moved - before).max() > 1e-3
+    trainer.restore_best()  # nothing was better: the starting weights
+    assert abs(trainer.predict(everything) - before).max() < 1e-6

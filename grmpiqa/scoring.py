@@ -15,8 +15,8 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from grmpiqa.acceleration import autocast_context
 from grmpiqa.config import PreprocessConfig
-from grmpiqa.devices import autocast
 from grmpiqa.errors import ImageError
 from grmpiqa.images import DEFAULT_MAX_PIXELS
 from grmpiqa.inputs import DEFAULT_EXTENSIONS, expand_inputs
@@ -114,7 +114,7 @@ def score_batches(model: Any, batches: Iterable[Batch], paths: Sequence[str]
         scores: dict[int, float] = {}
         if batch.pixels is not None:
             good = [i for i in batch.indices if i not in batch.errors]
-            with torch.inference_mode(), autocast(device):
+            with torch.inference_mode(), autocast_context(device, model.precision):
                 quality = model.predict(batch.pixels.to(device, non_blocking=True))
             scores = dict(zip(good, quality.float().cpu().tolist(), strict=True))
         for index in batch.indices:

@@ -21,6 +21,7 @@ from grmpiqa.commands.common import (
     say,
 )
 from grmpiqa.config import DEFAULT_MAX_PIXELS
+from grmpiqa.distributed import parse_shard
 from grmpiqa.inputs import DEFAULT_EXTENSIONS, expand_inputs, read_path_list
 from grmpiqa.output import BASE_COLUMNS, FORMATS, OutputFile, display_path, format_for_path
 
@@ -53,6 +54,16 @@ def score(
     max_pixels: Annotated[int, typer.Option(
         "--max-pixels", min=1, help="Refuse images with more pixels (decompression bombs).")
     ] = DEFAULT_MAX_PIXELS,
+    precision: Annotated[str, typer.Option(
+        "--precision", show_default="auto",
+        help="auto (fp16 on GPU, fp32 on CPU), fp32, fp16, bf16, or int8 (CPU fast path).")
+    ] = "auto",
+    compile_model: Annotated[bool, typer.Option(
+        "--compile", help="torch.compile the image encoder (pays on GPUs for long runs).")
+    ] = False,
+    shard: Annotated[str | None, typer.Option(
+        "--shard", help="Score only shard K of N (0 <= K < N) of the sorted input list; N jobs "
+        "with K = 0..N-1 cover every image exactly once.")] = None,
     draft: Annotated[bool, typer.Option(
         "--draft/--no-draft", hidden=True,
         help="Let libjpeg decode big JPEGs at a reduced scale (at least 2x the model's size).")
@@ -75,12 +86,24 @@ def score(
     for arg in paths:
         args.extend(read_path_list(sys.stdin.buffer, null) if arg == "-" else [arg])
     files = expand_inputs(args, extensions=ext or DEFAULT_EXTENSIONS, recursive=recursive)
+    if shard is not None:
+        files = parse_shard(shard).take(files)
 
+    from grmpiqa import distributed
     from grmpiqa.loading import load_model
     from grmpiqa.output import make_writer
     from grmpiqa.scoring import score_paths
 
-    loaded = load_model(weights or model, device=device, base=model)
+    loaded, results = distributed.score_here(
+        files, device,
+        load=lambda dev: load_model(weights or model, device=dev, base=model,
+                                    precision=precision, compile=compile_model),
+        score=lambda loaded_model, mine: score_paths(
+            mine, loaded_model, batch_size=batch_size, workers=workers, draft=draft,
+            max_pixels=max_pixels, expand=False),
+    )
+    if results is None:  # a torchrun rank other than 0: its share is done, rank 0 writes
+        raise typer.Exit(EXIT_OK)
     columns = [*BASE_COLUMNS, "score_label"] if loaded.label is not None else list(BASE_COLUMNS)
 
     target = OutputFile(output) if output else None
@@ -93,8 +116,7 @@ def score(
     failed = written = 0
     try:
         with Reporter(len(files), quiet=quiet) as reporter:
-            for result in score_paths(files, loaded, batch_size=batch_size, workers=workers,
-                                      draft=draft, max_pixels=max_pixels, expand=False):
+            for result in results:
                 writer.write(result)
                 written += 1
                 if not result.ok:

@@ -41,8 +41,53 @@ def autocast_context(device: torch.device, precision: str) -> Any:
     return contextlib.nullcontext()
 
 
+class PackedSelfAttention(torch.nn.Module):
+    """Self-attention as two plain ``nn.Linear`` layers around SDPA.
+
+    ``nn.MultiheadAttention`` keeps its input projection as a bare parameter
+    and its output projection in a class that dynamic quantisation skips, so
+    a third of each block's matrix work would stay fp32. Same maths, same
+    weights, same call signature as open_clip uses.
+    """
+
+    def __init__(self, attention: torch.nn.MultiheadAttention) -> None:
+        super().__init__()
+        dim = attention.embed_dim
+        self.num_heads = attention.num_heads
+        self.qkv = torch.nn.Linear(dim, 3 * dim, bias=attention.in_proj_bias is not None)
+        self.out = torch.nn.Linear(dim, dim, bias=attention.out_proj.bias is not None)
+        with torch.no_grad():
+            self.qkv.weight.copy_(attention.in_proj_weight)
+            if attention.in_proj_bias is not None:
+                self.qkv.bias.copy_(attention.in_proj_bias)
+            self.out.weight.copy_(attention.out_proj.weight)
+            if attention.out_proj.bias is not None:
+                self.out.bias.copy_(attention.out_proj.bias)
+
+    def forward(self, query: torch.Tensor, key: Any = None, value: Any = None,
+                need_weights: bool = False, attn_mask: torch.Tensor | None = None
+                ) -> tuple[torch.Tensor, None]:
+        batch, length, dim = query.shape
+        q, k, v = self.qkv(query).view(batch, length, 3, self.num_heads, -1).unbind(2)
+        x = torch.nn.functional.scaled_dot_product_attention(
+            q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), attn_mask=attn_mask)
+        return self.out(x.transpose(1, 2).reshape(batch, length, dim)), None
+
+
+def pack_attention(blocks: Any) -> int:
+    """Swap each batch-first self-attention for :class:`PackedSelfAttention`; returns count."""
+    swapped = 0
+    for block in blocks:
+        attention = getattr(block, "attn", None)
+        if isinstance(attention, torch.nn.MultiheadAttention) and attention.batch_first \
+                and attention._qkv_same_embed_dim and not hasattr(block, "ln_1_kv"):
+            block.attn = PackedSelfAttention(attention)
+            swapped += 1
+    return swapped
+
+
 def quantize_image_tower(model: Any) -> None:
-    """Dynamic int8 quantisation of the vision blocks' ``nn.Linear`` layers, in place.
+    """Dynamic int8 quantisation of every linear layer of the vision blocks, in place.
 
     Text features are computed once and cached, so the text tower stays fp32.
     Must run on a CPU model in eval mode.
@@ -56,6 +101,7 @@ def quantize_image_tower(model: Any) -> None:
     engines = torch.backends.quantized.supported_engines
     if not any(e in engines for e in ("x86", "fbgemm", "qnnpack", "onednn")):
         raise ConfigError("--precision int8: this torch build has no quantised CPU kernels")
+    pack_attention(model.clip.visual.transformer.resblocks)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # torch.ao.quantization deprecation notices
         quantize_dynamic(model.clip.visual.transformer, {torch.nn.Linear}, dtype=torch.qint8,

@@ -7,6 +7,7 @@ score and never stops the others.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -87,9 +88,17 @@ def default_workers(device: torch.device) -> int:
     return 1 if device.type == "cpu" else min(16, cores)
 
 
+def _lower_priority(_: int) -> None:
+    """Decoders yield the CPU to the model's threads: on a CPU-bound run a decoder that
+    preempts one matrix-multiply thread stalls all of them at the next barrier."""
+    with contextlib.suppress(OSError, AttributeError):
+        os.nice(10)
+
+
 def iter_batches(paths: Sequence[str], cfg: PreprocessConfig, *, batch_size: int, workers: int,
                  pin_memory: bool = False, draft: bool = True,
-                 max_pixels: int = DEFAULT_MAX_PIXELS) -> Iterator[Batch]:
+                 max_pixels: int = DEFAULT_MAX_PIXELS, yield_cpu: bool = False
+                 ) -> Iterator[Batch]:
     dataset = ImageFiles(paths, cfg, draft=draft, max_pixels=max_pixels)
     workers = max(0, min(workers, -(-len(dataset) // batch_size)))
     loader = DataLoader(
@@ -101,6 +110,7 @@ def iter_batches(paths: Sequence[str], cfg: PreprocessConfig, *, batch_size: int
         pin_memory=pin_memory,
         prefetch_factor=4 if workers else None,
         persistent_workers=False,
+        worker_init_fn=_lower_priority if yield_cpu and workers else None,
     )
     yield from loader
 
@@ -151,5 +161,5 @@ def score_paths(paths: Iterable[str], model: Any = None, *, device: str = "auto"
         workers = default_workers(model.device)
     batches = iter_batches(files, model.preprocess, batch_size=batch_size, workers=workers,
                            pin_memory=model.device.type == "cuda", draft=draft,
-                           max_pixels=max_pixels)
+                           max_pixels=max_pixels, yield_cpu=model.device.type == "cpu")
     yield from score_batches(model, batches, files)

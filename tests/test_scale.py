@@ -113,3 +113,15 @@ def test_torchrun_two_cpu_ranks_merge_in_input_order(tiny_hub, tmp_path):
         if a["score"]:
             assert abs(float(a["score"]) - float(b["score"])) < 1e-5
     assert run.stdout.count("path,score,error") == 0  # data went to the file, once
+
+
+def test_packed_attention_is_the_same_maths(tiny_model):
+    import copy
+
+    from grmpiqa.acceleration import pack_attention
+
+    packed = copy.deepcopy(tiny_model)
+    assert pack_attention(packed.clip.visual.transformer.resblocks) == 3
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.allclose(packed.encode_image(x), tiny_model.encode_image(x), atol=1e-5)

@@ -82,15 +82,18 @@ def _load_entry(entry: ModelEntry, hf_cache: PathLike | None) -> QualityModel:
     if entry.weights.format == "authors-pt":
         model = build_model(entry.backbone, entry.config, entry.preprocess, info=info,
                             hf_cache=hf_cache)
-        _load_authors(model, source, f"{entry.weights.file.label}")
+        with hub.evicted_if_unreadable(source):
+            _load_authors(model, source, f"{entry.weights.file.label}")
         return model
-    tensors, meta = read_weights(source)
-    if meta.config != entry.config:
-        raise WeightsError(f"{entry.weights.file.label}: its model config differs from the "
-                           f"manifest entry {entry.name!r}")
-    model = build_model(entry.backbone, entry.config, entry.preprocess, label=meta.label,
-                        info=info, hf_cache=hf_cache)
-    apply_weights(model, tensors, entry.weights.file.label)
+    model = build_model(entry.backbone, entry.config, entry.preprocess, info=info,
+                        hf_cache=hf_cache)
+    with hub.evicted_if_unreadable(source):
+        tensors, meta = read_weights(source)
+        if meta.config != entry.config:
+            raise WeightsError(f"{entry.weights.file.label}: its model config differs from "
+                               f"the manifest entry {entry.name!r}")
+        apply_weights(model, tensors, entry.weights.file.label)
+    model.label = meta.label
     return model
 
 

@@ -61,7 +61,7 @@ def open_image(path: str, *, draft_size: int | None = None,
         Image.MAX_IMAGE_PIXELS = max_pixels // 2 + 1  # only ever loosened, at the user's request
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            warnings.simplefilter("ignore")  # corrupt EXIF and the like: not fatal, not noise
             image = Image.open(path)
     except UnidentifiedImageError:
         raise ImageError("not an image Pillow can read (unknown or corrupt format)") from None

@@ -73,12 +73,14 @@ def walk_folder(folder: str, extensions: tuple[str, ...], recursive: bool) -> It
 
 
 def expand_inputs(args: Sequence[str], *, extensions: Sequence[str] = DEFAULT_EXTENSIONS,
-                  recursive: bool = True) -> list[str]:
+                  recursive: bool = True, stdin_paths: Sequence[str] = ()) -> list[str]:
     """Files for ``args`` in a deterministic order, each file once.
 
     Folders expand to their sorted image files; globs (``*``, ``?``, ``[``,
     and ``**`` for any depth) expand to sorted matches; anything else, even a
-    file with another extension, is taken as named.
+    file with another extension, is taken as named. ``-`` stands for
+    ``stdin_paths``, a list of files taken literally, like ``xargs`` would (a
+    folder there gets an error row instead of being searched).
     """
     exts = normalise_extensions(extensions)
     files: list[str] = []
@@ -90,7 +92,10 @@ def expand_inputs(args: Sequence[str], *, extensions: Sequence[str] = DEFAULT_EX
             files.append(path)
 
     for arg in args:
-        if os.path.isdir(arg):
+        if arg == "-":
+            for path in stdin_paths:
+                add(path)
+        elif os.path.isdir(arg):
             for path in walk_folder(arg, exts, recursive):
                 add(path)
         elif not os.path.lexists(arg) and glob.has_magic(arg):

@@ -82,10 +82,9 @@ def score(
     if fmt is None:
         fmt = format_for_path(output) if output else ("table" if sys.stdout.isatty() else "csv")
 
-    args: list[str] = []
-    for arg in paths:
-        args.extend(read_path_list(sys.stdin.buffer, null) if arg == "-" else [arg])
-    files = expand_inputs(args, extensions=ext or DEFAULT_EXTENSIONS, recursive=recursive)
+    stdin_paths = read_path_list(sys.stdin.buffer, null) if "-" in paths else []
+    files = expand_inputs(paths, extensions=ext or DEFAULT_EXTENSIONS, recursive=recursive,
+                          stdin_paths=stdin_paths)
     if shard is not None:
         files = parse_shard(shard).take(files)
 

@@ -137,3 +137,24 @@ def test_formats_stream_one_row_per_image(use_tiny_manifest, tmp_path, fmt):
     assert result.exit_code == 0
     lines = result.stdout.splitlines()
     assert len(lines) == len(made) + (0 if fmt == "jsonl" else 1)
+
+
+def test_rows_stream_before_the_run_ends(tiny_hub, tmp_path):
+    """The first row reaches a pipe while later photos are still being scored."""
+    made = write_photo_tree(tmp_path / "src")
+    many = tmp_path / "many"
+    many.mkdir()
+    data = made[0].read_bytes()
+    for i in range(60):  # 60 short rows: well under a pipe buffer's 4-8 KiB
+        (many / f"{i:02d}.jpg").write_bytes(data)
+    env = {**os.environ, "GRMPIQA_MANIFEST": str(tiny_hub.manifest_path)}
+    proc = subprocess.Popen([sys.executable, "-m", "grmpiqa", "score", str(many), "-b", "1",
+                             "-j", "0"], stdout=subprocess.PIPE, env=env)
+    header = proc.stdout.readline()
+    first = proc.stdout.readline()
+    still_running = proc.poll() is None
+    rest = proc.stdout.read()
+    proc.wait(timeout=300)
+    assert header.startswith(b"path,score,error") and first.endswith(b",\n")
+    assert still_running, "rows were held back until the end of the run"
+    assert rest.count(b"\n") == 59

@@ -106,7 +106,8 @@ def score(
     columns = [*BASE_COLUMNS, "score_label"] if loaded.label is not None else list(BASE_COLUMNS)
 
     target = OutputFile(output) if output else None
-    writer = make_writer(fmt, target.stream if target else sys.stdout.buffer, columns)
+    stream = target.stream if target else sys.stdout.buffer
+    writer = make_writer(fmt, stream, columns)
     if not files:
         say("warning: no image files found")
 
@@ -117,6 +118,7 @@ def score(
         with Reporter(len(files), quiet=quiet) as reporter:
             for result in results:
                 writer.write(result)
+                stream.flush()  # a pipe sees each row as soon as it is scored
                 written += 1
                 if not result.ok:
                     failed += 1

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import sys
+from collections import Counter
 from typing import Annotated
 
 import typer
 
+from grmpiqa.commands import score_workflow as workflow
 from grmpiqa.commands.common import (
     EXIT_INTERRUPTED,
     EXIT_OK,
@@ -50,7 +52,8 @@ def score(
         "--ext", show_default=",".join(DEFAULT_EXTENSIONS),
         help="File extensions picked up in folders (repeat or comma-separate).")] = None,
     null: Annotated[bool, typer.Option(
-        "--null", "-0", help="The list read from stdin (-) is NUL-separated.")] = False,
+        "--null", "-0", help="NUL ends each record, like sort -z: in the list read from stdin "
+                             "(-) and after each path of --format paths (for xargs -0).")] = False,
     max_pixels: Annotated[int, typer.Option(
         "--max-pixels", min=1, help="Refuse images with more pixels (decompression bombs).")
     ] = DEFAULT_MAX_PIXELS,
@@ -69,11 +72,21 @@ def score(
         help="Let libjpeg decode big JPEGs at a reduced scale (at least 2x the model's size).")
     ] = True,
     quiet: QuietOption = False,
+    # photo-workflow options (grmpiqa/commands/score_workflow.py)
+    sort: workflow.SortOption = None,
+    top: workflow.TopOption = None,
+    min_score: workflow.MinScoreOption = None,
+    max_score: workflow.MaxScoreOption = None,
+    xmp: workflow.XmpOption = False,
+    rating_thresholds: workflow.RatingThresholdsOption = workflow.DEFAULT_RATING_THRESHOLDS,
+    summary: workflow.SummaryOption = False,
 ) -> None:
     """Score photos: P(high quality) in 0..1, higher is better, one row per image.
 
-    Rows stream in input order with the columns path, score, error. A file that
-    cannot be scored keeps its row (with the error) and the run goes on.
+    Rows stream in input order with the columns path, score, error (--sort and
+    --top wait for the last photo). A file that cannot be scored keeps its row
+    (with the error) and the run goes on; --format paths, --min-score and
+    --max-score leave such files out.
     Exit status: 0 all scored, 1 some failed, 2 usage error, 130 interrupted.
     """
     configure_logging(quiet)
@@ -81,10 +94,15 @@ def score(
         raise typer.BadParameter(f"use one of {', '.join(FORMATS)}", param_hint="--format")
     if fmt is None:
         fmt = format_for_path(output) if output else ("table" if sys.stdout.isatty() else "csv")
+    extras = workflow.ScoreWorkflow.from_options(
+        sort=sort, top=top, min_score=min_score, max_score=max_score, xmp=xmp,
+        rating_thresholds=rating_thresholds, summary=summary)
 
     stdin_paths = read_path_list(sys.stdin.buffer, null) if "-" in paths else []
+    skipped: Counter[str] = Counter()
     files = expand_inputs(paths, extensions=ext or DEFAULT_EXTENSIONS, recursive=recursive,
-                          stdin_paths=stdin_paths)
+                          stdin_paths=stdin_paths, skipped=None if ext else skipped)
+    workflow.warn_skipped(skipped)
     if shard is not None:
         files = parse_shard(shard).take(files)
 
@@ -106,7 +124,8 @@ def score(
     columns = [*BASE_COLUMNS, "score_label"] if loaded.label is not None else list(BASE_COLUMNS)
 
     target = OutputFile(output) if output else None
-    writer = make_writer(fmt, target.stream if target else sys.stdout.buffer, columns)
+    writer = extras.wrap(make_writer(fmt, target.stream if target else sys.stdout.buffer,
+                                     columns, null=null))
     if not files:
         say("warning: no image files found")
 
@@ -121,6 +140,7 @@ def score(
                 if not result.ok:
                     failed += 1
                     reporter.message(f"{display_path(result.path)}: {result.error}")
+                extras.observe(result, reporter.message)
                 reporter.advance()
     except KeyboardInterrupt:
         writer.close()
@@ -129,6 +149,7 @@ def score(
             say(f"interrupted: {written} of {len(files)} rows saved in {output}")
         else:
             say(f"interrupted after {written} of {len(files)} images")
+        extras.finish(quiet)
         raise typer.Exit(EXIT_INTERRUPTED) from None
     except BaseException:
         if target is not None:
@@ -137,8 +158,8 @@ def score(
     writer.close()
     if target is not None:
         target.commit()
-    if failed:
-        if not quiet:
-            say(f"{failed} of {len(files)} files could not be scored")
+    if failed and not quiet:
+        say(f"{failed} of {len(files)} files could not be scored")
+    if extras.finish(quiet) or failed:
         raise typer.Exit(EXIT_SOME_FAILED)
     raise typer.Exit(EXIT_OK)

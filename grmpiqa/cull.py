@@ -48,9 +48,13 @@ class PhotoGroup:
 
     @property
     def scored(self) -> str:
-        """The member that is scored for the whole group: rendered images before RAW."""
-        rendered = [p for p in self.photos if _extension(p) not in RAW_EXTENSIONS]
-        return (rendered or list(self.photos))[0]
+        """The member scored for the whole group: what Pillow reads (a JPEG), then HEIF,
+        then RAW, so a pair needs no extra and no demosaic."""
+        def rank(path: str) -> int:
+            ext = _extension(path)
+            return 2 if ext in RAW_EXTENSIONS else 1 if ext in HEIF_EXTENSIONS else 0
+
+        return min(self.photos, key=lambda p: (rank(p), p))
 
     @property
     def files(self) -> tuple[str, ...]:
@@ -249,9 +253,12 @@ def default_log_path(dest: str, stamp: str) -> str:
 def write_log(path: str, actions: Iterable[CullAction]) -> None:
     """The CSV log of every action, written atomically (any file name survives)."""
     from grmpiqa.output import CsvWriter
+    from grmpiqa.xmp import file_mode_for
 
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    mode = file_mode_for(path)
     with atomic_write(path) as handle:
+        os.fchmod(handle.fileno(), mode)
         writer = CsvWriter(handle, LOG_COLUMNS)
         for action in actions:
             writer.write(action)

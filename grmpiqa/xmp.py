@@ -103,12 +103,12 @@ def _prefix_taken(element: minidom.Element, prefix: str) -> bool:
 
 def set_rating(document: bytes, rating: int) -> bytes:
     """``document`` (an XMP packet) with ``xmp:Rating`` set; all else kept. Raises XmpError."""
+    if b"<!DOCTYPE" in document or b"<!ENTITY" in document:  # refused before any expansion
+        raise XmpError("has a DOCTYPE, which XMP never has")
     try:
         dom = minidom.parseString(document)
     except (ExpatError, ValueError) as exc:
         raise XmpError(f"malformed XML ({exc})") from None
-    if dom.doctype is not None:
-        raise XmpError("has a DOCTYPE, which XMP never has")
     roots = dom.getElementsByTagNameNS(RDF_NS, "RDF")
     if not roots:
         raise XmpError("no rdf:RDF element, not an XMP sidecar")
@@ -155,7 +155,9 @@ def _add_rating(dom: minidom.Document, rdf: minidom.Element,
     target.setAttributeNS(XMP_NS, f"{prefix}:Rating", str(rating))
 
 
-def _file_mode(path: str) -> int:
+def file_mode_for(path: str) -> int:
+    """The permissions to give ``path``: its own if it exists, else the umask's (0o666 less
+    the umask), not the 0o600 of a temporary file."""
     try:
         return os.stat(path).st_mode & 0o7777
     except OSError:
@@ -182,7 +184,7 @@ def write_rating(sidecar: str, rating: int) -> None:
             updated = set_rating(document, rating)
         except XmpError as exc:
             raise XmpError(f"{name}: {exc}; left unchanged") from None
-        mode = _file_mode(sidecar)
+        mode = file_mode_for(sidecar)
         with atomic_write(os.path.realpath(sidecar)) as handle:
             with contextlib.suppress(OSError):
                 os.fchmod(handle.fileno(), mode)

@@ -59,7 +59,13 @@ def test_groups_keep_pairs_and_sidecars_together(tmp_path):
     assert pair.scored.endswith("IMG_1.JPG")  # the rendered image, not the RAW
     (tmp_path / "solo").mkdir()
     raw_only = write_dng(tmp_path / "solo" / "RAW_9.dng", texture(9, (8, 6)))
-    assert [g.scored for g in find_groups(str(tmp_path / "solo"))] == [str(raw_only)]
+    (tmp_path / "solo" / "PXL_1.HEIC").write_bytes(b"heic")  # phones keep HEIC + JPG: the JPG
+    _photo(tmp_path / "solo" / "PXL_1.jpg")
+    (tmp_path / "solo" / "PXL_2.heic").write_bytes(b"heic")  # HEIC before RAW
+    (tmp_path / "solo" / "PXL_2.ARW").write_bytes(b"raw")
+    assert [os.path.basename(g.scored) for g in find_groups(str(tmp_path / "solo"))] == [
+        "PXL_1.jpg", "PXL_2.heic", "RAW_9.dng"]
+    assert str(raw_only) == find_groups(str(tmp_path / "solo"))[-1].scored
 
 
 def test_plan_keeps_structure_and_suffixes_a_whole_group(tmp_path):
@@ -131,6 +137,9 @@ def test_log_is_csv_for_any_name(tmp_path):
                        "score": "0.123457", "error": ""}
     assert rows[1]["error"] == "cannot decode" and rows[1]["score"] == ""
     assert os.listdir(log.parent) == ["cull.csv"]
+    mask = os.umask(0)
+    os.umask(mask)
+    assert log.stat().st_mode & 0o777 == 0o666 & ~mask  # not a temporary file's 0o600
 
 
 def _scores(root, tiny_model):

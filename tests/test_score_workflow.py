@@ -99,6 +99,8 @@ def test_paths_without_null_refuses_line_breaks(use_tiny_manifest, shoot):
     printed = [os.fsdecode(p) for p in out.stdout_bytes.split(b"\n")[:-1]]
     assert printed == [p for p in scores if "\n" not in p]
     assert "new\\nline.jpg: left out of --format paths" in out.stderr and "--null" in out.stderr
+    quiet = _run(root, "-f", "paths", "-q")
+    assert quiet.exit_code == 1 and quiet.stderr == "" and quiet.stdout_bytes == out.stdout_bytes
 
 
 def test_xargs_pipeline_moves_exactly_the_low_scores(tiny_hub, shoot, tmp_path):

@@ -125,7 +125,7 @@ def score(
 
     target = OutputFile(output) if output else None
     writer = extras.wrap(make_writer(fmt, target.stream if target else sys.stdout.buffer,
-                                     columns, null=null))
+                                     columns, null=null), quiet=quiet)
     if not files:
         say("warning: no image files found")
 

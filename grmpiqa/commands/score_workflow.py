@@ -81,7 +81,10 @@ class ScoreWorkflow:
                 raise typer.BadParameter(str(exc), param_hint="--rating-thresholds") from None
         return cls(selection=selection, rater=rater, summary=summary)
 
-    def wrap(self, writer: Any) -> SelectingWriter:
+    def wrap(self, writer: Any, *, quiet: bool = False) -> SelectingWriter:
+        """Filter and order the rows; ``quiet`` also silences --format paths' per-file warning."""
+        if quiet and hasattr(writer, "warn"):
+            writer.warn = lambda message: None
         self.writer = SelectingWriter(writer, self.selection)
         return self.writer
 
@@ -105,6 +108,8 @@ class ScoreWorkflow:
         left_out = getattr(getattr(self.writer, "inner", None), "left_out", 0)
         if self.problems and not quiet:
             say(f"{self.problems} XMP sidecars could not be written")
+        if left_out and not quiet:
+            say(f"{left_out} paths with line breaks left out of --format paths (use --null)")
         if self.summary:
             first, *rest = format_summary(summarise(self.scores, self.failed))
             say(first)

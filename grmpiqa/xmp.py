@@ -24,6 +24,7 @@ from grmpiqa.inputs import RAW_EXTENSIONS
 XMP_NS = "http://ns.adobe.com/xap/1.0/"
 RDF_NS = "http://www.w3.org/1999/02/22-rdf-syntax-ns#"
 XMLNS_NS = "http://www.w3.org/2000/xmlns/"
+XMPMETA_NS = "adobe:ns:meta/"
 # score < 0.2: 1 star, < 0.4: 2, < 0.6: 3, < 0.8: 4, else 5
 DEFAULT_THRESHOLDS = (0.2, 0.4, 0.6, 0.8)
 MAX_SIDECAR_BYTES = 16 * 1024 * 1024
@@ -111,7 +112,13 @@ def set_rating(document: bytes, rating: int) -> bytes:
         raise XmpError(f"malformed XML ({exc})") from None
     roots = dom.getElementsByTagNameNS(RDF_NS, "RDF")
     if not roots:
-        raise XmpError("no rdf:RDF element, not an XMP sidecar")
+        top = dom.documentElement
+        if (top.namespaceURI, top.localName) != (XMPMETA_NS, "xmpmeta"):
+            raise XmpError("no rdf:RDF element, not an XMP sidecar")
+        rdf = dom.createElementNS(RDF_NS, "rdf:RDF")  # an empty x:xmpmeta: give it one
+        rdf.setAttributeNS(XMLNS_NS, "xmlns:rdf", RDF_NS)
+        top.appendChild(rdf)
+        roots = [rdf]
     descriptions = dom.getElementsByTagNameNS(RDF_NS, "Description")
     found = False
     for description in descriptions:

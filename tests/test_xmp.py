@@ -100,6 +100,9 @@ def test_rating_added_where_there_was_none():
              b'<rdf:Description rdf:about=""/></rdf:RDF>')
     updated = set_rating(clash, 1)
     assert _ratings(updated) == ["1"] and b'xmlns:xmp="urn:other"' in updated
+    empty = b'<x:xmpmeta xmlns:x="adobe:ns:meta/" x:xmptk="some tool"/>'
+    updated = set_rating(empty, 5)
+    assert _ratings(updated) == ["5"] and b'x:xmptk="some tool"' in updated
 
 
 @pytest.mark.parametrize(("document", "message"), [

@@ -188,7 +188,8 @@ def test_cull_command_copy_pair_and_refusals(use_tiny_manifest, tiny_model, tmp_
     root = _shoot(tmp_path / "shoot")
     dest = tmp_path / "review"
     done = runner.invoke(app, ["cull", str(root), "--below", "1", "--copy-to", str(dest),
-                               "-j", "0", "--log", str(tmp_path / "log.csv"), "-q"])
+                               "-j", "0", "--log", str(tmp_path / "log.csv"), "-q",
+                               "--precision", "fp32", "--batch-size", "2"])
     assert done.exit_code == 0, done.output
     assert _tree(root)  # originals stay
     assert sorted(p.name for p in dest.iterdir() if p.is_file()) == [

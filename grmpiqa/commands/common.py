@@ -38,6 +38,11 @@ BatchSizeOption = Annotated[int, typer.Option(
 WorkersOption = Annotated[int | None, typer.Option(
     "--workers", "-j", min=0, show_default="1 on CPU, up to 16 on GPU",
     help="Decoding processes (0: decode in the main process).")]
+PrecisionOption = Annotated[str, typer.Option(
+    "--precision", show_default="auto",
+    help="auto (fp16 on GPU, fp32 on CPU), fp32, fp16, bf16, or int8 (CPU fast path).")]
+CompileOption = Annotated[bool, typer.Option(
+    "--compile", help="torch.compile the image encoder (pays on GPUs for long runs).")]
 QuietOption = Annotated[bool, typer.Option(
     "--quiet", "-q", help="No progress bar and no per-file messages on stderr.")]
 

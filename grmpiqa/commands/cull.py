@@ -13,8 +13,10 @@ from grmpiqa.commands.common import (
     EXIT_OK,
     EXIT_SOME_FAILED,
     BatchSizeOption,
+    CompileOption,
     DeviceOption,
     ModelOption,
+    PrecisionOption,
     QuietOption,
     WeightsOption,
     WorkersOption,
@@ -75,6 +77,8 @@ def cull(
     device: DeviceOption = "auto",
     batch_size: BatchSizeOption = 32,
     workers: WorkersOption = None,
+    precision: PrecisionOption = "auto",
+    compile_model: CompileOption = False,
     quiet: QuietOption = False,
 ) -> None:
     """Score every photo under SRC and move, copy or link those below X under DIR.
@@ -102,7 +106,8 @@ def cull(
     from grmpiqa.loading import load_model
     from grmpiqa.scoring import score_paths
 
-    loaded = load_model(weights or model, device=device, base=model)
+    loaded = load_model(weights or model, device=device, base=model, precision=precision,
+                        compile=compile_model)
     writer = make_writer(fmt, sys.stdout.buffer, LOG_COLUMNS)
     log_path = None if dry_run else log or default_log_path(dest, time.strftime("%Y%m%d-%H%M%S"))
     done: list[Any] = []

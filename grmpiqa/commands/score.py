@@ -14,10 +14,13 @@ from grmpiqa.commands.common import (
     EXIT_OK,
     EXIT_SOME_FAILED,
     BatchSizeOption,
+    CompileOption,
     DeviceOption,
     ModelOption,
+    PrecisionOption,
     QuietOption,
     WeightsOption,
+    WorkersOption,
     cli_errors,
     configure_logging,
     say,
@@ -37,9 +40,7 @@ def score(
     weights: WeightsOption = None,
     device: DeviceOption = "auto",
     batch_size: BatchSizeOption = 32,
-    workers: Annotated[int | None, typer.Option(
-        "--workers", "-j", min=0, show_default="1 on CPU, up to 16 on GPU",
-        help="Decoding processes (0: decode in the main process).")] = None,
+    workers: WorkersOption = None,
     fmt: Annotated[str | None, typer.Option(
         "--format", "-f", show_default="table on a terminal, else CSV",
         help=f"Output format: {', '.join(FORMATS)}. With --output, taken from its extension "
@@ -57,13 +58,8 @@ def score(
     max_pixels: Annotated[int, typer.Option(
         "--max-pixels", min=1, help="Refuse images with more pixels (decompression bombs).")
     ] = DEFAULT_MAX_PIXELS,
-    precision: Annotated[str, typer.Option(
-        "--precision", show_default="auto",
-        help="auto (fp16 on GPU, fp32 on CPU), fp32, fp16, bf16, or int8 (CPU fast path).")
-    ] = "auto",
-    compile_model: Annotated[bool, typer.Option(
-        "--compile", help="torch.compile the image encoder (pays on GPUs for long runs).")
-    ] = False,
+    precision: PrecisionOption = "auto",
+    compile_model: CompileOption = False,
     shard: Annotated[str | None, typer.Option(
         "--shard", help="Score only shard K of N (0 <= K < N) of the sorted input list; N jobs "
         "with K = 0..N-1 cover every image exactly once.")] = None,

@@ -12,6 +12,7 @@ import sys
 import typer
 
 from grmpiqa import __version__
+from grmpiqa.commands import cull as cull_command
 from grmpiqa.commands import models as models_command
 from grmpiqa.commands import score as score_command
 
@@ -42,6 +43,7 @@ def _root(
 
 app.command("score", no_args_is_help=True)(score_command.score)
 app.command("models")(models_command.models)
+app.command("cull", no_args_is_help=True)(cull_command.cull)
 
 
 def main(argv: list[str] | None = None) -> None:

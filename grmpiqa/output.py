@@ -1,8 +1,9 @@
-"""Row writers for score results: table, CSV, TSV and JSON Lines, streamed row by row.
+"""Row writers for score results: table, CSV, TSV, JSON Lines and bare paths, row by row.
 
-Writers own their encoding so that any file name survives: CSV, TSV and
-table output give back a non-UTF-8 name's original bytes (surrogateescape),
-JSON Lines escapes them as ``\\udcXX`` so every line stays valid JSON.
+Writers own their encoding so that any file name survives: CSV, TSV, table
+and paths output give back a non-UTF-8 name's original bytes
+(surrogateescape), JSON Lines escapes them as ``\\udcXX`` so every line stays
+valid JSON.
 """
 
 from __future__ import annotations
@@ -12,12 +13,13 @@ import csv
 import io
 import json
 import os
+import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import IO, Any, Protocol
 
-FORMATS = ("table", "csv", "jsonl", "tsv")
+FORMATS = ("table", "csv", "jsonl", "tsv", "paths")
 BASE_COLUMNS = ("path", "score", "error")
 
 
@@ -124,7 +126,45 @@ class TableWriter(_TextWriter):
         self.text.write(line + "\n")
 
 
-def make_writer(fmt: str, stream: IO[bytes], columns: Sequence[str]) -> RowWriter:
+def _warn(message: str) -> None:
+    print(f"grmpiqa: {message}", file=sys.stderr, flush=True)
+
+
+class PathsWriter:
+    """Only the paths of scored photos, for ``xargs``: one a line, or NUL-terminated.
+
+    A row without a score is never written: a failed file must not reach a
+    ``| xargs rm``. Without ``null`` a name holding a newline would read back
+    as two names, so it is left out with a warning that says to use ``--null``.
+    """
+
+    def __init__(self, stream: IO[bytes], *, null: bool = False,
+                 warn: Callable[[str], None] = _warn) -> None:
+        self.stream = stream
+        self.end = b"\0" if null else b"\n"
+        self.warn = warn
+        self.left_out = 0
+
+    def write(self, result: Any) -> None:
+        if result.score is None:
+            return
+        if self.end == b"\n" and ("\n" in result.path or "\r" in result.path):
+            self.left_out += 1
+            self.warn(f"{display_path(result.path)}: left out of --format paths, its name "
+                      "holds a line break (use --null)")
+            return
+        self.stream.write(os.fsencode(result.path) + self.end)
+        self.stream.flush()
+
+    def close(self) -> None:
+        self.stream.flush()
+
+
+def make_writer(fmt: str, stream: IO[bytes], columns: Sequence[str], *,
+                null: bool = False) -> RowWriter:
+    """``null`` only changes the ``paths`` format; the others quote any name already."""
+    if fmt == "paths":
+        return PathsWriter(stream, null=null)
     if fmt == "csv":
         return CsvWriter(stream, columns)
     if fmt == "tsv":

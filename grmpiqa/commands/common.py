@@ -35,6 +35,14 @@ DeviceOption = Annotated[str, typer.Option(
     "--device", "-d", help="auto, cpu, cuda, cuda:N or mps. auto: CUDA, then MPS, then CPU.")]
 BatchSizeOption = Annotated[int, typer.Option(
     "--batch-size", "-b", min=1, help="Images per forward pass.")]
+WorkersOption = Annotated[int | None, typer.Option(
+    "--workers", "-j", min=0, show_default="1 on CPU, up to 16 on GPU",
+    help="Decoding processes (0: decode in the main process).")]
+PrecisionOption = Annotated[str, typer.Option(
+    "--precision", show_default="auto",
+    help="auto (fp16 on GPU, fp32 on CPU), fp32, fp16, bf16, or int8 (CPU fast path).")]
+CompileOption = Annotated[bool, typer.Option(
+    "--compile", help="torch.compile the image encoder (pays on GPUs for long runs).")]
 QuietOption = Annotated[bool, typer.Option(
     "--quiet", "-q", help="No progress bar and no per-file messages on stderr.")]
 

@@ -3,19 +3,24 @@
 from __future__ import annotations
 
 import sys
+from collections import Counter
 from typing import Annotated
 
 import typer
 
+from grmpiqa.commands import score_workflow as workflow
 from grmpiqa.commands.common import (
     EXIT_INTERRUPTED,
     EXIT_OK,
     EXIT_SOME_FAILED,
     BatchSizeOption,
+    CompileOption,
     DeviceOption,
     ModelOption,
+    PrecisionOption,
     QuietOption,
     WeightsOption,
+    WorkersOption,
     cli_errors,
     configure_logging,
     say,
@@ -35,9 +40,7 @@ def score(
     weights: WeightsOption = None,
     device: DeviceOption = "auto",
     batch_size: BatchSizeOption = 32,
-    workers: Annotated[int | None, typer.Option(
-        "--workers", "-j", min=0, show_default="1 on CPU, up to 16 on GPU",
-        help="Decoding processes (0: decode in the main process).")] = None,
+    workers: WorkersOption = None,
     fmt: Annotated[str | None, typer.Option(
         "--format", "-f", show_default="table on a terminal, else CSV",
         help=f"Output format: {', '.join(FORMATS)}. With --output, taken from its extension "
@@ -50,17 +53,13 @@ def score(
         "--ext", show_default=",".join(DEFAULT_EXTENSIONS),
         help="File extensions picked up in folders (repeat or comma-separate).")] = None,
     null: Annotated[bool, typer.Option(
-        "--null", "-0", help="The list read from stdin (-) is NUL-separated.")] = False,
+        "--null", "-0", help="NUL ends each record, like sort -z: in the list read from stdin "
+                             "(-) and after each path of --format paths (for xargs -0).")] = False,
     max_pixels: Annotated[int, typer.Option(
         "--max-pixels", min=1, help="Refuse images with more pixels (decompression bombs).")
     ] = DEFAULT_MAX_PIXELS,
-    precision: Annotated[str, typer.Option(
-        "--precision", show_default="auto",
-        help="auto (fp16 on GPU, fp32 on CPU), fp32, fp16, bf16, or int8 (CPU fast path).")
-    ] = "auto",
-    compile_model: Annotated[bool, typer.Option(
-        "--compile", help="torch.compile the image encoder (pays on GPUs for long runs).")
-    ] = False,
+    precision: PrecisionOption = "auto",
+    compile_model: CompileOption = False,
     shard: Annotated[str | None, typer.Option(
         "--shard", help="Score only shard K of N (0 <= K < N) of the sorted input list; N jobs "
         "with K = 0..N-1 cover every image exactly once.")] = None,
@@ -69,11 +68,21 @@ def score(
         help="Let libjpeg decode big JPEGs at a reduced scale (at least 2x the model's size).")
     ] = True,
     quiet: QuietOption = False,
+    # photo-workflow options (grmpiqa/commands/score_workflow.py)
+    sort: workflow.SortOption = None,
+    top: workflow.TopOption = None,
+    min_score: workflow.MinScoreOption = None,
+    max_score: workflow.MaxScoreOption = None,
+    xmp: workflow.XmpOption = False,
+    rating_thresholds: workflow.RatingThresholdsOption = workflow.DEFAULT_RATING_THRESHOLDS,
+    summary: workflow.SummaryOption = False,
 ) -> None:
     """Score photos: P(high quality) in 0..1, higher is better, one row per image.
 
-    Rows stream in input order with the columns path, score, error. A file that
-    cannot be scored keeps its row (with the error) and the run goes on.
+    Rows stream in input order with the columns path, score, error (--sort and
+    --top wait for the last photo). A file that cannot be scored keeps its row
+    (with the error) and the run goes on; --format paths, --min-score and
+    --max-score leave such files out.
     Exit status: 0 all scored, 1 some failed, 2 usage error, 130 interrupted.
     """
     configure_logging(quiet)
@@ -81,10 +90,15 @@ def score(
         raise typer.BadParameter(f"use one of {', '.join(FORMATS)}", param_hint="--format")
     if fmt is None:
         fmt = format_for_path(output) if output else ("table" if sys.stdout.isatty() else "csv")
+    extras = workflow.ScoreWorkflow.from_options(
+        sort=sort, top=top, min_score=min_score, max_score=max_score, xmp=xmp,
+        rating_thresholds=rating_thresholds, summary=summary)
 
     stdin_paths = read_path_list(sys.stdin.buffer, null) if "-" in paths else []
+    skipped: Counter[str] = Counter()
     files = expand_inputs(paths, extensions=ext or DEFAULT_EXTENSIONS, recursive=recursive,
-                          stdin_paths=stdin_paths)
+                          stdin_paths=stdin_paths, skipped=None if ext else skipped)
+    workflow.warn_skipped(skipped)
     if shard is not None:
         files = parse_shard(shard).take(files)
 
@@ -107,7 +121,7 @@ def score(
 
     target = OutputFile(output) if output else None
     stream = target.stream if target else sys.stdout.buffer
-    writer = make_writer(fmt, stream, columns)
+    writer = extras.wrap(make_writer(fmt, stream, columns, null=null), quiet=quiet)
     if not files:
         say("warning: no image files found")
 
@@ -123,6 +137,7 @@ def score(
                 if not result.ok:
                     failed += 1
                     reporter.message(f"{display_path(result.path)}: {result.error}")
+                extras.observe(result, reporter.message)
                 reporter.advance()
     except KeyboardInterrupt:
         writer.close()
@@ -131,6 +146,7 @@ def score(
             say(f"interrupted: {written} of {len(files)} rows saved in {output}")
         else:
             say(f"interrupted after {written} of {len(files)} images")
+        extras.finish(quiet)
         raise typer.Exit(EXIT_INTERRUPTED) from None
     except BaseException:
         if target is not None:
@@ -139,8 +155,8 @@ def score(
     writer.close()
     if target is not None:
         target.commit()
-    if failed:
-        if not quiet:
-            say(f"{failed} of {len(files)} files could not be scored")
+    if failed and not quiet:
+        say(f"{failed} of {len(files)} files could not be scored")
+    if extras.finish(quiet) or failed:
         raise typer.Exit(EXIT_SOME_FAILED)
     raise typer.Exit(EXIT_OK)

@@ -253,12 +253,9 @@ def default_log_path(dest: str, stamp: str) -> str:
 def write_log(path: str, actions: Iterable[CullAction]) -> None:
     """The CSV log of every action, written atomically (any file name survives)."""
     from grmpiqa.output import CsvWriter
-    from grmpiqa.xmp import file_mode_for
 
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    mode = file_mode_for(path)
     with atomic_write(path) as handle:
-        os.fchmod(handle.fileno(), mode)
         writer = CsvWriter(handle, LOG_COLUMNS)
         for action in actions:
             writer.write(action)

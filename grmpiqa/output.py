@@ -14,10 +14,11 @@ import io
 import json
 import os
 import sys
-import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import IO, Any, Protocol
+
+from grmpiqa.atomic import temporary_beside
 
 FORMATS = ("table", "csv", "jsonl", "tsv", "paths")
 BASE_COLUMNS = ("path", "score", "error")
@@ -191,8 +192,7 @@ class OutputFile:
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
-        folder = self.path.parent if str(self.path.parent) else Path(".")
-        fd, self.tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=folder)
+        fd, self.tmp = temporary_beside(self.path)
         self.stream: IO[bytes] = os.fdopen(fd, "wb")
 
     def commit(self) -> None:

@@ -10,7 +10,6 @@ is left untouched and reported. Writes are atomic and keep the file's mode.
 
 from __future__ import annotations
 
-import contextlib
 import os
 from collections.abc import Sequence
 from xml.dom import minidom
@@ -162,17 +161,6 @@ def _add_rating(dom: minidom.Document, rdf: minidom.Element,
     target.setAttributeNS(XMP_NS, f"{prefix}:Rating", str(rating))
 
 
-def file_mode_for(path: str) -> int:
-    """The permissions to give ``path``: its own if it exists, else the umask's (0o666 less
-    the umask), not the 0o600 of a temporary file."""
-    try:
-        return os.stat(path).st_mode & 0o7777
-    except OSError:
-        mask = os.umask(0)
-        os.umask(mask)
-        return 0o666 & ~mask
-
-
 def write_rating(sidecar: str, rating: int) -> None:
     """Create or update one sidecar atomically. Raises XmpError naming the problem."""
     name = os.path.basename(sidecar)
@@ -191,10 +179,7 @@ def write_rating(sidecar: str, rating: int) -> None:
             updated = set_rating(document, rating)
         except XmpError as exc:
             raise XmpError(f"{name}: {exc}; left unchanged") from None
-        mode = file_mode_for(sidecar)
         with atomic_write(os.path.realpath(sidecar)) as handle:
-            with contextlib.suppress(OSError):
-                os.fchmod(handle.fileno(), mode)
             handle.write(updated)
     except XmpError:
         raise

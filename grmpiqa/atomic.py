@@ -21,16 +21,6 @@ def file_mode_for(path: str | os.PathLike[str]) -> int:
         return 0o666 & ~mask
 
 
-def temporary_beside(target: Path) -> tuple[int, str]:
-    """A new temporary file in ``target``'s folder (so a rename is atomic), with the
-    permissions ``target`` should end up with."""
-    folder = target.parent if str(target.parent) else Path(".")
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=folder)
-    with contextlib.suppress(OSError):
-        os.fchmod(fd, file_mode_for(target))
-    return fd, tmp
-
-
 @contextlib.contextmanager
 def atomic_write(path: str | os.PathLike[str], mode: str = "wb") -> Iterator[IO]:
     """Yield a temporary file beside ``path``; rename it over ``path`` only on success.
@@ -39,7 +29,10 @@ def atomic_write(path: str | os.PathLike[str], mode: str = "wb") -> Iterator[IO]
     is atomic on POSIX and Windows alike.
     """
     target = Path(path)
-    fd, tmp = temporary_beside(target)
+    folder = target.parent if str(target.parent) else Path(".")
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=folder)
+    with contextlib.suppress(OSError):
+        os.fchmod(fd, file_mode_for(target))
     try:
         with os.fdopen(fd, mode) as handle:
             yield handle

@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import IO, Any, Protocol
 
-from grmpiqa.atomic import temporary_beside
+from grmpiqa.atomic import file_mode_for
 
 FORMATS = ("table", "csv", "jsonl", "tsv", "paths")
 BASE_COLUMNS = ("path", "score", "error")
@@ -184,15 +184,20 @@ def format_for_path(path: str) -> str:
 
 
 class OutputFile:
-    """Rows go to a temporary file beside ``path``; ``commit`` renames it into place.
+    """Rows go to ``FILE.part`` beside ``path``; ``commit`` renames it into place.
 
-    A crash leaves the previous ``path`` untouched; an interrupted run can
-    still commit the rows it has, so no finished score is lost.
+    A crash leaves the previous ``path`` untouched and the rows written so far
+    in ``FILE.part`` (where ``--resume`` finds them); an interrupted run
+    commits the rows it has, so no finished score is lost.
     """
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
-        fd, self.tmp = temporary_beside(self.path)
+        self.tmp = self.path.with_name(self.path.name + ".part")
+        mode = file_mode_for(self.path)
+        fd = os.open(self.tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+        with contextlib.suppress(OSError):
+            os.fchmod(fd, mode)  # exactly the final file's mode, whatever the umask
         self.stream: IO[bytes] = os.fdopen(fd, "wb")
 
     def commit(self) -> None:

@@ -10,7 +10,6 @@ import typer
 
 from grmpiqa.commands import score_workflow as workflow
 from grmpiqa.commands.common import (
-    EXIT_INTERRUPTED,
     EXIT_OK,
     EXIT_SOME_FAILED,
     BatchSizeOption,
@@ -23,6 +22,8 @@ from grmpiqa.commands.common import (
     WorkersOption,
     cli_errors,
     configure_logging,
+    install_signal_handlers,
+    interrupt_exit_code,
     say,
 )
 from grmpiqa.config import DEFAULT_MAX_PIXELS
@@ -68,6 +69,9 @@ def score(
         help="Let libjpeg decode big JPEGs at a reduced scale (at least 2x the model's size).")
     ] = True,
     quiet: QuietOption = False,
+    resume: Annotated[bool, typer.Option(
+        "--resume", help="With --output FILE: keep the rows FILE already holds (or FILE.part, "
+        "left by a killed run) and score only the photos missing from it.")] = False,
     # photo-workflow options (grmpiqa/commands/score_workflow.py)
     sort: workflow.SortOption = None,
     top: workflow.TopOption = None,
@@ -83,7 +87,8 @@ def score(
     --top wait for the last photo). A file that cannot be scored keeps its row
     (with the error) and the run goes on; --format paths, --min-score and
     --max-score leave such files out.
-    Exit status: 0 all scored, 1 some failed, 2 usage error, 130 interrupted.
+    Exit status: 0 all scored, 1 some failed, 2 usage error, 130 interrupted (Ctrl-C),
+    143 terminated (SIGTERM); with --output, rows scored before a stop are saved.
     """
     configure_logging(quiet)
     if fmt is not None and fmt not in FORMATS:
@@ -101,6 +106,16 @@ def score(
     workflow.warn_skipped(skipped)
     if shard is not None:
         files = parse_shard(shard).take(files)
+    done = []
+    if resume:
+        if not output:
+            raise typer.BadParameter("needs --output FILE", param_hint="--resume")
+        from grmpiqa.resume import done_rows
+
+        done = done_rows(output, fmt)
+        already = {row.path for row in done}
+        files = [f for f in files if f not in already]
+    install_signal_handlers()
 
     from grmpiqa import distributed
     from grmpiqa.loading import load_model
@@ -122,13 +137,17 @@ def score(
     target = OutputFile(output) if output else None
     stream = target.stream if target else sys.stdout.buffer
     writer = extras.wrap(make_writer(fmt, stream, columns, null=null), quiet=quiet)
-    if not files:
+    if not files and not done:
         say("warning: no image files found")
 
     from grmpiqa.commands.progress import Reporter
 
-    failed = written = 0
+    failed = sum(not row.ok for row in done)
+    written = len(done)
     try:
+        for row in done:  # rows of the earlier run come first, as they were
+            writer.write(row)
+            extras.observe(row, say, rate=False)
         with Reporter(len(files), quiet=quiet) as reporter:
             for result in results:
                 writer.write(result)
@@ -139,15 +158,16 @@ def score(
                     reporter.message(f"{display_path(result.path)}: {result.error}")
                 extras.observe(result, reporter.message)
                 reporter.advance()
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         writer.close()
+        total = len(files) + len(done)
         if target is not None:
             target.commit()
-            say(f"interrupted: {written} of {len(files)} rows saved in {output}")
+            say(f"stopped: {written} of {total} rows saved in {output} (--resume finishes it)")
         else:
-            say(f"interrupted after {written} of {len(files)} images")
+            say(f"stopped after {written} of {total} images")
         extras.finish(quiet)
-        raise typer.Exit(EXIT_INTERRUPTED) from None
+        raise typer.Exit(interrupt_exit_code(exc)) from None
     except BaseException:
         if target is not None:
             target.discard()
@@ -156,7 +176,7 @@ def score(
     if target is not None:
         target.commit()
     if failed and not quiet:
-        say(f"{failed} of {len(files)} files could not be scored")
+        say(f"{failed} of {written} files could not be scored")
     if extras.finish(quiet) or failed:
         raise typer.Exit(EXIT_SOME_FAILED)
     raise typer.Exit(EXIT_OK)

@@ -88,13 +88,14 @@ class ScoreWorkflow:
         self.writer = SelectingWriter(writer, self.selection)
         return self.writer
 
-    def observe(self, result: Any, message: Callable[[str], None]) -> None:
-        """After a row was written: collect it for the summary, write its sidecar."""
+    def observe(self, result: Any, message: Callable[[str], None], rate: bool = True) -> None:
+        """After a row was written: collect it for the summary, write its sidecar (unless
+        ``rate`` is False: a row kept by --resume had its sidecar written back then)."""
         if result.score is None:
             self.failed += 1
             return
         self.scores.append(result.score)
-        if self.rater is not None:
+        if self.rater is not None and rate:
             try:
                 self.rater.rate(result.path, result.score)
             except XmpError as exc:

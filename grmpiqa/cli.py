@@ -14,6 +14,7 @@ import typer
 from grmpiqa import __version__
 from grmpiqa.commands import cull as cull_command
 from grmpiqa.commands import models as models_command
+from grmpiqa.commands import pretrain as pretrain_command
 from grmpiqa.commands import score as score_command
 
 app = typer.Typer(
@@ -44,6 +45,7 @@ def _root(
 app.command("score", no_args_is_help=True)(score_command.score)
 app.command("models")(models_command.models)
 app.command("cull", no_args_is_help=True)(cull_command.cull)
+app.command("pretrain", no_args_is_help=True)(pretrain_command.pretrain)
 
 
 def main(argv: list[str] | None = None) -> None:

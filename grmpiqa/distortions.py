@@ -106,18 +106,18 @@ def _line_kernels(length: float, angles: torch.Tensor) -> torch.Tensor:
     return k / k.sum(dim=(1, 2), keepdim=True)
 
 
-def _gather(x: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor) -> torch.Tensor:
-    """out[n, :, y, x] = x[n, :, y + dy, x + dx] (integer offsets, clamped to the image).
-
-    ``dy`` and ``dx`` broadcast to (N, H, W).
+def _gather(x: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor,
+            mode: str = "nearest") -> torch.Tensor:
+    """out[n, :, y, x] = x[n, :, y + dy, x + dx], sampled ``nearest`` or ``bilinear``, with
+    positions outside the image clamped to its border. ``dy``, ``dx`` broadcast to (N, H, W).
     """
-    n, c, h, w = x.shape
-    ys = torch.arange(h).view(1, h, 1)
-    xs = torch.arange(w).view(1, 1, w)
-    src_y = (ys + dy).round().long().clamp(0, h - 1).expand(n, h, w)
-    src_x = (xs + dx).round().long().clamp(0, w - 1).expand(n, h, w)
-    index = (src_y * w + src_x).reshape(n, 1, h * w).expand(n, c, h * w)
-    return x.reshape(n, c, h * w).gather(2, index).reshape(n, c, h, w)
+    n, _, h, w = x.shape
+    ys = torch.arange(h, dtype=x.dtype).view(1, h, 1) + dy
+    xs = torch.arange(w, dtype=x.dtype).view(1, 1, w) + dx
+    grid = torch.stack([(xs * 2 / max(w - 1, 1) - 1).expand(n, h, w),
+                        (ys * 2 / max(h - 1, 1) - 1).expand(n, h, w)], dim=-1)
+    return F.grid_sample(x, grid.to(x.dtype), mode=mode, padding_mode="border",
+                         align_corners=True)
 
 
 def _cells(h: int, w: int) -> tuple[int, int, int]:
@@ -192,7 +192,7 @@ def _colour_shift(x, distance, g):
     channel = torch.randint(0, 3, (n,), generator=g)
     dy = (angle.sin() * distance).view(n, 1, 1)
     dx = (angle.cos() * distance).view(n, 1, 1)
-    shifted = _gather(x, dy, dx)
+    shifted = _gather(x, dy, dx, mode="bilinear")  # sub-pixel: no ties between levels
     mask = F.one_hot(channel, 3).to(x.dtype).view(n, 3, 1, 1)
     return x * (1 - mask) + shifted * mask
 
@@ -211,9 +211,11 @@ def _jpeg(x, quality, g):
     return _per_image(x, lambda im: _encode(im, "JPEG", quality=int(quality)))
 
 
-def _jpeg2000(x, rate, g):
-    return _per_image(x, lambda im: _encode(im, "JPEG2000", quality_mode="rates",
-                                            quality_layers=[float(rate)]))
+def _jpeg2000(x, psnr, g):
+    """The encoder's rate control aims at a PSNR, so the levels hold on small images too
+    (a compression-ratio target stops biting once the file is all header)."""
+    return _per_image(x, lambda im: _encode(im, "JPEG2000", quality_mode="dB",
+                                            quality_layers=[float(psnr)]))
 
 
 def _webp(x, quality, g):
@@ -290,6 +292,8 @@ def _pixelate(x, factor, g):
 
 
 def _quantisation(x, steps, g):
+    """Uniform levels per channel; 17, 9, 5, 3, 2 levels nest (each grid holds the next), so no
+    pixel's error can shrink from one level to the next."""
     q = float(steps) - 1.0
     return torch.round(x.clamp(0, 1) * q) / q
 
@@ -342,7 +346,7 @@ def _generator(seed: int) -> torch.Generator:
 
 
 def _registry() -> dict[str, Distortion]:
-    codec = (("jpeg2000", _jpeg2000, (24, 48, 96, 192, 400)) if has_jpeg2000()
+    codec = (("jpeg2000", _jpeg2000, (36, 32, 28.5, 25.5, 22.5)) if has_jpeg2000()
              else ("webp", _webp, (50, 20, 8, 3, 0)))
     table = [
         ("gaussian_blur", "blur", _gaussian_blur, (0.7, 1.1, 1.6, 2.3, 3.2)),
@@ -367,7 +371,7 @@ def _registry() -> dict[str, Distortion]:
         ("non_eccentric_patches", "spatial", _non_eccentric_patches,
          (0.03, 0.07, 0.13, 0.22, 0.35)),
         ("pixelate", "spatial", _pixelate, (2, 3, 4, 6, 9)),
-        ("quantisation", "spatial", _quantisation, (10, 7, 5, 4, 3)),
+        ("quantisation", "spatial", _quantisation, (17, 9, 5, 3, 2)),
         ("colour_blocks", "spatial", _colour_blocks, (0.01, 0.03, 0.06, 0.1, 0.16)),
         ("sharpen", "sharpness", _sharpen, (0.8, 1.5, 2.5, 4.0, 6.0)),
         ("contrast_down", "contrast", _contrast, (0.72, 0.55, 0.42, 0.31, 0.22)),

@@ -2,9 +2,9 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from pretrain_photos import photo_like
 
 from grmpiqa.distortions import DISTORTIONS, LEVELS, gaussian_blur, get_distortion
-from pretrain_photos import photo_like
 
 NAMES = list(DISTORTIONS)
 

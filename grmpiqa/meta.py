@@ -287,7 +287,7 @@ class MetaTrainer:
     @torch.no_grad()
     def evaluate(self, progress: Progress | None = None) -> Evaluation:
         """The current meta parameters on the held-out photos of every task (no adaptation)."""
-        load_into(self.parameters, self.meta)
+        self.model.load_state_dict(self.meta, strict=False)  # also drops cached text features
         self.model.eval()
         losses, correlations, per_task = [], [], {}
         b = self.settings.batch_size

@@ -10,6 +10,7 @@ from pretrain_photos import photo_like, write_photos
 from typer.testing import CliRunner
 
 from grmpiqa.cli import app
+from grmpiqa.commands.common import Terminated
 from grmpiqa.distortions import DISTORTIONS
 from grmpiqa.meta import MetaTrainer
 from grmpiqa.weights import read_metadata
@@ -72,13 +73,15 @@ def test_pretrain_on_a_labelled_set(use_tiny_manifest, tmp_path):
     assert training["groups"] == 4 and training["heldout_groups"] == 1
 
 
-def test_ctrl_c_keeps_the_last_complete_epoch(use_tiny_manifest, tmp_path, monkeypatch):
+@pytest.mark.parametrize("signal, code", [(KeyboardInterrupt, 130), (Terminated, 143)])
+def test_ctrl_c_keeps_the_last_complete_epoch(use_tiny_manifest, tmp_path, monkeypatch, signal,
+                                              code):
     write_photos(tmp_path / "photos", 4, size=40)
     original = MetaTrainer.run_epoch
 
     def interrupted_at_2(self, epoch, progress=None):
         if epoch == 2:
-            raise KeyboardInterrupt
+            raise signal
         return original(self, epoch, progress)
 
     monkeypatch.setattr(MetaTrainer, "run_epoch", interrupted_at_2)
@@ -86,7 +89,7 @@ def test_ctrl_c_keeps_the_last_complete_epoch(use_tiny_manifest, tmp_path, monke
     result = runner.invoke(app, ["pretrain", str(tmp_path / "photos"), "-o", str(out),
                                  *FAST[:2], "--epochs", "3", "--inner-steps", "1",
                                  "--distortions", "darken"])
-    assert result.exit_code == 130, result.output
+    assert result.exit_code == code, result.output
     training = read_metadata(out).training
     assert training["interrupted"] and training["epochs_completed"] == 1
     assert training["best_epoch"] == 1

@@ -8,13 +8,14 @@ from typing import Annotated
 import typer
 
 from grmpiqa.commands.common import (
-    EXIT_INTERRUPTED,
     EXIT_OK,
     DeviceOption,
     ModelOption,
     QuietOption,
     cli_errors,
     configure_logging,
+    install_signal_handlers,
+    interrupt_exit_code,
     say,
 )
 from grmpiqa.errors import ConfigError, InputError
@@ -75,8 +76,8 @@ def pretrain(
     From a folder of good photos, every photo is distorted at five levels by
     each of 25 KADID-10k-like types (labels 1 for the photo itself down to 0 for
     level 5). Only the prompts train; CLIP stays frozen. The epoch written is
-    the one with the lowest loss on held-out photos. Ctrl-C writes the best
-    complete epoch so far and exits with 130. --model chooses the backbone and
+    the one with the lowest loss on held-out photos. Ctrl-C (or SIGTERM) writes the
+    best complete epoch so far and exits with 130 (143). --model chooses the backbone and
     prompt sizes; the prompts start fresh.
     """
     configure_logging(quiet)
@@ -112,7 +113,8 @@ def pretrain(
 
     total = sum(trainer.images_per_epoch(e) for e in range(1, epochs + 1))
     total += sum(len(e.labels) for e in trainer.heldout_sets.values())
-    interrupted = False
+    install_signal_handlers()
+    stopped: KeyboardInterrupt | None = None
     with Reporter(total, quiet=quiet, label="pre-training") as reporter:
         try:
             base = trainer.evaluate_baseline(reporter.advance)
@@ -126,11 +128,12 @@ def pretrain(
                     f"epoch {epoch}/{epochs}: query loss {report.train_loss:.4f}, held-out "
                     f"loss {report.heldout.loss:.4f}, SRCC {report.heldout.srcc:.3f}"
                     f"{' (best)' if report.is_best else ''} [{report.seconds:.0f} s]")
-        except KeyboardInterrupt:
-            interrupted = True
+        except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (common.Terminated)
+            stopped = exc
+    interrupted = stopped is not None
     if trainer.best is None:
         say("interrupted before the first epoch completed; nothing written")
-        raise typer.Exit(EXIT_INTERRUPTED)
+        raise typer.Exit(interrupt_exit_code(stopped or KeyboardInterrupt()))
     metadata = WeightsMetadata(
         net.backbone_spec, net.config, net.preprocess, label=None,
         training=trainer.summary(interrupted),
@@ -140,7 +143,7 @@ def pretrain(
     say(f"{'interrupted; ' if interrupted else ''}wrote epoch {best.epoch} of "
         f"{len(trainer.history)} (held-out loss {best.heldout.loss:.4f}, SRCC "
         f"{best.heldout.srcc:.3f}) to {out}")
-    raise typer.Exit(EXIT_INTERRUPTED if interrupted else EXIT_OK)
+    raise typer.Exit(interrupt_exit_code(stopped) if stopped is not None else EXIT_OK)
 
 
 def _task_set(photos_dir: Path, labels: Path | None, distortions: str | None, preprocess,

@@ -119,7 +119,8 @@ def pretrain(
         try:
             base = trainer.evaluate_baseline(reporter.advance)
             reporter.message(f"before training: held-out loss {base.loss:.4f}, "
-                             f"SRCC {base.srcc:.3f} ({len(trainer.active)} tasks, "
+                             f"SRCC {base.srcc:.3f} ({len(trainer.active)} task"
+                             f"{'' if len(trainer.active) == 1 else 's'}, "
                              f"{len(trainer.train_groups)} training and "
                              f"{len(trainer.heldout_groups)} held-out photos)")
             for epoch in range(1, epochs + 1):

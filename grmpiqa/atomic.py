@@ -10,6 +10,17 @@ from pathlib import Path
 from typing import IO
 
 
+def file_mode_for(path: str | os.PathLike[str]) -> int:
+    """The permissions a rewritten file should have: its own if it exists, else what the
+    umask gives a new file (0o666 less the umask), not a temporary file's 0o600."""
+    try:
+        return os.stat(path).st_mode & 0o7777
+    except OSError:
+        mask = os.umask(0)
+        os.umask(mask)
+        return 0o666 & ~mask
+
+
 @contextlib.contextmanager
 def atomic_write(path: str | os.PathLike[str], mode: str = "wb") -> Iterator[IO]:
     """Yield a temporary file beside ``path``; rename it over ``path`` only on success.
@@ -20,6 +31,8 @@ def atomic_write(path: str | os.PathLike[str], mode: str = "wb") -> Iterator[IO]
     target = Path(path)
     folder = target.parent if str(target.parent) else Path(".")
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=folder)
+    with contextlib.suppress(OSError):
+        os.fchmod(fd, file_mode_for(target))
     try:
         with os.fdopen(fd, mode) as handle:
             yield handle

@@ -29,13 +29,15 @@ def backbone_model_config(spec: BackboneSpec, hf_cache: str | os.PathLike[str] |
         config_file = spec.config_hub_file()
         assert config_file is not None
         path = hub.fetch(config_file, hf_cache)
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            raise WeightsError(f"{config_file.label}: not a readable JSON file ({exc})") from None
-        cfg = data.get("model_cfg", data) if isinstance(data, dict) else None
-        if not isinstance(cfg, dict) or "vision_cfg" not in cfg or "text_cfg" not in cfg:
-            raise WeightsError(f"{config_file.label}: no open_clip 'model_cfg' in it")
+        with hub.evicted_if_unreadable(path):
+            try:
+                data = json.loads(path.read_text(encoding="utf-8"))
+            except (OSError, ValueError) as exc:
+                raise WeightsError(
+                    f"{config_file.label}: not a readable JSON file ({exc})") from None
+            cfg = data.get("model_cfg", data) if isinstance(data, dict) else None
+            if not isinstance(cfg, dict) or "vision_cfg" not in cfg or "text_cfg" not in cfg:
+                raise WeightsError(f"{config_file.label}: no open_clip 'model_cfg' in it")
     cfg = dict(cfg)
     if spec.quick_gelu:
         cfg["quick_gelu"] = True
@@ -61,13 +63,15 @@ def build_backbone(spec: BackboneSpec, hf_cache: str | os.PathLike[str] | None =
         model = open_clip.CLIP(**cfg)
     except TypeError as exc:
         raise ConfigError(f"backbone {spec.name!r}: unusable open_clip config ({exc})") from None
-    try:
-        open_clip.load_checkpoint(model, str(weights_path), strict=True, weights_only=True)
-    except Exception as exc:  # open_clip, safetensors and torch raise many types here
-        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise WeightsError(
-            f"backbone weights {spec.weights.label} ({weights_path}) cannot be loaded: {message}"
-        ) from None
+    with hub.evicted_if_unreadable(weights_path):
+        try:
+            open_clip.load_checkpoint(model, str(weights_path), strict=True, weights_only=True)
+        except Exception as exc:  # open_clip, safetensors and torch raise many types here
+            text = str(exc).strip()
+            message = text.splitlines()[0] if text else type(exc).__name__
+            raise WeightsError(
+                f"backbone weights {spec.weights.label} cannot be loaded: {message}"
+            ) from None
     model.eval()
     for param in model.parameters():
         param.requires_grad_(False)

@@ -13,8 +13,10 @@ import typer
 
 from grmpiqa import __version__
 from grmpiqa.commands import adapt as adapt_command
+from grmpiqa.commands import cull as cull_command
 from grmpiqa.commands import evaluate as evaluate_command
 from grmpiqa.commands import models as models_command
+from grmpiqa.commands import pretrain as pretrain_command
 from grmpiqa.commands import score as score_command
 
 app = typer.Typer(
@@ -44,6 +46,8 @@ def _root(
 
 app.command("score", no_args_is_help=True)(score_command.score)
 app.command("models")(models_command.models)
+app.command("cull", no_args_is_help=True)(cull_command.cull)
+app.command("pretrain", no_args_is_help=True)(pretrain_command.pretrain)
 app.command("adapt", no_args_is_help=True)(adapt_command.adapt)
 app.command("evaluate", no_args_is_help=True)(evaluate_command.evaluate)
 

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
 import re
-from typing import Any
 
 import torch
 
@@ -47,10 +45,3 @@ def resolve_device(spec: str | torch.device | None = "auto") -> torch.device:
 def _mps_available() -> bool:
     backend = getattr(torch.backends, "mps", None)
     return bool(backend and backend.is_available())
-
-
-def autocast(device: torch.device) -> Any:
-    """Half precision on GPUs (where it is fast and accurate enough), exact fp32 on the CPU."""
-    if device.type in ("cuda", "mps"):
-        return torch.autocast(device.type, dtype=torch.float16)
-    return contextlib.nullcontext()

@@ -13,6 +13,7 @@ import hashlib
 import json
 import logging
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 from grmpiqa import __version__
@@ -80,6 +81,17 @@ def fetch(file: HubFile, hf_cache: str | os.PathLike[str] | None = None) -> Path
                 "file was removed from the cache, run again to download it afresh"
             )
     return path
+
+
+@contextlib.contextmanager
+def evicted_if_unreadable(path: Path) -> Iterator[Path]:
+    """A cached Hub file that fails to load is removed, so it is never reused as if good."""
+    try:
+        yield path
+    except WeightsError as exc:
+        evict(path)
+        raise WeightsError(f"{exc}; the file was removed from the Hugging Face cache, run "
+                           "again to download it afresh") from None
 
 
 def evict(path: Path) -> None:

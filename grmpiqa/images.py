@@ -2,7 +2,9 @@
 
 Every failure becomes an :class:`ImageError` whose message names the problem;
 the caller adds the path. Nothing here may hang (FIFOs are refused before they
-are opened) or decode more pixels than the caller allows.
+are opened) or decode more pixels than the caller allows. HEIC/HEIF (extra
+``heif``: pillow-heif) and camera RAW (extra ``raw``: rawpy) are optional; a
+file that needs a missing extra gets an error naming it.
 """
 
 from __future__ import annotations
@@ -12,15 +14,24 @@ import errno
 import os
 import stat
 import warnings
+from typing import IO
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from grmpiqa.config import DEFAULT_MAX_PIXELS
 from grmpiqa.errors import ImageError
+from grmpiqa.inputs import HEIF_EXTENSIONS, RAW_EXTENSIONS
 
-__all__ = ["DEFAULT_MAX_PIXELS", "check_regular_file", "open_image", "to_rgb"]
+__all__ = ["DEFAULT_MAX_PIXELS", "check_regular_file", "open_image", "open_with_pillow", "to_rgb"]
 WHITE = (255, 255, 255)
+# ISO-BMFF brands of HEVC-coded HEIF (AVIF, which Pillow reads itself, uses others)
+HEVC_BRANDS = {b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"hevm", b"hevs"}
+_heif_enabled = False
+
+
+def needs_extra_message(kind: str, extra: str) -> str:
+    return f"{kind} files need the optional extra: pip install 'grmpiqa[{extra}]'"
 
 
 def check_regular_file(path: str) -> None:
@@ -48,6 +59,32 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
+def _extension(path: str) -> str:
+    return path.rpartition(".")[2].lower() if "." in os.path.basename(path) else ""
+
+
+def looks_like_heif(head: bytes) -> bool:
+    """An ISO-BMFF ``ftyp`` box naming an HEVC brand (iPhones also save HEIC as ``.jpg``)."""
+    if len(head) < 16 or head[4:8] != b"ftyp":
+        return False
+    box_end = min(len(head), int.from_bytes(head[:4], "big"))
+    brands = [head[8:12]] + [head[i:i + 4] for i in range(16, box_end - 3, 4)]
+    return any(brand in HEVC_BRANDS for brand in brands)
+
+
+def enable_heif() -> None:
+    """Register pillow-heif's opener with Pillow, once per process."""
+    global _heif_enabled
+    if _heif_enabled:
+        return
+    try:
+        import pillow_heif
+    except ImportError:
+        raise ImageError(needs_extra_message("HEIC/HEIF", "heif")) from None
+    pillow_heif.register_heif_opener()
+    _heif_enabled = True
+
+
 def open_image(path: str, *, draft_size: int | None = None,
                max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
     """Decode ``path`` to an EXIF-upright RGB image.
@@ -55,14 +92,36 @@ def open_image(path: str, *, draft_size: int | None = None,
     ``draft_size``: for JPEGs, let libjpeg decode at the smallest 1/2, 1/4 or
     1/8 scale whose sides are still at least this many pixels, which makes
     12-megapixel photos several times cheaper when the model needs 244 px.
+    Camera RAW files are decoded by :func:`grmpiqa.raw.open_raw`.
     """
     check_regular_file(path)
+    extension = _extension(path)
+    if extension in RAW_EXTENSIONS:
+        from grmpiqa.raw import open_raw
+
+        return open_raw(path, draft_size=draft_size, max_pixels=max_pixels)
+    if extension in HEIF_EXTENSIONS:
+        enable_heif()
+    elif not _heif_enabled:
+        try:
+            with open(path, "rb") as handle:
+                head = handle.read(64)
+        except OSError:
+            head = b""  # Pillow reports the problem below
+        if looks_like_heif(head):
+            enable_heif()
+    return open_with_pillow(path, draft_size=draft_size, max_pixels=max_pixels)
+
+
+def open_with_pillow(source: str | IO[bytes], *, draft_size: int | None = None,
+                     max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
+    """Pillow's part of :func:`open_image`, for a path or an in-memory file."""
     if max_pixels > 2 * (Image.MAX_IMAGE_PIXELS or 0):
         Image.MAX_IMAGE_PIXELS = max_pixels // 2 + 1  # only ever loosened, at the user's request
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            image = Image.open(path)
+            warnings.simplefilter("ignore")  # corrupt EXIF and the like: not fatal, not noise
+            image = Image.open(source)
     except UnidentifiedImageError:
         raise ImageError("not an image Pillow can read (unknown or corrupt format)") from None
     except Image.DecompressionBombError:

@@ -8,11 +8,52 @@ an unreadable photo.
 from __future__ import annotations
 
 import glob
+import importlib.util
 import os
+import sys
+from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from typing import IO
 
-DEFAULT_EXTENSIONS = ("jpg", "jpeg", "png", "webp", "bmp", "tif", "tiff", "gif")
+PILLOW_EXTENSIONS = ("jpg", "jpeg", "png", "webp", "bmp", "tif", "tiff", "gif")
+HEIF_EXTENSIONS = ("heic", "heif", "hif")
+RAW_EXTENSIONS = ("cr2", "cr3", "crw", "nef", "nrw", "arw", "srf", "sr2", "dng", "orf", "rw2",
+                  "raf", "pef", "srw", "3fr", "iiq", "erf", "kdc", "mos", "mrw", "x3f", "rwl")
+# pip extra -> (the extensions it adds, the module it installs). Modules are looked up, never
+# imported here, so ``grmpiqa --help`` stays fast.
+EXTRAS = {"heif": (HEIF_EXTENSIONS, "pillow_heif"), "raw": (RAW_EXTENSIONS, "rawpy")}
+_FOUND: dict[str, bool] = {}
+
+
+def extra_installed(extra: str) -> bool:
+    """Whether the extra's module can be imported (``sys.modules[name] = None`` hides it)."""
+    module = EXTRAS[extra][1]
+    if module in sys.modules:
+        return sys.modules[module] is not None
+    if module not in _FOUND:
+        _FOUND[module] = importlib.util.find_spec(module) is not None
+    return _FOUND[module]
+
+
+def missing_extra_for(name: str) -> str | None:
+    """The pip extra a file of this name needs and that is not installed, if any."""
+    ext = name.rpartition(".")[2].lower()
+    for extra, (extensions, _) in EXTRAS.items():
+        if ext in extensions and not extra_installed(extra):
+            return extra
+    return None
+
+
+def _default_extensions() -> tuple[str, ...]:
+    found = list(PILLOW_EXTENSIONS)
+    for extra, (extensions, _) in EXTRAS.items():
+        if extra_installed(extra):
+            found.extend(extensions)
+    return tuple(found)
+
+
+# What folders yield: Pillow's formats, plus HEIF and camera RAW when their extras are installed.
+DEFAULT_EXTENSIONS = _default_extensions()
 
 
 def normalise_extensions(extensions: Iterable[str]) -> tuple[str, ...]:
@@ -31,11 +72,13 @@ def _has_extension(name: str, extensions: tuple[str, ...]) -> bool:
     return bool(dot) and ext.lower() in extensions
 
 
-def walk_folder(folder: str, extensions: tuple[str, ...], recursive: bool) -> Iterator[str]:
+def walk_folder(folder: str, extensions: tuple[str, ...], recursive: bool,
+                skipped: Counter[str] | None = None) -> Iterator[str]:
     """Image files under ``folder`` in sorted order, hidden files and folders skipped.
 
     Symbolic links to folders are followed, but each real folder is visited
-    once, so a link loop cannot make the walk endless.
+    once, so a link loop cannot make the walk endless. ``skipped`` counts, by
+    missing extra, the photos passed over because that extra is not installed.
     """
     seen: set[tuple[int, int]] = set()
 
@@ -65,6 +108,8 @@ def walk_folder(folder: str, extensions: tuple[str, ...], recursive: bool) -> It
                 subfolders.append(entry.path)
             elif _has_extension(entry.name, extensions):
                 yield entry.path
+            elif skipped is not None and (extra := missing_extra_for(entry.name)):
+                skipped[extra] += 1
         if recursive:
             for sub in subfolders:
                 yield from visit(sub)
@@ -73,12 +118,16 @@ def walk_folder(folder: str, extensions: tuple[str, ...], recursive: bool) -> It
 
 
 def expand_inputs(args: Sequence[str], *, extensions: Sequence[str] = DEFAULT_EXTENSIONS,
-                  recursive: bool = True) -> list[str]:
+                  recursive: bool = True, stdin_paths: Sequence[str] = (),
+                  skipped: Counter[str] | None = None) -> list[str]:
     """Files for ``args`` in a deterministic order, each file once.
 
     Folders expand to their sorted image files; globs (``*``, ``?``, ``[``,
     and ``**`` for any depth) expand to sorted matches; anything else, even a
-    file with another extension, is taken as named.
+    file with another extension, is taken as named. ``-`` stands for
+    ``stdin_paths``, a list of files taken literally, like ``xargs`` would (a
+    folder there gets an error row instead of being searched). ``skipped``:
+    see :func:`walk_folder`.
     """
     exts = normalise_extensions(extensions)
     files: list[str] = []
@@ -90,8 +139,11 @@ def expand_inputs(args: Sequence[str], *, extensions: Sequence[str] = DEFAULT_EX
             files.append(path)
 
     for arg in args:
-        if os.path.isdir(arg):
-            for path in walk_folder(arg, exts, recursive):
+        if arg == "-":
+            for path in stdin_paths:
+                add(path)
+        elif os.path.isdir(arg):
+            for path in walk_folder(arg, exts, recursive, skipped):
                 add(path)
         elif not os.path.lexists(arg) and glob.has_magic(arg):
             matches = sorted(glob.glob(arg, recursive=True))
@@ -99,7 +151,7 @@ def expand_inputs(args: Sequence[str], *, extensions: Sequence[str] = DEFAULT_EX
                 add(arg)  # reported as "no such file"
             for match in matches:
                 if os.path.isdir(match):
-                    for path in walk_folder(match, exts, recursive):
+                    for path in walk_folder(match, exts, recursive, skipped):
                         add(path)
                 elif _has_extension(match, exts):
                     add(match)

@@ -11,6 +11,7 @@ from typing import Any
 import torch
 
 from grmpiqa import hub
+from grmpiqa.acceleration import prepare_for_inference
 from grmpiqa.atomic import cache_dir
 from grmpiqa.authors import conversion_key, convert_state, converted_path, read_checkpoint
 from grmpiqa.backbone import build_backbone, tokenizer_for
@@ -48,13 +49,16 @@ def _looks_like_path(name: str) -> bool:
 
 def load_model(name_or_path: PathLike | None = None, *, device: str | torch.device = "auto",
                manifest: Manifest | None = None, hf_cache: PathLike | None = None,
-               base: str | None = None) -> QualityModel:
+               base: str | None = None, precision: str = "auto", compile: bool = False
+               ) -> QualityModel:
     """Load a model by manifest name (``grmp-clive50``) or from a weights file, ready to score.
 
     ``.safetensors`` files are grmpiqa's own format and carry everything needed;
     other files (``.pt``) are read as the authors' checkpoint layout on the
     backbone and preprocessing of the manifest model ``base`` (default: the
-    manifest's default). The model is returned in eval mode on ``device``.
+    manifest's default). The model is returned in eval mode on ``device``, with
+    ``precision`` applied (``auto``: fp16 autocast on GPUs, fp32 on the CPU;
+    ``int8``: the CPU fast path) and, if asked, ``torch.compile``.
     """
     target = resolve_device(device)
     name = os.fspath(name_or_path) if name_or_path is not None else None
@@ -64,7 +68,8 @@ def load_model(name_or_path: PathLike | None = None, *, device: str | torch.devi
         manifest = manifest or load_manifest()
         model = _load_entry(manifest.get(name or manifest.default), hf_cache)
     model.eval()
-    return model.to(target)
+    model.to(target)
+    return prepare_for_inference(model, precision, compile)
 
 
 def _load_entry(entry: ModelEntry, hf_cache: PathLike | None) -> QualityModel:
@@ -77,15 +82,18 @@ def _load_entry(entry: ModelEntry, hf_cache: PathLike | None) -> QualityModel:
     if entry.weights.format == "authors-pt":
         model = build_model(entry.backbone, entry.config, entry.preprocess, info=info,
                             hf_cache=hf_cache)
-        _load_authors(model, source, f"{entry.weights.file.label}")
+        with hub.evicted_if_unreadable(source):
+            _load_authors(model, source, f"{entry.weights.file.label}")
         return model
-    tensors, meta = read_weights(source)
-    if meta.config != entry.config:
-        raise WeightsError(f"{entry.weights.file.label}: its model config differs from the "
-                           f"manifest entry {entry.name!r}")
-    model = build_model(entry.backbone, entry.config, entry.preprocess, label=meta.label,
-                        info=info, hf_cache=hf_cache)
-    apply_weights(model, tensors, entry.weights.file.label)
+    model = build_model(entry.backbone, entry.config, entry.preprocess, info=info,
+                        hf_cache=hf_cache)
+    with hub.evicted_if_unreadable(source):
+        tensors, meta = read_weights(source)
+        if meta.config != entry.config:
+            raise WeightsError(f"{entry.weights.file.label}: its model config differs from "
+                               f"the manifest entry {entry.name!r}")
+        apply_weights(model, tensors, entry.weights.file.label)
+    model.label = meta.label
     return model
 
 

@@ -68,6 +68,7 @@ class QualityModel(nn.Module):
                  info: dict[str, Any] | None = None, backbone_spec: Any = None) -> None:
         super().__init__()
         self.backbone_spec = backbone_spec
+        self.precision = "fp32"  # set by acceleration.prepare_for_inference
         self.clip = clip
         self.tokenizer = tokenizer
         self.config = config
@@ -209,6 +210,7 @@ class QualityModel(nn.Module):
     @torch.inference_mode()
     def score(self, images: Any, batch_size: int = 32) -> list[float]:
         """Score PIL images or RGB tensors (CHW or NCHW, uint8 or [0, 1] floats) of any size."""
+        from grmpiqa.acceleration import autocast_context
         from grmpiqa.preprocess import to_model_input
 
         was_training = self.training
@@ -217,7 +219,9 @@ class QualityModel(nn.Module):
             batch = to_model_input(images, self.preprocess)
             scores: list[float] = []
             for start in range(0, batch.shape[0], batch_size):
-                scores.extend(self.predict(batch[start:start + batch_size]).cpu().tolist())
+                with autocast_context(self.device, self.precision):
+                    quality = self.predict(batch[start:start + batch_size])
+                scores.extend(quality.float().cpu().tolist())
             return scores
         finally:
             if was_training:

@@ -1,8 +1,9 @@
-"""Row writers for score results: table, CSV, TSV and JSON Lines, streamed row by row.
+"""Row writers for score results: table, CSV, TSV, JSON Lines and bare paths, row by row.
 
-Writers own their encoding so that any file name survives: CSV, TSV and
-table output give back a non-UTF-8 name's original bytes (surrogateescape),
-JSON Lines escapes them as ``\\udcXX`` so every line stays valid JSON.
+Writers own their encoding so that any file name survives: CSV, TSV, table
+and paths output give back a non-UTF-8 name's original bytes
+(surrogateescape), JSON Lines escapes them as ``\\udcXX`` so every line stays
+valid JSON.
 """
 
 from __future__ import annotations
@@ -12,12 +13,14 @@ import csv
 import io
 import json
 import os
-import tempfile
-from collections.abc import Sequence
+import sys
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import IO, Any, Protocol
 
-FORMATS = ("table", "csv", "jsonl", "tsv")
+from grmpiqa.atomic import file_mode_for
+
+FORMATS = ("table", "csv", "jsonl", "tsv", "paths")
 BASE_COLUMNS = ("path", "score", "error")
 
 
@@ -124,7 +127,45 @@ class TableWriter(_TextWriter):
         self.text.write(line + "\n")
 
 
-def make_writer(fmt: str, stream: IO[bytes], columns: Sequence[str]) -> RowWriter:
+def _warn(message: str) -> None:
+    print(f"grmpiqa: {message}", file=sys.stderr, flush=True)
+
+
+class PathsWriter:
+    """Only the paths of scored photos, for ``xargs``: one a line, or NUL-terminated.
+
+    A row without a score is never written: a failed file must not reach a
+    ``| xargs rm``. Without ``null`` a name holding a newline would read back
+    as two names, so it is left out with a warning that says to use ``--null``.
+    """
+
+    def __init__(self, stream: IO[bytes], *, null: bool = False,
+                 warn: Callable[[str], None] = _warn) -> None:
+        self.stream = stream
+        self.end = b"\0" if null else b"\n"
+        self.warn = warn
+        self.left_out = 0
+
+    def write(self, result: Any) -> None:
+        if result.score is None:
+            return
+        if self.end == b"\n" and ("\n" in result.path or "\r" in result.path):
+            self.left_out += 1
+            self.warn(f"{display_path(result.path)}: left out of --format paths, its name "
+                      "holds a line break (use --null)")
+            return
+        self.stream.write(os.fsencode(result.path) + self.end)
+        self.stream.flush()
+
+    def close(self) -> None:
+        self.stream.flush()
+
+
+def make_writer(fmt: str, stream: IO[bytes], columns: Sequence[str], *,
+                null: bool = False) -> RowWriter:
+    """``null`` only changes the ``paths`` format; the others quote any name already."""
+    if fmt == "paths":
+        return PathsWriter(stream, null=null)
     if fmt == "csv":
         return CsvWriter(stream, columns)
     if fmt == "tsv":
@@ -143,16 +184,20 @@ def format_for_path(path: str) -> str:
 
 
 class OutputFile:
-    """Rows go to a temporary file beside ``path``; ``commit`` renames it into place.
+    """Rows go to ``FILE.part`` beside ``path``; ``commit`` renames it into place.
 
-    A crash leaves the previous ``path`` untouched; an interrupted run can
-    still commit the rows it has, so no finished score is lost.
+    A crash leaves the previous ``path`` untouched and the rows written so far
+    in ``FILE.part`` (where ``--resume`` finds them); an interrupted run
+    commits the rows it has, so no finished score is lost.
     """
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
-        folder = self.path.parent if str(self.path.parent) else Path(".")
-        fd, self.tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=folder)
+        self.tmp = self.path.with_name(self.path.name + ".part")
+        mode = file_mode_for(self.path)
+        fd = os.open(self.tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+        with contextlib.suppress(OSError):
+            os.fchmod(fd, mode)  # exactly the final file's mode, whatever the umask
         self.stream: IO[bytes] = os.fdopen(fd, "wb")
 
     def commit(self) -> None:

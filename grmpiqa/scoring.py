@@ -7,6 +7,8 @@ score and never stops the others.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -15,12 +17,14 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from grmpiqa.acceleration import autocast_context
 from grmpiqa.config import PreprocessConfig
-from grmpiqa.devices import autocast
 from grmpiqa.errors import ImageError
 from grmpiqa.images import DEFAULT_MAX_PIXELS
 from grmpiqa.inputs import DEFAULT_EXTENSIONS, expand_inputs
 from grmpiqa.preprocess import load_pixels
+
+log = logging.getLogger("grmpiqa")
 
 
 @dataclass(frozen=True)
@@ -87,9 +91,17 @@ def default_workers(device: torch.device) -> int:
     return 1 if device.type == "cpu" else min(16, cores)
 
 
+def _lower_priority(_: int) -> None:
+    """Decoders yield the CPU to the model's threads: on a CPU-bound run a decoder that
+    preempts one matrix-multiply thread stalls all of them at the next barrier."""
+    with contextlib.suppress(OSError, AttributeError):
+        os.nice(10)
+
+
 def iter_batches(paths: Sequence[str], cfg: PreprocessConfig, *, batch_size: int, workers: int,
                  pin_memory: bool = False, draft: bool = True,
-                 max_pixels: int = DEFAULT_MAX_PIXELS) -> Iterator[Batch]:
+                 max_pixels: int = DEFAULT_MAX_PIXELS, yield_cpu: bool = False
+                 ) -> Iterator[Batch]:
     dataset = ImageFiles(paths, cfg, draft=draft, max_pixels=max_pixels)
     workers = max(0, min(workers, -(-len(dataset) // batch_size)))
     loader = DataLoader(
@@ -101,27 +113,80 @@ def iter_batches(paths: Sequence[str], cfg: PreprocessConfig, *, batch_size: int
         pin_memory=pin_memory,
         prefetch_factor=4 if workers else None,
         persistent_workers=False,
+        worker_init_fn=_lower_priority if yield_cpu and workers else None,
     )
     yield from loader
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    oom = getattr(torch, "OutOfMemoryError", None) or torch.cuda.OutOfMemoryError
+    return isinstance(exc, oom) or (
+        isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower())
+
+
+def _release_memory(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+    elif device.type == "mps" and hasattr(torch, "mps"):
+        torch.mps.empty_cache()
+
+
+class BackoffPredictor:
+    """Runs the model on a batch; on out-of-memory, retries at half the size and stays there.
+
+    One batch that does not fit must not end a 10,000-photo run. An image that
+    does not fit even alone gets an error row.
+    """
+
+    def __init__(self, model: Any) -> None:
+        self.model = model
+        self.limit: int | None = None
+
+    def _run(self, pixels: torch.Tensor) -> list[float]:
+        device = self.model.device
+        with torch.inference_mode(), autocast_context(device, self.model.precision):
+            quality = self.model.predict(pixels.to(device, non_blocking=True))
+        return quality.float().cpu().tolist()
+
+    def __call__(self, pixels: torch.Tensor) -> list[float | None]:
+        out: list[float | None] = []
+        start, total = 0, pixels.shape[0]
+        while start < total:
+            size = min(self.limit or total, total - start)
+            try:
+                out.extend(self._run(pixels[start:start + size]))
+                start += size
+            except Exception as exc:
+                if not is_out_of_memory(exc):
+                    raise
+                _release_memory(self.model.device)
+                if size == 1:
+                    out.append(None)
+                    start += 1
+                    continue
+                self.limit = size // 2
+                log.warning("out of memory at batch size %d; going on at batch size %d",
+                            size, self.limit)
+        return out
 
 
 def score_batches(model: Any, batches: Iterable[Batch], paths: Sequence[str]
                   ) -> Iterator[ScoreResult]:
     """Run the model on decoded batches and yield one result per path, in order."""
     label = getattr(model, "label", None)
-    device = model.device
+    predict = BackoffPredictor(model)
     for batch in batches:
-        scores: dict[int, float] = {}
+        scores: dict[int, float | None] = {}
         if batch.pixels is not None:
             good = [i for i in batch.indices if i not in batch.errors]
-            with torch.inference_mode(), autocast(device):
-                quality = model.predict(batch.pixels.to(device, non_blocking=True))
-            scores = dict(zip(good, quality.float().cpu().tolist(), strict=True))
+            scores = dict(zip(good, predict(batch.pixels), strict=True))
         for index in batch.indices:
-            if index in scores:
-                value = scores[index]
+            value = scores.get(index)
+            if value is not None:
                 yield ScoreResult(paths[index], value, None,
                                   label.to_label(value) if label is not None else None)
+            elif index in scores:
+                yield ScoreResult(paths[index], None, "out of memory even at batch size 1")
             else:
                 yield ScoreResult(paths[index], None, batch.errors.get(index, "not scored"))
 
@@ -151,5 +216,5 @@ def score_paths(paths: Iterable[str], model: Any = None, *, device: str = "auto"
         workers = default_workers(model.device)
     batches = iter_batches(files, model.preprocess, batch_size=batch_size, workers=workers,
                            pin_memory=model.device.type == "cuda", draft=draft,
-                           max_pixels=max_pixels)
+                           max_pixels=max_pixels, yield_cpu=model.device.type == "cpu")
     yield from score_batches(model, batches, files)

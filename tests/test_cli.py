@@ -137,3 +137,31 @@ def test_formats_stream_one_row_per_image(use_tiny_manifest, tmp_path, fmt):
     assert result.exit_code == 0
     lines = result.stdout.splitlines()
     assert len(lines) == len(made) + (0 if fmt == "jsonl" else 1)
+
+
+def test_rows_stream_before_the_run_ends(tiny_hub, tmp_path):
+    """A row reaches a pipe as soon as it is scored, not when the run ends."""
+    import time
+
+    import numpy as np
+    from PIL import Image
+
+    made = write_photo_tree(tmp_path / "src")
+    folder = tmp_path / "shoot"
+    folder.mkdir()
+    (folder / "a.jpg").write_bytes(made[0].read_bytes())
+    ramp = np.linspace(0, 255, 6000, dtype=np.float32)
+    slow = np.stack([np.outer(np.ones(6000), ramp)] * 3, -1).astype(np.uint8)
+    Image.fromarray(slow).save(folder / "z.png", compress_level=1)  # about a second to decode
+    env = {**os.environ, "GRMPIQA_MANIFEST": str(tiny_hub.manifest_path)}
+    env.pop("PYTHONUNBUFFERED", None)  # the tool must flush by itself
+    proc = subprocess.Popen([sys.executable, "-m", "grmpiqa", "score", str(folder), "-b", "1",
+                             "-j", "0"], stdout=subprocess.PIPE, env=env)
+    proc.stdout.readline()
+    first = proc.stdout.readline()
+    first_at = time.monotonic()
+    second = proc.stdout.readline()
+    waited = time.monotonic() - first_at
+    proc.wait(timeout=300)
+    assert b"a.jpg" in first and b"z.png" in second
+    assert waited > 0.3, "the first row was held back until the second was ready"

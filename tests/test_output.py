@@ -90,3 +90,21 @@ def test_label_column(fmt):
     writer.write(ScoreResult("a.jpg", 0.25, None, 3.0))
     writer.close()
     assert b"3" in buffer.getvalue()
+
+
+def test_output_files_get_normal_permissions(tmp_path):
+    import stat
+
+    old = os.umask(0o022)
+    try:
+        fresh = OutputFile(tmp_path / "new.csv")
+        fresh.commit()
+        assert stat.S_IMODE((tmp_path / "new.csv").stat().st_mode) == 0o644
+        existing = tmp_path / "kept.csv"
+        existing.write_text("x")
+        existing.chmod(0o640)
+        again = OutputFile(existing)
+        again.commit()
+        assert stat.S_IMODE(existing.stat().st_mode) == 0o640
+    finally:
+        os.umask(old)

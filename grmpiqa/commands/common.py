@@ -5,6 +5,7 @@ Nothing here imports torch: ``grmpiqa --help`` must stay instant.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import os
@@ -22,6 +23,23 @@ EXIT_SOME_FAILED = 1
 EXIT_USAGE = 2
 EXIT_INTERNAL = 3
 EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised like Ctrl-C so that the same clean-up (saving rows) runs."""
+
+
+def _raise_terminated(signum: int, frame: Any) -> None:
+    raise Terminated()
+
+
+def install_signal_handlers() -> None:
+    """SIGTERM (a scheduler's time limit, ``kill``) stops the run like Ctrl-C would."""
+    import signal
+
+    with contextlib.suppress(ValueError):  # only the main thread may set handlers
+        signal.signal(signal.SIGTERM, _raise_terminated)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -35,6 +53,14 @@ DeviceOption = Annotated[str, typer.Option(
     "--device", "-d", help="auto, cpu, cuda, cuda:N or mps. auto: CUDA, then MPS, then CPU.")]
 BatchSizeOption = Annotated[int, typer.Option(
     "--batch-size", "-b", min=1, help="Images per forward pass.")]
+WorkersOption = Annotated[int | None, typer.Option(
+    "--workers", "-j", min=0, show_default="1 on CPU, up to 16 on GPU",
+    help="Decoding processes (0: decode in the main process).")]
+PrecisionOption = Annotated[str, typer.Option(
+    "--precision", show_default="auto",
+    help="auto (fp16 on GPU, fp32 on CPU), fp32, fp16, bf16, or int8 (CPU fast path).")]
+CompileOption = Annotated[bool, typer.Option(
+    "--compile", help="torch.compile the image encoder (pays on GPUs for long runs).")]
 QuietOption = Annotated[bool, typer.Option(
     "--quiet", "-q", help="No progress bar and no per-file messages on stderr.")]
 
@@ -74,9 +100,9 @@ def cli_errors(func: F) -> F:
                 traceback.print_exc()
             say(f"error: {exc}")
             raise typer.Exit(exc.exit_code) from None
-        except KeyboardInterrupt:
-            say("interrupted")
-            raise typer.Exit(EXIT_INTERRUPTED) from None
+        except KeyboardInterrupt as exc:
+            say("terminated" if isinstance(exc, Terminated) else "interrupted")
+            raise typer.Exit(interrupt_exit_code(exc)) from None
         except (typer.Exit, typer.Abort, SystemExit, typer.TyperException):
             raise
         except BrokenPipeError:
@@ -91,6 +117,10 @@ def cli_errors(func: F) -> F:
             raise typer.Exit(EXIT_INTERNAL) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def interrupt_exit_code(exc: BaseException) -> int:
+    return EXIT_TERMINATED if isinstance(exc, Terminated) else EXIT_INTERRUPTED
 
 
 def _silence_stdout() -> None:

@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# One short prepared run on a CUDA machine (the device tool's H200), from the repo root:
+#   CUDA tests, GPU throughput (score vs encoder ceiling, fp16, --compile), torchrun on the GPU.
+# Needs: wheels for packages the machine lacks in .whl/ (open_clip_torch, ftfy, wcwidth, typer)
+# and LIVEC photos in .bench/livec (with its README.txt licence; never committed).
+set -uo pipefail
+OUT="${OUT:-/tmp/gpu-out}"
+mkdir -p "$OUT"
+if ls .whl/*.whl >/dev/null 2>&1; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+    --target /tmp/site .whl/*.whl || exit 1
+  export PYTHONPATH="$PWD:/tmp/site"
+else
+  export PYTHONPATH="$PWD"
+fi
+export PYTHONUNBUFFERED=1
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
+nproc
+python3 -c "import torch, open_clip, typer, huggingface_hub as h; print('torch', torch.__version__, \
+'cuda', torch.cuda.is_available(), 'open_clip', open_clip.__version__, 'typer', typer.__version__, \
+'hf', h.__version__)"
+
+echo "::: CUDA tests"
+python3 -m pytest -q -p no:cacheprovider tests/test_cuda.py tests/test_model.py tests/test_scale.py \
+  2>&1 | tail -n 15
+
+echo "::: throughput, batch 32"
+python3 benchmarks/throughput.py --device cuda --images 627 --big-images 128 --batch-size 32 \
+  --livec .bench/livec/images --workdir /tmp/bench --skip memory startup \
+  --json "$OUT/gpu_b32.json" 2>&1 | tail -n 20
+
+echo "::: throughput, batch 256"
+python3 benchmarks/throughput.py --device cuda --images 627 --batch-size 256 \
+  --livec .bench/livec/images --workdir /tmp/bench --skip big memory startup compile \
+  --json "$OUT/gpu_b256.json" 2>&1 | tail -n 8
+
+echo "::: torchrun, 2 ranks on the GPU"
+HF_HUB_CACHE=/tmp/bench/hf HF_HUB_OFFLINE=1 GRMPIQA_CACHE=/tmp/bench/grmpiqa-cache \
+  python3 -m torch.distributed.run --standalone --nproc_per_node=2 -m grmpiqa score \
+  .bench/livec/images -q -o "$OUT/torchrun.csv" -b 64 2>&1 | tail -n 5
+echo "rows: $(($(wc -l < "$OUT/torchrun.csv") - 1))"

@@ -1,0 +1,252 @@
+"""Throughput, fast path, memory and start-up of `grmpiqa score`, measured in one run.
+
+Targets (issue 5), all printed as ratios of figures taken in this same run:
+  score / ceiling >= 0.9 on the LIVEC JPEGs and >= 0.8 on 12-megapixel JPEGs, where the
+  ceiling is the same model on already-decoded 224x224 tensors at the same batch size;
+  the int8 fast path >= 1.5x fp32 with scores within 0.02 and rank correlation > 0.99;
+  4x more images costs < 1.1x the peak RSS; `--help` and `models` start without torch.
+
+The model is the default GRMP-IQA (ViT-B-16 + 100 prompt tokens per layer) with random
+weights, written into a local Hugging Face cache: its cost is the real model's, its scores
+mean nothing.
+
+    python benchmarks/throughput.py                       # CPU, 96 images
+    python benchmarks/throughput.py --device cuda --images 627 --batch-size 256
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_LIVEC = ROOT.parent / "shared" / "data" / "livec" / "images"
+
+
+def parse_args() -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--images", type=int, default=96, help="photos per measurement")
+    p.add_argument("--big-images", type=int, default=None,
+                   help="12 MP JPEGs to make and score (default: --images)")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--workers", type=int, default=None)
+    p.add_argument("--livec", type=Path, default=DEFAULT_LIVEC, help="folder of JPEGs")
+    p.add_argument("--workdir", type=Path, default=ROOT / ".bench",
+                   help="random-weight Hub cache and 12 MP JPEGs are kept here")
+    p.add_argument("--skip", nargs="*", default=[],
+                   choices=["big", "fast", "memory", "startup", "compile"])
+    p.add_argument("--json", type=Path, help="also write the figures here")
+    return p.parse_args()
+
+
+ARGS = parse_args()
+HF_CACHE = Path(os.environ.get("GRMPIQA_BENCH_HF_CACHE", ARGS.workdir / "hf"))
+os.environ.update(HF_HUB_CACHE=str(HF_CACHE), HF_HUB_OFFLINE="1",
+                  GRMPIQA_CACHE=str(ARGS.workdir / "grmpiqa-cache"))
+os.environ.pop("GRMPIQA_MANIFEST", None)
+
+import torch  # noqa: E402
+from PIL import Image  # noqa: E402
+from scipy.stats import spearmanr  # noqa: E402
+
+from grmpiqa.loading import load_model  # noqa: E402
+from grmpiqa.preprocess import load_pixels  # noqa: E402
+from grmpiqa.scoring import score_paths  # noqa: E402
+from grmpiqa.testing import VIT_B_16_REPO, repo_folder, write_vit_b16_cache  # noqa: E402
+
+
+def ensure_cache() -> None:
+    if not repo_folder(HF_CACHE, VIT_B_16_REPO).is_dir():
+        print(f"writing a random-weight ViT-B-16 Hub cache to {HF_CACHE} ...", file=sys.stderr)
+        write_vit_b16_cache(HF_CACHE)
+
+
+def _upscale(job: tuple[Path, Path]) -> None:
+    src, dst = job
+    if not dst.exists():
+        with Image.open(src) as im:
+            big = im.convert("RGB").resize((4000, 3000), Image.Resampling.BICUBIC)
+        big.save(dst.with_suffix(".tmp"), "JPEG", quality=90)
+        dst.with_suffix(".tmp").rename(dst)
+
+
+def big_jpegs(sources: list[Path]) -> list[str]:
+    """12-megapixel (4000x3000) JPEGs made by upscaling the photos, kept in the workdir."""
+    from multiprocessing import Pool
+
+    folder = ARGS.workdir / "12mp"
+    folder.mkdir(parents=True, exist_ok=True)
+    jobs = [(src, folder / (src.stem + ".jpg")) for src in sources]
+    with Pool(os.cpu_count()) as pool:
+        pool.map(_upscale, jobs)
+    return [str(dst) for _, dst in jobs]
+
+
+def timed_scores(model, files: list[str], **kw) -> tuple[float, list[float]]:
+    start = time.perf_counter()
+    results = list(score_paths(files, model, batch_size=ARGS.batch_size, workers=ARGS.workers,
+                               expand=False, **kw))
+    elapsed = time.perf_counter() - start
+    assert all(r.ok for r in results), [r.error for r in results if not r.ok][:3]
+    return len(files) / elapsed, [r.score for r in results]
+
+
+def ceiling(model, pixels: torch.Tensor) -> float:
+    """img/s of the model alone on decoded uint8 224x224 tensors already in memory."""
+    from grmpiqa.acceleration import autocast_context
+
+    device = model.device
+    batches = [pixels[i:i + ARGS.batch_size] for i in range(0, len(pixels), ARGS.batch_size)]
+    if device.type == "cuda":
+        batches = [b.to(device) for b in batches]
+    with torch.inference_mode(), autocast_context(device, model.precision):
+        model.predict(batches[0])  # warm-up
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        for b in batches:
+            model.predict(b)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+    return len(pixels) / (time.perf_counter() - start)
+
+
+def startup_seconds(args: list[str], repeat: int = 5) -> float:
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        subprocess.run([sys.executable, *args], stdout=subprocess.DEVNULL, check=True)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def main() -> None:
+    ensure_cache()
+    photos = sorted(ARGS.livec.glob("*.[jJ][pP][gG]"))[:ARGS.images]
+    files = [str(p) for p in photos]
+    figures: dict[str, float] = {"images": len(files), "batch_size": ARGS.batch_size}
+    model = load_model("grmp-clive50", device=ARGS.device)
+    pixels = torch.stack([load_pixels(f, model.preprocess) for f in files])
+
+    figures["ceiling_img_s"] = ceiling(model, pixels)
+    figures["score_img_s"], fp32_scores = timed_scores(model, files)
+    figures["score_ratio"] = figures["score_img_s"] / figures["ceiling_img_s"]
+
+    if "big" not in ARGS.skip:
+        big = big_jpegs(photos[:ARGS.big_images or len(photos)])
+        figures["big_images"] = len(big)
+        figures["score_12mp_img_s"], draft_scores = timed_scores(model, big)
+        figures["score_12mp_ratio"] = figures["score_12mp_img_s"] / figures["ceiling_img_s"]
+        figures["score_12mp_nodraft_img_s"], full_scores = timed_scores(model, big, draft=False)
+        figures["draft_max_score_diff"] = max(
+            abs(a - b) for a, b in zip(draft_scores, full_scores, strict=True))
+        drafted = torch.stack([load_pixels(f, model.preprocess) for f in big[:16]]).float()
+        full = torch.stack([load_pixels(f, model.preprocess, draft=False) for f in big[:16]])
+        figures["draft_mean_pixel_diff"] = (drafted - full.float()).abs().mean().item()
+
+    if "fast" not in ARGS.skip and ARGS.device == "cpu":
+        fast = load_model("grmp-clive50", device="cpu", precision="int8")
+        figures["int8_ceiling_img_s"] = ceiling(fast, pixels)
+        figures["int8_score_img_s"], int8_scores = timed_scores(fast, files)
+        figures["int8_speedup"] = figures["int8_score_img_s"] / figures["score_img_s"]
+        figures["int8_max_score_diff"] = max(
+            abs(a - b) for a, b in zip(int8_scores, fp32_scores, strict=True))
+        figures["int8_srcc_vs_fp32"] = float(spearmanr(int8_scores, fp32_scores).statistic)
+        figures["score_spread_fp32"] = max(fp32_scores) - min(fp32_scores)
+        del fast
+
+    if "compile" not in ARGS.skip and ARGS.device.startswith("cuda"):
+        compiled = load_model("grmp-clive50", device=ARGS.device, compile=True)
+        ceiling(compiled, pixels)  # compile outside the timing
+        figures["compile_ceiling_img_s"] = ceiling(compiled, pixels)
+        figures["compile_score_img_s"], _ = timed_scores(compiled, files)
+
+    if "memory" not in ARGS.skip:
+        few = files[: max(1, len(files) // 4)]
+        common = ["score", "-q", "-b", str(ARGS.batch_size), "-d", ARGS.device, "-"]
+        if ARGS.device == "cpu":
+            common += ["--precision", "int8"]  # same pipeline, a quarter of the time
+        figures["rss_n"] = len(few)
+        figures["peak_rss_mb_n"] = _rss_with_stdin(common, few)
+        figures["peak_rss_mb_4n"] = _rss_with_stdin(common, files[: 4 * len(few)])
+        figures["rss_ratio_4n_over_n"] = figures["peak_rss_mb_4n"] / figures["peak_rss_mb_n"]
+
+    if "startup" not in ARGS.skip:
+        base = startup_seconds(["-c", "pass"])
+        figures["startup_python_s"] = base
+        figures["startup_help_s"] = startup_seconds(["-m", "grmpiqa", "--help"])
+        figures["startup_models_s"] = startup_seconds(["-m", "grmpiqa", "models"])
+
+    report(figures)
+
+
+def _rss_with_stdin(args: list[str], files: list[str]) -> float:
+    listing = ARGS.workdir / f"list-{len(files)}.txt"
+    listing.write_text("\n".join(files) + "\n")
+    with open(listing, "rb") as stdin:
+        probe = ("import resource, subprocess, sys\n"
+                 "r = subprocess.run(sys.argv[1:], stdin=sys.stdin, stdout=subprocess.DEVNULL)\n"
+                 "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, r.returncode)")
+        out = subprocess.run([sys.executable, "-c", probe, sys.executable, "-m", "grmpiqa",
+                              *args], stdin=stdin, capture_output=True, text=True, check=True)
+    kb, code = out.stdout.split()
+    assert code == "0", out.stderr
+    return int(kb) / 1024
+
+
+def report(f: dict[str, float]) -> None:
+    rows = [
+        ("ceiling: model on decoded 224x224 tensors", f"{f['ceiling_img_s']:.2f} img/s"),
+        ("score: LIVEC JPEGs (500x500)", f"{f['score_img_s']:.2f} img/s"),
+        ("  ratio to ceiling (target >= 0.9)", f"{f['score_ratio']:.3f}"),
+    ]
+    if "score_12mp_img_s" in f:
+        rows += [
+            (f"score: {int(f['big_images'])} 12 MP JPEGs (4000x3000)",
+             f"{f['score_12mp_img_s']:.2f} img/s"),
+            ("  ratio to ceiling (target >= 0.8)", f"{f['score_12mp_ratio']:.3f}"),
+            ("  without draft decoding", f"{f['score_12mp_nodraft_img_s']:.2f} img/s"),
+            ("  max |score diff| draft vs full decode (< 0.01)",
+             f"{f['draft_max_score_diff']:.5f}"),
+            ("  mean |pixel diff| of model inputs (0..255)", f"{f['draft_mean_pixel_diff']:.3f}"),
+        ]
+    if "int8_speedup" in f:
+        rows += [
+            ("fast path int8: model alone", f"{f['int8_ceiling_img_s']:.2f} img/s"),
+            ("fast path int8: score LIVEC", f"{f['int8_score_img_s']:.2f} img/s"),
+            ("  speed-up over fp32 score (target >= 1.5)", f"{f['int8_speedup']:.2f}x"),
+            ("  max |score diff| vs fp32 (target <= 0.02)", f"{f['int8_max_score_diff']:.5f}"),
+            ("  SRCC vs fp32 scores (target > 0.99)", f"{f['int8_srcc_vs_fp32']:.4f}"),
+            ("  (spread of fp32 scores, random weights)", f"{f['score_spread_fp32']:.4f}"),
+        ]
+    if "compile_ceiling_img_s" in f:
+        rows += [("compiled: model alone", f"{f['compile_ceiling_img_s']:.2f} img/s"),
+                 ("compiled: score LIVEC", f"{f['compile_score_img_s']:.2f} img/s")]
+    if "peak_rss_mb_n" in f:
+        n = int(f["rss_n"])
+        rows += [(f"peak RSS, {n} images", f"{f['peak_rss_mb_n']:.0f} MiB"),
+                 (f"peak RSS, {4 * n} images", f"{f['peak_rss_mb_4n']:.0f} MiB"),
+                 ("  ratio 4N / N (target < 1.1)", f"{f['rss_ratio_4n_over_n']:.3f}")]
+    if "startup_help_s" in f:
+        rows += [("start-up: python -c pass", f"{f['startup_python_s']:.3f} s"),
+                 ("start-up: grmpiqa --help", f"{f['startup_help_s']:.3f} s"),
+                 ("start-up: grmpiqa models", f"{f['startup_models_s']:.3f} s")]
+    width = max(len(r[0]) for r in rows)
+    print(f"grmpiqa throughput: device {ARGS.device}, batch {ARGS.batch_size}, "
+          f"{int(f['images'])} images, torch {torch.__version__}, "
+          f"{torch.get_num_threads()} threads")
+    for name, value in rows:
+        print(f"{name:<{width}}  {value:>14}")
+    if ARGS.json:
+        ARGS.json.write_text(json.dumps(f, indent=1))
+
+
+if __name__ == "__main__":
+    main()

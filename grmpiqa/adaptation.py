@@ -156,8 +156,9 @@ def adapt(labels: PathLike | LabelTable, out: PathLike | None = None, *,
 
     from grmpiqa.loading import load_model
 
+    # fp32 and unmodified modules: training needs them (no int8 or packed attention).
     start = load_model(init if init is not None else model, device="cpu", base=model,
-                       hf_cache=hf_cache)
+                       hf_cache=hf_cache, precision="fp32")
     trainable_names(start, opts.trainable)  # a zero-shot model is refused here, not later
     pixels, problems = decode_rows(table.rows, start.preprocess, workers=workers,
                                    max_pixels=max_pixels, progress=on_images)

@@ -2,7 +2,6 @@ import json
 
 import pytest
 import torch
-from labelled import write_noise_labels
 from safetensors.torch import load_file
 from typer.testing import CliRunner
 
@@ -13,6 +12,7 @@ from grmpiqa.errors import ConfigError
 from grmpiqa.finetune import FewShotTrainer
 from grmpiqa.images import open_image
 from grmpiqa.weights import read_metadata, read_weights
+from labelled import write_noise_labels
 
 runner = CliRunner()
 FAST = {"model": "grmp-tiny", "device": "cpu", "workers": 0}

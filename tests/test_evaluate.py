@@ -3,11 +3,11 @@ import io
 import json
 
 import pytest
-from labelled import write_noise_labels
 from scipy import stats
 from typer.testing import CliRunner
 
 from grmpiqa.cli import app
+from labelled import write_noise_labels
 
 runner = CliRunner()
 

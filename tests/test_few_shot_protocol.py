@@ -3,6 +3,7 @@ import json
 from pathlib import Path
 
 import torch
+
 from labelled import write_noise_labels
 
 SCRIPT = Path(__file__).resolve().parent.parent / "benchmarks" / "few_shot_protocol.py"

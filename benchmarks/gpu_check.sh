@@ -27,12 +27,12 @@ python3 -m pytest -q -p no:cacheprovider tests/test_cuda.py tests/test_model.py 
   2>&1 | tail -n 25
 
 echo "::: throughput, batch 32"
-python3 benchmarks/throughput.py --device cuda --images 627 --big-images 128 --batch-size 32 \
+python3 benchmarks/throughput.py --device cuda --images 627 --repeat 8 --big-images 128 --batch-size 32 \
   --livec .bench/livec/images --workdir /tmp/bench --skip memory startup \
   --json "$OUT/gpu_b32.json" 2>&1 | tail -n 20
 
 echo "::: throughput, batch 256"
-python3 benchmarks/throughput.py --device cuda --images 627 --batch-size 256 \
+python3 benchmarks/throughput.py --device cuda --images 627 --repeat 8 --batch-size 256 \
   --livec .bench/livec/images --workdir /tmp/bench --skip big memory startup compile \
   --json "$OUT/gpu_b256.json" 2>&1 | tail -n 8
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # One short prepared run on a CUDA machine (the device tool's H200), from the repo root:
 #   CUDA tests, GPU throughput (score vs encoder ceiling, fp16, --compile), torchrun on the GPU.
-# Needs: wheels for packages the machine lacks in .whl/ (open_clip_torch, ftfy, wcwidth, typer)
+# Needs: wheels for packages the machine lacks in .whl/ (open_clip_torch, ftfy, wcwidth, typer,
+# pydantic and what they need)
 # and LIVEC photos in .bench/livec (with its README.txt licence; never committed).
 set -uo pipefail
 OUT="${OUT:-/tmp/gpu-out}"
@@ -16,21 +17,22 @@ fi
 export PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 nproc
+python3 -m pip list 2>/dev/null | grep -iE "^(timm|huggingface.hub|pillow|numpy|safetensors|scipy) "
 python3 -c "import torch, open_clip, typer, huggingface_hub as h; print('torch', torch.__version__, \
 'cuda', torch.cuda.is_available(), 'open_clip', open_clip.__version__, 'typer', typer.__version__, \
 'hf', h.__version__)"
 
 echo "::: CUDA tests"
 python3 -m pytest -q -p no:cacheprovider tests/test_cuda.py tests/test_model.py tests/test_scale.py \
-  2>&1 | tail -n 15
+  2>&1 | tail -n 25
 
 echo "::: throughput, batch 32"
-python3 benchmarks/throughput.py --device cuda --images 627 --big-images 128 --batch-size 32 \
+python3 benchmarks/throughput.py --device cuda --images 627 --repeat 8 --big-images 128 --batch-size 32 \
   --livec .bench/livec/images --workdir /tmp/bench --skip memory startup \
   --json "$OUT/gpu_b32.json" 2>&1 | tail -n 20
 
 echo "::: throughput, batch 256"
-python3 benchmarks/throughput.py --device cuda --images 627 --batch-size 256 \
+python3 benchmarks/throughput.py --device cuda --images 627 --repeat 8 --batch-size 256 \
   --livec .bench/livec/images --workdir /tmp/bench --skip big memory startup compile \
   --json "$OUT/gpu_b256.json" 2>&1 | tail -n 8
 

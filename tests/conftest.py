@@ -21,6 +21,9 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["GRMPIQA_CACHE"] = str(_SESSION_ROOT / "grmpiqa-cache")
 os.environ.pop("GRMPIQA_MANIFEST", None)
 os.environ.pop("GRMPIQA_DEBUG", None)
+# Tiny test models: one thread is faster than two, and far faster on a busy machine
+# (OpenMP threads spin waiting for each other); subprocesses inherit it.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import pytest  # noqa: E402
 

@@ -96,12 +96,14 @@ def test_torchrun_two_cpu_ranks_merge_in_input_order(tiny_hub, tmp_path):
     env = {**os.environ, "GRMPIQA_MANIFEST": str(tiny_hub.manifest_path)}
     for key in ("WORLD_SIZE", "RANK", "LOCAL_RANK"):
         env.pop(key, None)
-    single = subprocess.run([sys.executable, "-m", "grmpiqa", "score", str(photos), "-j", "0"],
+    single = subprocess.run([sys.executable, "-m", "grmpiqa", "score", str(photos), "-j", "0",
+                             "-d", "cpu"],
                             capture_output=True, text=True, env=env, timeout=300)
     out = tmp_path / "merged.csv"
     run = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-         "-m", "grmpiqa", "score", str(photos), "-o", str(out), "-b", "2", "-j", "0"],
+         "-m", "grmpiqa", "score", str(photos), "-o", str(out), "-b", "2", "-j", "0",
+         "-d", "cpu"],
         capture_output=True, text=True, env=env, timeout=600)
     assert run.returncode == 1, run.stderr  # rank 0 exits 1: one file failed
     assert "zz-broken.jpg" in run.stderr

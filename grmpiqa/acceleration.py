@@ -93,7 +93,7 @@ def quantize_image_tower(model: Any) -> None:
     Must run on a CPU model in eval mode.
     """
     try:
-        from torch.ao.quantization import quantize_dynamic
+        from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
     except ImportError:  # pragma: no cover - depends on the torch build
         raise ConfigError(
             "--precision int8 needs torch.ao.quantization, missing in this torch"
@@ -104,8 +104,9 @@ def quantize_image_tower(model: Any) -> None:
     pack_attention(model.clip.visual.transformer.resblocks)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # torch.ao.quantization deprecation notices
-        quantize_dynamic(model.clip.visual.transformer, {torch.nn.Linear}, dtype=torch.qint8,
-                         inplace=True)
+        # Per-channel weight scales: as fast as per-tensor here, and closer to fp32.
+        quantize_dynamic(model.clip.visual.transformer,
+                         {torch.nn.Linear: per_channel_dynamic_qconfig}, inplace=True)
 
 
 def prepare_for_inference(model: Any, precision: str = "auto", compile: bool = False) -> Any:

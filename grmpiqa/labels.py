@@ -130,42 +130,103 @@ def _records(text: str, delimiter: str):
         raise LabelsError("", [Problem(f"malformed CSV ({exc})", last + 1)]) from None
 
 
-def _find_column(header: list[str], wanted: str | None, candidates: Sequence[str],
-                 kind: str, option: str) -> tuple[int | None, Problem | None]:
+@dataclass(frozen=True)
+class Column:
+    """A column to find in a CSV header: by the name the user gave, else by usual names."""
+
+    kind: str  # what it holds, for messages: "image", "score", "task" ...
+    wanted: str | None
+    candidates: tuple[str, ...]
+    option: str  # the command-line option that names it
+    required: bool = True
+
+
+def _find_column(header: list[str], column: Column) -> tuple[int | None, Problem | None]:
     names = [h.strip().lower() for h in header]
     shown = ", ".join(repr(h.strip()) for h in header)
-    if wanted is not None:
-        key = wanted.strip().lower()
+    if column.wanted is not None:
+        key = column.wanted.strip().lower()
         if key not in names:
-            return None, Problem(f"no column {wanted!r} ({option}); the header has {shown}", 1)
+            return None, Problem(f"no column {column.wanted!r} ({column.option}); the header "
+                                 f"has {shown}", 1)
         return names.index(key), None
-    found = [i for i, name in enumerate(names) if name in candidates]
+    found = [i for i, name in enumerate(names) if name in column.candidates]
     if not found:
+        if not column.required:
+            return None, None
         hint = ""
-        if kind == "score" and "dmos" in names:
+        if column.kind == "score" and "dmos" in names:
             hint = "; for a DMOS column use --score-column dmos --lower-is-better"
         return None, Problem(
-            f"no {kind} column: name one {'/'.join(candidates)} or give {option}; "
-            f"the header has {shown}{hint}", 1)
+            f"no {column.kind} column: name one {'/'.join(column.candidates)} or give "
+            f"{column.option}; the header has {shown}{hint}", 1)
     if len(found) > 1:
         both = " and ".join(repr(header[i].strip()) for i in found)
-        return None, Problem(f"columns {both} could both be the {kind}; choose with {option}", 1)
+        return None, Problem(f"columns {both} could both be the {column.kind}; choose with "
+                             f"{column.option}", 1)
     return found[0], None
 
 
-def _choose_delimiter(text: str, image_column: str | None, score_column: str | None) -> str:
-    """The delimiter under which the header names both columns; else the one splitting most."""
+def _choose_delimiter(text: str, columns: Sequence[Column]) -> str:
+    """The delimiter under which the header has every required column; else the one
+    splitting the header most."""
     first_line = text.lstrip("\r\n").splitlines()[0] if text.strip() else ""
     best, best_fields = ",", 0
     for delimiter in DELIMITERS:
         header = next(csv.reader([first_line], delimiter=delimiter), [])
-        image, _ = _find_column(header, image_column, IMAGE_COLUMNS, "image", "--image-column")
-        score, _ = _find_column(header, score_column, SCORE_COLUMNS, "score", "--score-column")
-        if image is not None and score is not None:
+        if all(_find_column(header, c)[0] is not None for c in columns if c.required):
             return delimiter
         if len(header) > best_fields:
             best, best_fields = delimiter, len(header)
     return best
+
+
+@dataclass(frozen=True)
+class CsvTable:
+    """A decoded CSV: its delimiter, header, where each wanted column is, and the records
+    with the line each starts on."""
+
+    source: str
+    delimiter: str
+    header: list[str]
+    index: dict[str, int | None]
+    records: list[tuple[int, list[str]]]
+
+    def cell(self, cells: list[str], kind: str) -> str:
+        i = self.index.get(kind)
+        return cells[i] if i is not None and i < len(cells) else ""
+
+
+def read_table(csv_path: str | os.PathLike[str], columns: Sequence[Column]) -> CsvTable:
+    """Read and decode a CSV and find its columns; anything that stops reading altogether
+    (no such file, not text, no header, a required column missing) raises LabelsError."""
+    source = os.fspath(csv_path)
+    try:
+        data = Path(source).read_bytes()
+    except FileNotFoundError:
+        raise LabelsError(source, [Problem("no such file")]) from None
+    except IsADirectoryError:
+        raise LabelsError(source, [Problem("is a folder; give the CSV file")]) from None
+    except OSError as exc:
+        raise LabelsError(source, [Problem(f"cannot read ({exc.strerror or exc})")]) from None
+    text = _decode(data, source)
+    delimiter = _choose_delimiter(text, columns)
+    try:
+        records = list(_records(text, delimiter))
+    except LabelsError as exc:
+        raise LabelsError(source, exc.problems) from None
+    if not records:
+        raise LabelsError(source, [Problem("empty: expected a header and one row per image")])
+    header_line, header = records[0]
+    index: dict[str, int | None] = {}
+    fatal = []
+    for column in columns:
+        index[column.kind], problem = _find_column(header, column)
+        if problem is not None:
+            fatal.append(Problem(problem.message, header_line))
+    if fatal:
+        raise LabelsError(source, fatal)
+    return CsvTable(source, delimiter, header, index, records[1:])
 
 
 def parse_score(cell: str, delimiter: str) -> float:
@@ -190,40 +251,18 @@ def read_labels(csv_path: str | os.PathLike[str], *, image_column: str | None = 
     or score column) raises :class:`LabelsError` at once. ``check_files``
     reports images that do not exist; whether they decode is for the caller.
     """
-    source = os.fspath(csv_path)
-    try:
-        data = Path(source).read_bytes()
-    except FileNotFoundError:
-        raise LabelsError(source, [Problem("no such file")]) from None
-    except IsADirectoryError:
-        raise LabelsError(source, [Problem("is a folder; give the labels CSV file")]) from None
-    except OSError as exc:
-        raise LabelsError(source, [Problem(f"cannot read ({exc.strerror or exc})")]) from None
-    text = _decode(data, source)
-    delimiter = _choose_delimiter(text, image_column, score_column)
-    try:
-        records = list(_records(text, delimiter))
-    except LabelsError as exc:
-        raise LabelsError(source, exc.problems) from None
-    if not records:
-        raise LabelsError(source, [Problem("empty: expected a header and one row per image")])
-    header_line, header = records[0]
-    image_index, image_problem = _find_column(header, image_column, IMAGE_COLUMNS, "image",
-                                              "--image-column")
-    score_index, score_problem = _find_column(header, score_column, SCORE_COLUMNS, "score",
-                                              "--score-column")
-    fatal = [p for p in (image_problem, score_problem) if p is not None]
-    if fatal:
-        raise LabelsError(source, [Problem(p.message, header_line) for p in fatal])
-    assert image_index is not None and score_index is not None
-
+    table = read_table(csv_path, (
+        Column("image", image_column, IMAGE_COLUMNS, "--image-column"),
+        Column("score", score_column, SCORE_COLUMNS, "--score-column"),
+    ))
+    source = table.source
     base = Path(root) if root is not None else Path(source).resolve().parent
     problems: list[Problem] = []
     rows: list[LabelRow] = []
     seen: dict[str, int] = {}
-    for line, cells in records[1:]:
-        image = cells[image_index].strip() if image_index < len(cells) else ""
-        raw = cells[score_index] if score_index < len(cells) else ""
+    for line, cells in table.records:
+        image = table.cell(cells, "image").strip()
+        raw = table.cell(cells, "score")
         bad: list[str] = []
         if not image:
             bad.append("no image path")
@@ -232,7 +271,7 @@ def read_labels(csv_path: str | os.PathLike[str], *, image_column: str | None = 
             bad.append("no score")
         else:
             try:
-                score = parse_score(raw, delimiter)
+                score = parse_score(raw, table.delimiter)
             except ValueError:
                 bad.append(f"score {raw.strip()!r} is not a number")
             else:
@@ -255,8 +294,10 @@ def read_labels(csv_path: str | os.PathLike[str], *, image_column: str | None = 
             rows.append(LabelRow(line, image, path, score))
     if check_files and rows == [] and seen and not any(os.path.exists(p) for p in seen):
         problems.append(Problem(f"none of the images exist under {base}; is --root right?"))
-    return LabelTable(source, tuple(rows), header[image_index].strip(),
-                      header[score_index].strip(), not lower_is_better, tuple(problems))
+    header = table.header
+    return LabelTable(source, tuple(rows), header[table.index["image"]].strip(),
+                      header[table.index["score"]].strip(), not lower_is_better,
+                      tuple(problems))
 
 
 def require_usable(table: LabelTable, extra: Sequence[Problem] = (), *,

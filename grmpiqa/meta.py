@@ -31,7 +31,6 @@ from grmpiqa.reptile import (
 )
 from grmpiqa.tasks import TaskExamples, TaskSet, derived_seed
 
-PROMPT_PREFIXES = ("text_context.", "visual_prompts.")
 Progress = Callable[[int], None]
 
 
@@ -87,16 +86,10 @@ class EpochReport:
 
 
 def prompt_parameters(model: QualityModel) -> dict[str, torch.nn.Parameter]:
-    """Freeze everything but the prompts; return the prompts by name."""
-    chosen = {}
-    for name, param in model.named_parameters():
-        trainable = name.startswith(PROMPT_PREFIXES)
-        param.requires_grad_(trainable)
-        if trainable:
-            chosen[name] = param
-    if not chosen:
-        raise ValueError("this model has no prompts to pre-train (a zero-shot model?)")
-    return chosen
+    """Freeze everything but the prompts (METHOD.md section 3); return the prompts by name."""
+    from grmpiqa.trainable import set_trainable
+
+    return dict(set_trainable(model, "prompts"))
 
 
 def model_for_pretraining(name: str | None = None, *, device: str | torch.device = "auto",

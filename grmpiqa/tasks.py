@@ -10,13 +10,11 @@ over groups by :mod:`grmpiqa.meta`.
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import math
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import Any, Protocol
 
 import torch
@@ -24,6 +22,7 @@ import torch
 from grmpiqa.config import PreprocessConfig
 from grmpiqa.distortions import LEVELS, Distortion
 from grmpiqa.errors import ImageError, InputError
+from grmpiqa.labels import Column, LabelsError, Problem, parse_score, read_table
 
 # Columns tried, in order, when the user names none (KADID-10k's names included).
 IMAGE_COLUMNS = ("image", "dist_img", "path", "file", "filename")
@@ -141,63 +140,40 @@ class ColumnChoice:
     group: str | None = None
 
 
-def _pick(fieldnames: Sequence[str], wanted: str | None, defaults: Sequence[str], what: str,
-          where: str, required: bool = True) -> str | None:
-    lowered = {name.strip().lower(): name for name in fieldnames}
-    if wanted is not None:
-        if wanted in fieldnames:
-            return wanted
-        if wanted.lower() in lowered:
-            return lowered[wanted.lower()]
-        raise InputError(f"{where}: no column {wanted!r} (columns: {', '.join(fieldnames)})")
-    for name in defaults:
-        if name in lowered:
-            return lowered[name]
-    if required:
-        raise InputError(f"{where}: no {what} column; name it with --{what}-column "
-                         f"(tried {', '.join(defaults)}; columns: {', '.join(fieldnames)})")
-    return None
-
-
 def read_task_labels(path: str | os.PathLike[str],
                      columns: ColumnChoice = ColumnChoice()) -> list[LabelledRow]:
     """Rows of a labelled task CSV: image path, numeric score, task, and group (reference).
 
-    Every row is checked; the first bad one is an error naming the file and line.
+    Read like adapt's labels (any spreadsheet export: BOM, UTF-16, ``;`` or tab,
+    decimal commas); every bad row is reported with its line, all at once.
     """
-    where = str(path)
-    try:
-        with open(path, newline="", encoding="utf-8-sig") as handle:
-            reader = csv.DictReader(handle)
-            fields = list(reader.fieldnames or [])
-            if not fields:
-                raise InputError(f"{where}: empty file, no header row")
-            image_col = _pick(fields, columns.image, IMAGE_COLUMNS, "image", where)
-            label_col = _pick(fields, columns.label, LABEL_COLUMNS, "label", where)
-            task_col = _pick(fields, columns.task, TASK_COLUMNS, "task", where)
-            group_col = _pick(fields, columns.group, GROUP_COLUMNS, "group", where,
-                              required=False)
-            rows = []
-            for line, record in enumerate(reader, start=2):
-                image = (record.get(image_col) or "").strip()
-                task = (record.get(task_col) or "").strip()
-                raw = (record.get(label_col) or "").strip()
-                if not image or not task:
-                    raise InputError(f"{where}:{line}: empty {image_col!r} or {task_col!r}")
-                try:
-                    score = float(raw)
-                except ValueError:
-                    raise InputError(f"{where}:{line}: label {raw!r} is not a number") from None
-                if not math.isfinite(score):
-                    raise InputError(f"{where}:{line}: label {raw!r} is not finite")
-                group = (record.get(group_col) or "").strip() if group_col else ""
-                rows.append(LabelledRow(image, score, task, group or image))
-    except FileNotFoundError:
-        raise InputError(f"{where}: no such file") from None
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise InputError(f"{where}: cannot read ({type(exc).__name__}: {exc})") from None
-    if not rows:
-        raise InputError(f"{where}: no rows")
+    table = read_table(path, (
+        Column("image", columns.image, IMAGE_COLUMNS, "--image-column"),
+        Column("score", columns.label, LABEL_COLUMNS, "--score-column"),
+        Column("task", columns.task, TASK_COLUMNS, "--task-column"),
+        Column("group", columns.group, GROUP_COLUMNS, "--group-column", required=False),
+    ))
+    rows, problems = [], []
+    for line, cells in table.records:
+        image, task = table.cell(cells, "image").strip(), table.cell(cells, "task").strip()
+        raw = table.cell(cells, "score").strip()
+        bad = [f"no {what}" for what, value in (("image path", image), ("task", task))
+               if not value]
+        try:
+            score = parse_score(raw, table.delimiter)
+            if not math.isfinite(score):
+                raise ValueError(raw)
+        except ValueError:
+            bad.append(f"score {raw!r} is not a number")
+        if bad:
+            problems.extend(Problem(message, line) for message in bad)
+            continue
+        group = table.cell(cells, "group").strip()
+        rows.append(LabelledRow(image, score, task, group or image))
+    if not rows and not problems:
+        problems.append(Problem("no rows"))
+    if problems:
+        raise LabelsError(table.source, problems)
     return rows
 
 
@@ -261,8 +237,3 @@ class LabelledTasks:
                 "groups": self.group_count, "tasks": list(self.names),
                 "labels": "min-max normalised per task, 1 = best"
                           + ("" if self.higher_is_better else " (lower scores were better)")}
-
-
-def resolve_image(root: Path, name: str) -> str:
-    path = Path(name)
-    return str(path if path.is_absolute() else root / path)

@@ -169,6 +169,8 @@ def test_labelled_tasks_normalise_per_task_and_keep_groups_whole():
 
 
 def test_read_task_labels(tmp_path):
+    from grmpiqa.labels import LabelsError
+
     csv_path = tmp_path / "kadid.csv"
     csv_path.write_text("dist_img,ref_img,dmos,var,distortion\n"
                         "I01_01_01.png,I01.png,4.5,0.1,01\nI01_01_02.png,I01.png,3.0,0.2,01\n")
@@ -177,12 +179,18 @@ def test_read_task_labels(tmp_path):
     rows = read_task_labels(csv_path, ColumnChoice(label="var", group=None))
     assert rows[1].score == 0.2
     csv_path.write_text("image,mos\na.png,3\n")
-    with pytest.raises(InputError, match="no task column"):
+    with pytest.raises(LabelsError, match="no task column"):
         read_task_labels(csv_path)
-    csv_path.write_text("image,mos,task\na.png,3,x\nb.png,high,x\n")
-    with pytest.raises(InputError, match=r"kadid.csv:3: label 'high' is not a number"):
+    csv_path.write_text("image,mos,task\na.png,3,x\nb.png,high,x\n,2,\n")
+    with pytest.raises(LabelsError) as info:
         read_task_labels(csv_path)
-    with pytest.raises(InputError, match="no column 'nope'"):
+    message = str(info.value)
+    assert "kadid.csv: 3 problems" in message
+    assert "line 3: score 'high' is not a number" in message
+    assert "line 4: no image path" in message and "line 4: no task" in message
+    with pytest.raises(LabelsError, match="no column 'nope'"):
         read_task_labels(csv_path, ColumnChoice(task="nope"))
-    with pytest.raises(InputError, match="no such file"):
+    with pytest.raises(LabelsError, match="no such file"):
         read_task_labels(tmp_path / "missing.csv")
+    csv_path.write_bytes("image;mos;task\r\na.png;3,5;x\r\n".encode("utf-16"))
+    assert read_task_labels(csv_path)[0].score == 3.5  # a spreadsheet's UTF-16 export

@@ -60,7 +60,7 @@ def pretrain(
     model: ModelOption = None,
     device: DeviceOption = "auto",
     image_column: Annotated[str | None, _column("image")] = None,
-    label_column: Annotated[str | None, _column("label")] = None,
+    label_column: Annotated[str | None, _column("score")] = None,
     task_column: Annotated[str | None, _column("task")] = None,
     group_column: Annotated[str | None, typer.Option(
         "--group-column", show_default="ref_img or reference if present, else none",
@@ -153,20 +153,20 @@ def _task_set(photos_dir: Path, labels: Path | None, distortions: str | None, pr
     from grmpiqa.commands.progress import Reporter
     from grmpiqa.distortions import DISTORTIONS
     from grmpiqa.inputs import expand_inputs
+    from grmpiqa.labels import resolve_image
     from grmpiqa.tasks import (
         ColumnChoice,
         LabelledTasks,
         SyntheticTasks,
         load_photos,
         read_task_labels,
-        resolve_image,
     )
 
     if labels is not None:
         if distortions is not None:
             raise ConfigError("--distortions applies to synthetic tasks, not to --labels")
         rows = read_task_labels(labels, ColumnChoice(*columns))
-        paths = [resolve_image(photos_dir, row.image) for row in rows]
+        paths = [resolve_image(row.image, photos_dir) for row in rows]
     else:
         names = [n.strip() for n in (distortions or ",".join(DISTORTIONS)).split(",")
                  if n.strip()]

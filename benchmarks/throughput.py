@@ -12,7 +12,7 @@ mean nothing. The measurements are interleaved batch by batch (ceiling, score, 1
 int8, then the next batch) so that a machine whose speed drifts during the run affects
 every figure alike.
 
-    python benchmarks/throughput.py                       # CPU, 96 images
+    python benchmarks/throughput.py                       # CPU, 128 images
     python benchmarks/throughput.py --device cuda --images 627 --batch-size 256
 """
 
@@ -42,6 +42,9 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--repeat", type=int, default=1,
                    help="score the photo list this many times over in one run (GPU runs are "
                         "too quick for 627 photos to outweigh starting the decoders)")
+    p.add_argument("--rss-images", type=int, default=128,
+                   help="N of the memory check (N and 4N photos); several batches, so that N "
+                        "already shows the steady state rather than a single batch")
     p.add_argument("--device", default="cpu")
     p.add_argument("--workers", type=int, default=None)
     p.add_argument("--livec", type=Path, default=DEFAULT_LIVEC, help="folder of JPEGs")
@@ -202,13 +205,15 @@ def main() -> None:
         figures["score_spread_fp32"] = max(exact) - min(exact)
 
     if "memory" not in ARGS.skip:
-        few = files[: max(1, len(files) // 4)]
+        library = [str(p) for p in photos]
+        library = (library * (4 * ARGS.rss_images // len(library) + 1))[: 4 * ARGS.rss_images]
+        few = library[: ARGS.rss_images]
         common = ["score", "-q", "-b", str(ARGS.batch_size), "-d", ARGS.device, "-"]
         if ARGS.device == "cpu":
             common += ["--precision", "int8"]  # the same pipeline, in a third of the time
         figures["rss_n"] = len(few)
         figures["peak_rss_mb_n"] = _rss_with_stdin(common, few)
-        figures["peak_rss_mb_4n"] = _rss_with_stdin(common, files[: 4 * len(few)])
+        figures["peak_rss_mb_4n"] = _rss_with_stdin(common, library)
         figures["rss_ratio_4n_over_n"] = figures["peak_rss_mb_4n"] / figures["peak_rss_mb_n"]
 
     if "startup" not in ARGS.skip:

@@ -75,6 +75,11 @@ def test_int8_fast_path_stays_close(tiny_hub):
     modules = list(fast.clip.visual.transformer.modules())
     assert any(type(m).__module__.startswith("torch.ao.nn.quantized.dynamic") for m in modules)
     assert exact.clip.visual.transformer.resblocks[0].mlp.c_fc.weight.dtype == torch.float32
+    blocks = fast.clip.visual.transformer.resblocks
+    assert type(blocks[0].mlp.c_fc) is torch.nn.Linear  # the first block stays fp32
+    assert type(blocks[1].attn.out) is torch.nn.Linear  # and every output projection
+    assert type(blocks[1].mlp.c_fc).__module__.startswith("torch.ao.nn.quantized.dynamic")
+    assert type(blocks[1].attn.qkv).__module__.startswith("torch.ao.nn.quantized.dynamic")
     pixels = torch.randint(0, 256, (8, 3, 32, 32), dtype=torch.uint8)
     a, b = exact.score(pixels), fast.score(pixels)
     assert max(abs(x - y) for x, y in zip(a, b, strict=True)) < 0.02
@@ -127,3 +132,22 @@ def test_packed_attention_is_the_same_maths(tiny_model):
     x = torch.randn(2, 3, 32, 32)
     with torch.no_grad():
         assert torch.allclose(packed.encode_image(x), tiny_model.encode_image(x), atol=1e-5)
+
+
+def test_layers_to_quantize_skip_the_first_block_and_output_projections():
+    from grmpiqa.acceleration import layers_to_quantize, pack_attention
+
+    class Block(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.attn = torch.nn.MultiheadAttention(8, 2, batch_first=True)
+            self.mlp = torch.nn.Sequential()
+            self.mlp.add_module("c_fc", torch.nn.Linear(8, 32))
+            self.mlp.add_module("c_proj", torch.nn.Linear(32, 8))
+
+    tower = torch.nn.Module()
+    tower.resblocks = torch.nn.ModuleList(Block() for _ in range(3))
+    assert pack_attention(tower.resblocks) == 3
+    assert layers_to_quantize(tower) == [
+        f"resblocks.{i}.{layer}" for i in (1, 2)
+        for layer in ("attn.qkv", "mlp.c_fc", "mlp.c_proj")]

@@ -11,7 +11,6 @@ scale and a training summary in the file's metadata.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import logging
 import os
 from collections.abc import Callable, Mapping
@@ -25,6 +24,7 @@ from grmpiqa.checkpoints import checkpoint_path_for, fingerprint, load_checkpoin
 from grmpiqa.devices import resolve_device
 from grmpiqa.errors import ConfigError
 from grmpiqa.finetune import AdaptOptions, EvaluationRecord, FewShotTrainer, TrainingState
+from grmpiqa.hub import file_sha256
 from grmpiqa.images import DEFAULT_MAX_PIXELS
 from grmpiqa.labels import LabelTable, read_labels, require_usable
 from grmpiqa.teacher import SceneTeacher, differing_keys
@@ -112,14 +112,6 @@ def weights_to_save(model: Any, pristine_copies: Mapping[str, torch.Tensor]
     return differing_state(candidates, pristine_copies)
 
 
-def _file_digest(path: PathLike) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def adapt(labels: PathLike | LabelTable, out: PathLike | None = None, *,
           model: str | None = None, init: PathLike | None = None,
           image_column: str | None = None, score_column: str | None = None,
@@ -176,7 +168,7 @@ def adapt(labels: PathLike | LabelTable, out: PathLike | None = None, *,
         "labels": [[row.path, row.score] for row in table.rows],
         "higher_is_better": table.higher_is_better,
         "start": start_desc,
-        "init_sha256": _file_digest(init) if init is not None else None,
+        "init_sha256": file_sha256(Path(init)) if init is not None else None,
         "options": opts.resume_key(),
     }
     run_id = fingerprint(settings)

@@ -30,6 +30,7 @@ from grmpiqa.reptile import (
     snapshot,
 )
 from grmpiqa.tasks import TaskExamples, TaskSet, derived_seed
+from grmpiqa.training_data import centre_crops
 
 Progress = Callable[[int], None]
 
@@ -147,12 +148,6 @@ def random_crops(pixels: torch.Tensor, crop: int, generator: torch.Generator) ->
     return torch.stack(out)
 
 
-def centre_crops(pixels: torch.Tensor, crop: int) -> torch.Tensor:
-    h, w = pixels.shape[-2:]
-    top, left = (h - crop) // 2, (w - crop) // 2
-    return pixels[..., top:top + crop, left:left + crop].contiguous()
-
-
 def spearman(a: torch.Tensor, b: torch.Tensor) -> float:
     """Rank correlation with tied ranks averaged; 0 when either side is constant."""
     from scipy.stats import spearmanr
@@ -193,8 +188,9 @@ class MetaTrainer:
             groups = [g for g in tasks.groups_of(t) if g in held_set]
             if groups:
                 examples = tasks.examples(t, groups, derived_seed(settings.seed, "eval", t))
-                self.heldout_sets[t] = TaskExamples(centre_crops(examples.pixels, self.crop),
-                                                    examples.labels)
+                self.heldout_sets[t] = TaskExamples(
+                    centre_crops(examples.pixels, self.crop).contiguous(),  # drop the margins
+                    examples.labels)
         if not self.heldout_sets:
             raise ValueError("no task has a held-out photo (or group) to select the epoch on")
         self.history: list[EpochReport] = []

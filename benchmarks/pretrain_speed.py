@@ -64,9 +64,9 @@ def main() -> None:
     os.environ["HF_HUB_OFFLINE"] = "1"
     import torch
 
-    from grmpiqa.distortions import DISTORTIONS
-    from grmpiqa.meta import MetaTrainer, PretrainSettings, model_for_pretraining
-    from grmpiqa.tasks import SyntheticTasks, load_photos
+    from grmpiqa.pretraining.distortions import DISTORTIONS
+    from grmpiqa.pretraining.meta import MetaTrainer, PretrainSettings, model_for_pretraining
+    from grmpiqa.pretraining.tasks import SyntheticTasks, load_photos
 
     if not any(hf_cache.glob("models--timm--vit_base_patch16_clip_224.openai")):
         from grmpiqa.testing import write_vit_b16_cache

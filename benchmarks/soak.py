@@ -55,8 +55,8 @@ def main() -> None:
     else:
         name = args.model
 
-    from grmpiqa.loading import load_model
-    from grmpiqa.scoring import score_paths
+    from grmpiqa.scoring.engine import score_paths
+    from grmpiqa.weights.loading import load_model
 
     model = load_model(name, device="cpu")
     files = sorted(str(f) for f in args.livec.glob("*.[jJ][pP][gG]"))

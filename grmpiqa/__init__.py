@@ -14,15 +14,15 @@ __version__ = "0.1.0"
 __all__ = ["__version__", "adapt", "load_model", "score_paths"]
 
 _LAZY = {
-    "adapt": ("grmpiqa.adaptation", "adapt"),
-    "load_model": ("grmpiqa.loading", "load_model"),
-    "score_paths": ("grmpiqa.scoring", "score_paths"),
+    "adapt": ("grmpiqa.training.adaptation", "adapt"),
+    "load_model": ("grmpiqa.weights.loading", "load_model"),
+    "score_paths": ("grmpiqa.scoring.engine", "score_paths"),
 }
 
 if TYPE_CHECKING:  # pragma: no cover
-    from grmpiqa.adaptation import adapt
-    from grmpiqa.loading import load_model
-    from grmpiqa.scoring import score_paths
+    from grmpiqa.scoring.engine import score_paths
+    from grmpiqa.training.adaptation import adapt
+    from grmpiqa.weights.loading import load_model
 
 
 def __getattr__(name: str) -> Any:

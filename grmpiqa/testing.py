@@ -101,7 +101,7 @@ def write_backbone(hf_cache: Path, repo: str, model_cfg: dict[str, Any] | None =
 
 def authors_state_dict(model: Any, *, module_prefix: bool = False) -> dict[str, torch.Tensor]:
     """``model``'s weights laid out like the authors' ``CustomCLIP`` checkpoint (METHOD.md 5)."""
-    from grmpiqa.authors import authors_key
+    from grmpiqa.weights.authors import authors_key
 
     out = {authors_key(k): v.detach().clone() for k, v in model.state_dict().items()}
     context = model.text_context
@@ -125,8 +125,8 @@ def write_authors_checkpoint(hf_cache: Path, backbone_spec: dict[str, Any],
     authors' fine-tuning changes them, so conversion must keep exactly those.
     """
     from grmpiqa.config import ModelConfig, PreprocessConfig
-    from grmpiqa.loading import build_model
-    from grmpiqa.manifest import parse_backbone
+    from grmpiqa.weights.loading import build_model
+    from grmpiqa.weights.manifest import parse_backbone
 
     spec = parse_backbone("backbone", backbone_spec, "backbone")
     torch.manual_seed(seed)
@@ -184,7 +184,7 @@ def tiny_manifest(hf_cache: Path, *, backbone_repo: str = "test/tiny-clip",
 def write_vit_b16_cache(hf_cache: Path, seed: int = 0) -> None:
     """The real default manifest's files, with random weights, for benchmarks:
     a ViT-B-16 (QuickGELU) backbone and an authors'-layout GRMP checkpoint."""
-    from grmpiqa.manifest import load_manifest
+    from grmpiqa.weights.manifest import load_manifest
 
     manifest = load_manifest()
     entry = manifest.get("grmp-clive50")

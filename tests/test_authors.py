@@ -4,17 +4,17 @@ import pickle
 import pytest
 import torch
 
-from grmpiqa.atomic import cache_dir
-from grmpiqa.authors import authors_key, convert_state, read_checkpoint
 from grmpiqa.errors import WeightsError
-from grmpiqa.loading import load_model
-from grmpiqa.manifest import parse_manifest
+from grmpiqa.io.atomic import cache_dir
 from grmpiqa.testing import (
     AUTHORS_FILE,
     TINY_GRMP_CONFIG,
     authors_state_dict,
     write_authors_checkpoint,
 )
+from grmpiqa.weights.authors import authors_key, convert_state, read_checkpoint
+from grmpiqa.weights.loading import load_model
+from grmpiqa.weights.manifest import parse_manifest
 
 
 def _manifest(tiny_hub, repo="zzhowe/GRMP-IQA"):
@@ -48,7 +48,7 @@ def test_conversion_is_cached_and_keeps_only_what_differs(tiny_hub):
     load_model("grmp-tiny", device="cpu", manifest=manifest)
     converted = list((cache_dir() / "converted").glob("*.safetensors"))
     assert converted
-    from grmpiqa.weights import read_weights
+    from grmpiqa.weights.formats import read_weights
 
     tensors, meta = read_weights(converted[0])
     assert meta.preprocess.mean == (0.485, 0.456, 0.406)

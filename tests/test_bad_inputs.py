@@ -8,7 +8,7 @@ import os
 from typer.testing import CliRunner
 
 from corpus import write_corpus
-from grmpiqa.cli import app
+from grmpiqa.cli.app import app
 
 runner = CliRunner()
 
@@ -66,7 +66,7 @@ def test_a_folder_in_a_stdin_list_is_an_error_row(use_tiny_manifest, tmp_path):
 def test_a_file_that_vanishes_after_listing(use_tiny_manifest, tmp_path, monkeypatch):
     root = tmp_path / "corpus"
     write_corpus(root)
-    import grmpiqa.scoring as scoring
+    import grmpiqa.scoring.engine as scoring
 
     real = scoring.load_pixels
 

@@ -8,7 +8,7 @@ import sys
 import pytest
 from typer.testing import CliRunner
 
-from grmpiqa.cli import app
+from grmpiqa.cli.app import app
 from photos import write_photo_tree
 
 runner = CliRunner()
@@ -107,7 +107,7 @@ def _run(args, **env):
 
 
 def test_help_imports_neither_torch_nor_open_clip():
-    code = ("import sys\nfrom grmpiqa.cli import main\n"
+    code = ("import sys\nfrom grmpiqa.cli.app import main\n"
             "try:\n    main(sys.argv[1:])\nexcept SystemExit:\n    pass\n"
             "bad = [m for m in ('torch', 'open_clip', 'numpy') if m in sys.modules]\n"
             "print('IMPORTED', bad)")

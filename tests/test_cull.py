@@ -8,8 +8,9 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from grmpiqa.cli import app
-from grmpiqa.cull import (
+from grmpiqa.cli.app import app
+from grmpiqa.errors import ConfigError
+from grmpiqa.workflow.cull import (
     CullAction,
     CullPlanner,
     PhotoGroup,
@@ -17,7 +18,6 @@ from grmpiqa.cull import (
     perform,
     write_log,
 )
-from grmpiqa.errors import ConfigError
 from photos import texture, write_dng
 
 runner = CliRunner()
@@ -143,7 +143,7 @@ def test_log_is_csv_for_any_name(tmp_path):
 
 
 def _scores(root, tiny_model):
-    from grmpiqa.scoring import score_paths
+    from grmpiqa.scoring.engine import score_paths
 
     groups = find_groups(str(root))
     results = score_paths([g.scored for g in groups], tiny_model, workers=0, expand=False)
@@ -220,7 +220,7 @@ def test_cull_help_imports_no_torch():
     import subprocess
     import sys
 
-    code = ("import sys\nfrom grmpiqa.cli import main\n"
+    code = ("import sys\nfrom grmpiqa.cli.app import main\n"
             "try:\n    main(['cull', '--help'])\nexcept SystemExit:\n    pass\n"
             "print('IMPORTED', [m for m in ('torch', 'numpy', 'PIL') if m in sys.modules])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,

@@ -4,7 +4,7 @@ import torch
 from PIL import Image
 from pretrain_photos import photo_like
 
-from grmpiqa.distortions import DISTORTIONS, LEVELS, gaussian_blur, get_distortion
+from grmpiqa.pretraining.distortions import DISTORTIONS, LEVELS, gaussian_blur, get_distortion
 
 NAMES = list(DISTORTIONS)
 

@@ -6,7 +6,7 @@ import pytest
 from scipy import stats
 from typer.testing import CliRunner
 
-from grmpiqa.cli import app
+from grmpiqa.cli.app import app
 from labelled import write_noise_labels
 
 runner = CliRunner()

@@ -19,7 +19,7 @@ def test_wheel_ships_the_manifest(tmp_path):
         [sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(site),
          str(wheel)], capture_output=True, text=True, timeout=300)
     assert install.returncode == 0, install.stderr
-    code = ("import grmpiqa, grmpiqa.manifest as m\n"
+    code = ("import grmpiqa, grmpiqa.weights.manifest as m\n"
             "print(grmpiqa.__file__)\nprint(m.manifest_path())\n"
             "print(m.load_manifest().default)")
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,

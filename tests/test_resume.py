@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from grmpiqa.resume import done_rows, partial_path, read_rows
+from grmpiqa.io.resume import done_rows, partial_path, read_rows
 from photos import write_photo_tree
 
 
@@ -137,7 +137,7 @@ def test_resume_with_nothing_missing_and_jsonl(tiny_hub, shoot, tmp_path):
 def test_resume_needs_an_output_file(use_tiny_manifest, tmp_path):
     from typer.testing import CliRunner
 
-    from grmpiqa.cli import app
+    from grmpiqa.cli.app import app
 
     result = CliRunner().invoke(app, ["score", str(tmp_path), "--resume"])
     assert result.exit_code == 2 and "--output" in result.output

@@ -15,8 +15,8 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from grmpiqa.cli import app
-from grmpiqa.xmp import XMP_NS, rating_for
+from grmpiqa.cli.app import app
+from grmpiqa.workflow.xmp import XMP_NS, rating_for
 from photos import texture
 
 runner = CliRunner()
@@ -41,7 +41,7 @@ def _csv(output):
 @pytest.fixture
 def shoot(tmp_path, tiny_model):
     """A folder of awkwardly named photos, and each one's score from the library."""
-    from grmpiqa.scoring import score_paths
+    from grmpiqa.scoring.engine import score_paths
 
     root = _shoot(tmp_path / "shoot")
     scores = {r.path: r.score for r in score_paths([str(root)], tiny_model, workers=0)}

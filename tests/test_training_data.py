@@ -3,8 +3,8 @@ import math
 import pytest
 import torch
 
-from grmpiqa.finetune import AdaptOptions, TrainingState
-from grmpiqa.training_data import centre_crops, random_crops, split_validation
+from grmpiqa.training.data import centre_crops, random_crops, split_validation
+from grmpiqa.training.finetune import AdaptOptions, TrainingState
 
 
 def test_random_crops_stay_inside_and_flip_about_half():

@@ -8,8 +8,6 @@ from safetensors.torch import save_file
 
 from grmpiqa.config import LabelScale
 from grmpiqa.errors import WeightsError
-from grmpiqa.loading import load_model
-from grmpiqa.manifest import parse_manifest
 from grmpiqa.testing import (
     TINY_GRMP_CONFIG,
     TINY_MODEL_CFG,
@@ -17,7 +15,9 @@ from grmpiqa.testing import (
     write_backbone,
     write_hub_file,
 )
-from grmpiqa.weights import WeightsMetadata, read_metadata, read_weights, save_weights
+from grmpiqa.weights.formats import WeightsMetadata, read_metadata, read_weights, save_weights
+from grmpiqa.weights.loading import load_model
+from grmpiqa.weights.manifest import parse_manifest
 
 
 def _metadata(model, label=None):
@@ -26,8 +26,8 @@ def _metadata(model, label=None):
 
 
 def test_round_trip_gives_the_same_scores(tiny_model, tmp_path):
-    from grmpiqa.backbone import build_backbone
-    from grmpiqa.weights import differing_state
+    from grmpiqa.model.backbone import build_backbone
+    from grmpiqa.weights.formats import differing_state
 
     base = build_backbone(tiny_model.backbone_spec).state_dict()
     tensors = differing_state(tiny_model.state_dict(), base)

@@ -1,0 +1,149 @@
+"""``grmpiqa cull SRC --below X --move-to DIR``: set the weakest photos of a shoot aside."""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Iterable, Iterator
+from typing import Annotated, Any
+
+import typer
+
+from grmpiqa.cli.common import (
+    EXIT_OK,
+    EXIT_SOME_FAILED,
+    BatchSizeOption,
+    CompileOption,
+    DeviceOption,
+    ModelOption,
+    PrecisionOption,
+    QuietOption,
+    WeightsOption,
+    WorkersOption,
+    cli_errors,
+    configure_logging,
+    say,
+)
+
+LOG_FORMATS = ("csv", "tsv", "jsonl")
+_VERBS = {"move": ("moved", "would move"), "copy": ("copied", "would copy"),
+          "link": ("linked", "would link")}
+
+
+def _destination(move_to: str | None, copy_to: str | None, link_to: str | None
+                 ) -> tuple[str, str]:
+    given = [(mode, d) for mode, d in (("move", move_to), ("copy", copy_to), ("link", link_to))
+             if d is not None]
+    if len(given) != 1:
+        raise typer.BadParameter("give exactly one of --move-to, --copy-to, --link-to",
+                                 param_hint="DIR")
+    return given[0]
+
+
+def _advancing(results: Iterable[Any], reporter: Any) -> Iterator[Any]:
+    for result in results:
+        yield result
+        reporter.advance()
+
+
+@cli_errors
+def cull(
+    src: Annotated[str, typer.Argument(help="The shoot: a folder, searched recursively.",
+                                       show_default=False)],
+    below: Annotated[float, typer.Option(
+        "--below", metavar="X", min=0.0, max=1.0, show_default=False,
+        help="Cull the photos scored below X (0..1).")],
+    move_to: Annotated[str | None, typer.Option(
+        "--move-to", metavar="DIR", help="Move them under DIR, keeping the folder structure.")
+    ] = None,
+    copy_to: Annotated[str | None, typer.Option(
+        "--copy-to", metavar="DIR", help="Copy them under DIR instead (originals stay).")
+    ] = None,
+    link_to: Annotated[str | None, typer.Option(
+        "--link-to", metavar="DIR",
+        help="Make symbolic links to them under DIR instead (originals stay).")] = None,
+    dry_run: Annotated[bool, typer.Option(
+        "--dry-run", "-n", help="Print the plan; move, copy, link and write nothing.")] = False,
+    log: Annotated[str | None, typer.Option(
+        "--log", metavar="FILE", show_default="DIR/grmpiqa-cull-<date>-<time>.csv",
+        help="Where to write the CSV log of every action (atomically).")] = None,
+    fmt: Annotated[str, typer.Option(
+        "--format", "-f", help=f"Format of the actions on stdout: {', '.join(LOG_FORMATS)}.")
+    ] = "csv",
+    recursive: Annotated[bool, typer.Option(
+        "--recursive/--no-recursive", help="Search SRC's subfolders too.")] = True,
+    model: ModelOption = None,
+    weights: WeightsOption = None,
+    device: DeviceOption = "auto",
+    batch_size: BatchSizeOption = 32,
+    workers: WorkersOption = None,
+    precision: PrecisionOption = "auto",
+    compile_model: CompileOption = False,
+    quiet: QuietOption = False,
+) -> None:
+    """Score every photo under SRC and move, copy or link those below X under DIR.
+
+    A RAW+JPEG pair and its sidecars (.xmp, .pp3, .dop, .aae) go together,
+    judged by the JPEG's score. Nothing is overwritten: a taken name gets a
+    suffix (IMG_1-1.jpg). One row per action on stdout: action, source,
+    destination, score, error; the same rows go to the log. Exit status: 0
+    done, 1 some photos could not be scored or moved, 2 usage error.
+    """
+    configure_logging(quiet)
+    if fmt not in LOG_FORMATS:
+        raise typer.BadParameter(f"use one of {', '.join(LOG_FORMATS)}", param_hint="--format")
+    mode, dest = _destination(move_to, copy_to, link_to)
+
+    from grmpiqa.io.output import display_path, make_writer
+    from grmpiqa.workflow.cull import (
+        LOG_COLUMNS,
+        CullPlanner,
+        cull_scored,
+        default_log_path,
+        find_groups,
+    )
+
+    planner = CullPlanner(src, dest, mode=mode, below=below)
+    groups = find_groups(src, recursive=recursive)
+    if not groups:
+        say(f"warning: no photos found in {src}")
+
+    from grmpiqa.cli.progress import Reporter
+    from grmpiqa.scoring.engine import score_paths
+    from grmpiqa.weights.loading import load_model
+
+    loaded = load_model(weights or model, device=device, base=model, precision=precision,
+                        compile=compile_model)
+    writer = make_writer(fmt, sys.stdout.buffer, LOG_COLUMNS)
+    log_path = None if dry_run else log or default_log_path(dest, time.strftime("%Y%m%d-%H%M%S"))
+    done: list[Any] = []
+    problems = 0
+    try:
+        with Reporter(len(groups), quiet=quiet, label="culling") as reporter:
+            results = score_paths([g.scored for g in groups], loaded, batch_size=batch_size,
+                                  workers=workers, expand=False)
+            for action in cull_scored(planner, groups, _advancing(results, reporter),
+                                      dry_run=dry_run):
+                writer.write(action)
+                done.append(action)
+                if action.error:
+                    problems += 1
+                    reporter.message(f"{display_path(action.source)}: {action.action}: "
+                                     f"{action.error}")
+    finally:
+        writer.close()
+        if log_path is not None and done:
+            from grmpiqa.workflow.cull import write_log
+
+            try:
+                write_log(log_path, done)
+            except OSError as exc:
+                problems += 1
+                say(f"error: cannot write the log {log_path} ({exc.strerror or exc})")
+    files = sum(1 for a in done if a.action == mode and not a.error)
+    verb = _VERBS[mode][1 if dry_run else 0]
+    if not quiet or dry_run:
+        say(f"{verb} {planner.culled} of {len(groups)} photos ({files} files) to {dest}"
+            + ("; dry run, nothing was changed" if dry_run else "")
+            + (f"; log: {log_path}" if log_path and done else ""))
+    raise typer.Exit(EXIT_SOME_FAILED if problems else EXIT_OK)

@@ -1,0 +1,84 @@
+"""From a photo to the model's input: squash to ``resize``, take the centre ``crop``.
+
+Workers return uint8 tensors (a quarter of the bytes of float32); the model
+normalises on its own device with the constants its weights were trained with.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from grmpiqa.config import PreprocessConfig
+from grmpiqa.errors import ImageError
+from grmpiqa.io.images import DEFAULT_MAX_PIXELS, open_image, to_rgb
+
+_RESAMPLE = {"bicubic": Image.Resampling.BICUBIC, "bilinear": Image.Resampling.BILINEAR}
+
+
+def draft_size(cfg: PreprocessConfig) -> int:
+    """Decode JPEGs at no less than twice the squash size, then resize with antialiasing."""
+    return 2 * cfg.resize
+
+
+def squash_crop(image: Image.Image, cfg: PreprocessConfig) -> torch.Tensor:
+    """PIL RGB image -> uint8 tensor (3, crop, crop): whole image squashed, centre crop."""
+    resized = image.resize((cfg.resize, cfg.resize), _RESAMPLE[cfg.interpolation])
+    offset = (cfg.resize - cfg.crop) // 2
+    cropped = resized.crop((offset, offset, offset + cfg.crop, offset + cfg.crop))
+    array = np.asarray(cropped, dtype=np.uint8)
+    return torch.from_numpy(array.copy()).permute(2, 0, 1).contiguous()
+
+
+def load_pixels(path: str, cfg: PreprocessConfig, *, draft: bool = True,
+                max_pixels: int = DEFAULT_MAX_PIXELS) -> torch.Tensor:
+    """Decode and preprocess one file; raises :class:`ImageError` with the reason."""
+    image = open_image(path, draft_size=draft_size(cfg) if draft else None,
+                       max_pixels=max_pixels)
+    try:
+        return squash_crop(image, cfg)
+    except (ValueError, OSError, MemoryError) as exc:
+        raise ImageError(f"cannot resize ({type(exc).__name__}: {exc})") from None
+
+
+def _tensor_input(tensor: torch.Tensor, cfg: PreprocessConfig) -> torch.Tensor:
+    if tensor.ndim == 3:
+        tensor = tensor.unsqueeze(0)
+    if tensor.ndim != 4 or tensor.shape[1] != 3:
+        raise ValueError(f"expected RGB tensors shaped (3, H, W) or (N, 3, H, W), "
+                         f"got {tuple(tensor.shape)}")
+    if tuple(tensor.shape[-2:]) == (cfg.crop, cfg.crop):
+        return tensor  # already the model's input size: taken as preprocessed
+    is_uint8 = tensor.dtype == torch.uint8
+    x = tensor.float() / 255.0 if is_uint8 else tensor.float()
+    if tuple(x.shape[-2:]) != (cfg.resize, cfg.resize):
+        x = F.interpolate(x, size=(cfg.resize, cfg.resize), mode=cfg.interpolation,
+                          align_corners=False, antialias=True).clamp_(0.0, 1.0)
+    offset = (cfg.resize - cfg.crop) // 2
+    return x[..., offset:offset + cfg.crop, offset:offset + cfg.crop]
+
+
+def to_model_input(images: Any, cfg: PreprocessConfig) -> torch.Tensor:
+    """PIL images or RGB tensors of any size -> one (N, 3, crop, crop) batch.
+
+    Tensors are whole images (uint8 0..255 or float 0..1), squashed and cropped
+    like files; a tensor that already has the crop size is used as it is.
+    """
+    if isinstance(images, (Image.Image, torch.Tensor)):
+        images = [images]
+    batch = []
+    for item in images:
+        if isinstance(item, Image.Image):
+            batch.append(squash_crop(to_rgb(item), cfg).unsqueeze(0).float() / 255.0)
+        elif isinstance(item, torch.Tensor):
+            out = _tensor_input(item, cfg)
+            batch.append(out.float() / 255.0 if out.dtype == torch.uint8 else out.float())
+        else:
+            raise TypeError(f"cannot score a {type(item).__name__}; give PIL images or tensors")
+    if not batch:
+        return torch.empty(0, 3, cfg.crop, cfg.crop)
+    return torch.cat(batch)

@@ -1,0 +1,1 @@
+"""The network: CLIP backbone, GRMP-IQA prompt head, quality maths, devices and precision."""

@@ -1,0 +1,1 @@
+"""Where weights come from: manifest, Hub cache, file formats, authors' checkpoints, loading."""

@@ -9,10 +9,10 @@ from grmpiqa.pretraining.meta import (
     MetaTrainer,
     PretrainSettings,
     model_for_pretraining,
-    pretrain,
     prompt_parameters,
     split_groups,
 )
+from grmpiqa.pretraining.run import pretrain
 from grmpiqa.pretraining.tasks import (
     ColumnChoice,
     LabelledRow,

@@ -91,7 +91,7 @@ def pretrain(
 
     from grmpiqa.cli.progress import Reporter
     from grmpiqa.pretraining.meta import MetaTrainer, PretrainSettings, model_for_pretraining
-    from grmpiqa.weights.formats import WeightsMetadata, save_weights
+    from grmpiqa.pretraining.run import pretrain as run_pretrain
 
     try:
         settings = PretrainSettings(epochs=epochs, inner_steps=inner_steps, inner_lr=inner_lr,
@@ -110,41 +110,28 @@ def pretrain(
     if trainer.skipped:
         say(f"warning: skipped tasks with fewer than 2 training groups: "
             f"{', '.join(trainer.skipped)}")
-
-    total = sum(trainer.images_per_epoch(e) for e in range(1, epochs + 1))
-    total += sum(len(e.labels) for e in trainer.heldout_sets.values())
     install_signal_handlers()
-    stopped: KeyboardInterrupt | None = None
-    with Reporter(total, quiet=quiet, label="pre-training") as reporter:
-        try:
-            base = trainer.evaluate_baseline(reporter.advance)
-            reporter.message(f"before training: held-out loss {base.loss:.4f}, "
-                             f"SRCC {base.srcc:.3f} ({len(trainer.active)} task"
-                             f"{'' if len(trainer.active) == 1 else 's'}, "
-                             f"{len(trainer.train_groups)} training and "
-                             f"{len(trainer.heldout_groups)} held-out photos)")
-            for epoch in range(1, epochs + 1):
-                report = trainer.run_epoch(epoch, reporter.advance)
-                reporter.message(
-                    f"epoch {epoch}/{epochs}: query loss {report.train_loss:.4f}, held-out "
-                    f"loss {report.heldout.loss:.4f}, SRCC {report.heldout.srcc:.3f}"
-                    f"{' (best)' if report.is_best else ''} [{report.seconds:.0f} s]")
-        except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (common.Terminated)
-            stopped = exc
-    interrupted = stopped is not None
-    if trainer.best is None:
+    with Reporter(trainer.total_images(), quiet=quiet, label="pre-training") as reporter:
+        result = run_pretrain(net, tasks, settings, progress=reporter, trainer=trainer)
+    _write(result, net, out, labels)
+
+
+def _write(result, net, out: Path, labels: Path | None) -> None:
+    """Save the best epoch, say what was written, and exit with the run's status."""
+    from grmpiqa.weights.formats import WeightsMetadata, save_weights
+
+    if result.best is None:
         say("interrupted before the first epoch completed; nothing written")
-        raise typer.Exit(interrupt_exit_code(stopped or KeyboardInterrupt()))
+        raise typer.Exit(interrupt_exit_code(result.stopped_by or KeyboardInterrupt()))
     metadata = WeightsMetadata(
-        net.backbone_spec, net.config, net.preprocess, label=None,
-        training=trainer.summary(interrupted),
+        net.backbone_spec, net.config, net.preprocess, label=None, training=result.summary,
         source=f"grmpiqa pretrain {'--labels ' + labels.name if labels else 'synthetic tasks'}")
-    save_weights(out, trainer.best_tensors(), metadata)
-    best = trainer.best
-    say(f"{'interrupted; ' if interrupted else ''}wrote epoch {best.epoch} of "
-        f"{len(trainer.history)} (held-out loss {best.heldout.loss:.4f}, SRCC "
+    save_weights(out, result.tensors, metadata)
+    best = result.best
+    say(f"{'interrupted; ' if result.interrupted else ''}wrote epoch {best.epoch} of "
+        f"{len(result.history)} (held-out loss {best.heldout.loss:.4f}, SRCC "
         f"{best.heldout.srcc:.3f}) to {out}")
-    raise typer.Exit(interrupt_exit_code(stopped) if stopped is not None else EXIT_OK)
+    raise typer.Exit(interrupt_exit_code(result.stopped_by) if result.interrupted else EXIT_OK)
 
 
 def _task_set(photos_dir: Path, labels: Path | None, distortions: str | None, preprocess,

@@ -11,13 +11,15 @@ on the whole of LIVE Challenge).
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 
+from grmpiqa.metrics import srcc
 from grmpiqa.model.maths import quality_bce
 from grmpiqa.model.network import QualityModel
 from grmpiqa.pretraining.reptile import (
@@ -30,7 +32,7 @@ from grmpiqa.pretraining.reptile import (
     snapshot,
 )
 from grmpiqa.pretraining.tasks import TaskExamples, TaskSet, derived_seed
-from grmpiqa.training.data import centre_crops
+from grmpiqa.training.data import centre_crops, random_crops
 
 Progress = Callable[[int], None]
 
@@ -135,26 +137,11 @@ def split_groups(groups: list[int], fraction: float, generator: torch.Generator
     return sorted(order[part:]), sorted(order[:part])
 
 
-def random_crops(pixels: torch.Tensor, crop: int, generator: torch.Generator) -> torch.Tensor:
-    """The authors' training crop: a random ``crop`` square and a horizontal flip half the time."""
-    n, _, h, w = pixels.shape
-    tops = torch.randint(0, h - crop + 1, (n,), generator=generator).tolist()
-    lefts = torch.randint(0, w - crop + 1, (n,), generator=generator).tolist()
-    flips = (torch.rand(n, generator=generator) < 0.5).tolist()
-    out = []
-    for image, top, left, flip in zip(pixels, tops, lefts, flips, strict=True):
-        patch = image[:, top:top + crop, left:left + crop]
-        out.append(patch.flip(-1) if flip else patch)
-    return torch.stack(out)
-
-
-def spearman(a: torch.Tensor, b: torch.Tensor) -> float:
-    """Rank correlation with tied ranks averaged; 0 when either side is constant."""
-    from scipy.stats import spearmanr
-
-    if a.numel() < 2 or bool((a == a[0]).all()) or bool((b == b[0]).all()):
-        return 0.0
-    return float(spearmanr(a.double().numpy(), b.double().numpy()).statistic)
+def heldout_srcc(quality: torch.Tensor, labels: torch.Tensor) -> float:
+    """:func:`grmpiqa.metrics.srcc`, with 0 where it is undefined (a constant side), so
+    the mean over tasks stays a number."""
+    value = srcc(quality.double().tolist(), labels.double().tolist())
+    return 0.0 if math.isnan(value) else value
 
 
 class MetaTrainer:
@@ -226,6 +213,17 @@ class MetaTrainer:
                 total += whole * count + sum(per_pass[:part])
         return total
 
+    def total_images(self) -> int:
+        """Forward passes of a whole run (baseline and every epoch), for a progress bar."""
+        baseline = sum(len(e.labels) for e in self.heldout_sets.values())
+        return baseline + sum(self.images_per_epoch(e)
+                              for e in range(1, self.settings.epochs + 1))
+
+    def describe_split(self) -> str:
+        n = len(self.active)
+        return (f"{n} task{'' if n == 1 else 's'}, {len(self.train_groups)} training and "
+                f"{len(self.heldout_groups)} held-out photos")
+
     # ---------------------------------------------------------------- training
     def _loss(self, progress: Progress | None) -> Callable:
         def loss_fn(batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
@@ -291,7 +289,7 @@ class MetaTrainer:
             loss = float(quality_bce(all_logits, examples.labels))
             quality = torch.softmax(all_logits, dim=-1)[:, 0]
             losses.append(loss)
-            correlations.append(spearman(quality, examples.labels))
+            correlations.append(heldout_srcc(quality, examples.labels))
             per_task[self.tasks.names[t]] = round(loss, 5)
         return Evaluation(sum(losses) / len(losses), sum(correlations) / len(correlations),
                           per_task)
@@ -345,22 +343,3 @@ class MetaTrainer:
             return {k: v.detach().cpu().clone() for k, v in self.model.learned_state().items()}
         finally:
             load_into(self.parameters, current)
-
-
-@dataclass
-class PretrainResult:
-    tensors: dict[str, torch.Tensor]
-    summary: dict[str, Any]
-    history: list[EpochReport] = field(default_factory=list)
-
-
-def pretrain(model: QualityModel, tasks: TaskSet, settings: PretrainSettings,
-             on_epoch: Callable[[EpochReport], None] | None = None) -> PretrainResult:
-    """Library entry point: all epochs, then the best epoch's learned state and a summary."""
-    trainer = MetaTrainer(model, tasks, settings)
-    trainer.evaluate_baseline()
-    for epoch in range(1, settings.epochs + 1):
-        report = trainer.run_epoch(epoch)
-        if on_epoch is not None:
-            on_epoch(report)
-    return PretrainResult(trainer.best_tensors(), trainer.summary(), trainer.history)

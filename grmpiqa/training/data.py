@@ -45,18 +45,25 @@ def decode_rows(rows: Sequence[LabelRow], cfg: PreprocessConfig, *, workers: int
     return pixels, problems
 
 
-def random_crops(pixels: torch.Tensor, crop: int, generator: torch.Generator) -> torch.Tensor:
-    """Float [0, 1] crops at random offsets in [0, resize - crop), each flipped with p = 1/2."""
+def random_crops(pixels: torch.Tensor, crop: int, generator: torch.Generator, *,
+                 include_last: bool = True) -> torch.Tensor:
+    """Random ``crop`` squares, each flipped horizontally with p = 1/2, dtype kept.
+
+    Offsets are drawn from ``[0, size - crop]``; ``include_last=False`` draws from
+    ``[0, size - crop)`` instead (at least one offset), which is what adaptation has
+    always used, so its seeded runs stay reproducible.
+    """
     n, _, height, width = pixels.shape
-    span_y, span_x = max(1, height - crop), max(1, width - crop)
+    extra = 1 if include_last else 0
+    span_y, span_x = max(1, height - crop + extra), max(1, width - crop + extra)
     ys = torch.randint(0, span_y, (n,), generator=generator).tolist()
     xs = torch.randint(0, span_x, (n,), generator=generator).tolist()
     flips = (torch.rand(n, generator=generator) < 0.5).tolist()
-    out = torch.empty(n, 3, crop, crop, dtype=torch.float32)
-    for i in range(n):
-        patch = pixels[i, :, ys[i]:ys[i] + crop, xs[i]:xs[i] + crop]
-        out[i] = (patch.flip(-1) if flips[i] else patch).float()
-    return out.div_(255.0)
+    out = []
+    for image, y, x, flip in zip(pixels, ys, xs, flips, strict=True):
+        patch = image[:, y:y + crop, x:x + crop]
+        out.append(patch.flip(-1) if flip else patch)
+    return torch.stack(out)
 
 
 def centre_crops(pixels: torch.Tensor, crop: int) -> torch.Tensor:

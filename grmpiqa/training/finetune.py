@@ -205,7 +205,8 @@ class FewShotTrainer:
         order = self.train_idx[torch.randperm(len(self.train_idx), generator=self.generator)]
         total = 0.0
         for chunk in order.split(self.batch_size):
-            crops = random_crops(self.pixels[chunk], self.crop, self.generator).to(self.device)
+            crops = random_crops(self.pixels[chunk], self.crop, self.generator, include_last=False)
+            crops = crops.float().div_(255.0).to(self.device)
             total += self.step(crops, self.targets[chunk].to(self.device)) * len(chunk)
         return total / len(order)
 

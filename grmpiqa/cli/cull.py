@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Iterable, Iterator
 from typing import Annotated, Any
 
 import typer
@@ -40,10 +39,18 @@ def _destination(move_to: str | None, copy_to: str | None, link_to: str | None
     return given[0]
 
 
-def _advancing(results: Iterable[Any], reporter: Any) -> Iterator[Any]:
-    for result in results:
-        yield result
-        reporter.advance()
+def _write_log(log_path: str | None, done: list[Any]) -> int:
+    """Write the log of a run that did something; 1 if that failed (said on stderr)."""
+    if log_path is None or not done:
+        return 0
+    from grmpiqa.workflow.cull import write_log
+
+    try:
+        write_log(log_path, done)
+    except OSError as exc:
+        say(f"error: cannot write the log {log_path} ({exc.strerror or exc})")
+        return 1
+    return 0
 
 
 @cli_errors
@@ -94,56 +101,34 @@ def cull(
         raise typer.BadParameter(f"use one of {', '.join(LOG_FORMATS)}", param_hint="--format")
     mode, dest = _destination(move_to, copy_to, link_to)
 
-    from grmpiqa.io.output import display_path, make_writer
-    from grmpiqa.workflow.cull import (
-        LOG_COLUMNS,
-        CullPlanner,
-        cull_scored,
-        default_log_path,
-        find_groups,
-    )
-
-    planner = CullPlanner(src, dest, mode=mode, below=below)
-    groups = find_groups(src, recursive=recursive)
-    if not groups:
-        say(f"warning: no photos found in {src}")
-
     from grmpiqa.cli.progress import Reporter
-    from grmpiqa.scoring.engine import score_paths
+    from grmpiqa.io.output import make_writer
     from grmpiqa.weights.loading import load_model
+    from grmpiqa.workflow.cull import LOG_COLUMNS, default_log_path
+    from grmpiqa.workflow.cull import cull as run_cull
 
     loaded = load_model(weights or model, device=device, base=model, precision=precision,
                         compile=compile_model)
+    run = run_cull(src, dest, below=below, mode=mode, model=loaded, dry_run=dry_run,
+                   recursive=recursive, batch_size=batch_size, workers=workers)
+    if not run.groups:
+        say(f"warning: no photos found in {src}")
     writer = make_writer(fmt, sys.stdout.buffer, LOG_COLUMNS)
     log_path = None if dry_run else log or default_log_path(dest, time.strftime("%Y%m%d-%H%M%S"))
     done: list[Any] = []
-    problems = 0
     try:
-        with Reporter(len(groups), quiet=quiet, label="culling") as reporter:
-            results = score_paths([g.scored for g in groups], loaded, batch_size=batch_size,
-                                  workers=workers, expand=False)
-            for action in cull_scored(planner, groups, _advancing(results, reporter),
-                                      dry_run=dry_run):
+        with Reporter(len(run.groups), quiet=quiet, label="culling") as reporter:
+            for action in run.actions(progress=reporter):
                 writer.write(action)
                 done.append(action)
-                if action.error:
-                    problems += 1
-                    reporter.message(f"{display_path(action.source)}: {action.action}: "
-                                     f"{action.error}")
     finally:
         writer.close()
-        if log_path is not None and done:
-            from grmpiqa.workflow.cull import write_log
-
-            try:
-                write_log(log_path, done)
-            except OSError as exc:
-                problems += 1
-                say(f"error: cannot write the log {log_path} ({exc.strerror or exc})")
+        log_failed = _write_log(log_path, done)
+    problems = sum(1 for a in done if a.error) + log_failed
     files = sum(1 for a in done if a.action == mode and not a.error)
     verb = _VERBS[mode][1 if dry_run else 0]
     if not quiet or dry_run:
-        say(f"{verb} {planner.culled} of {len(groups)} photos ({files} files) to {dest}"
+        say(f"{verb} {run.culled} of {len(run.groups)} photos ({files} files) to {dest}"
             + ("; dry run, nothing was changed" if dry_run else "")
             + (f"; log: {log_path}" if log_path and done else ""))
     raise typer.Exit(EXIT_SOME_FAILED if problems else EXIT_OK)

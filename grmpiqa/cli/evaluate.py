@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 import sys
 from typing import Annotated, Any
 
@@ -32,25 +31,9 @@ from grmpiqa.cli.label_options import (
 from grmpiqa.config import DEFAULT_MAX_PIXELS
 
 EVALUATE_FORMATS = ("table", "json")
-MIN_EVALUATE_ROWS = 3
 
 
-def evaluation_report(scores: list[float], labels: list[float], *, higher_is_better: bool,
-                      label_scale: Any = None, resamples: int = 2000, seed: int = 0
-                      ) -> dict[str, Any]:
-    """The metrics as a JSON-ready dict; ``rmse_label`` when the model speaks the labels'
-    scale (weights from ``grmpiqa adapt``): its own ``score_label`` against the labels."""
-    from grmpiqa.metrics import agreement, rmse
-
-    report = agreement(scores, labels, higher_is_better=higher_is_better, resamples=resamples,
-                       seed=seed).to_dict()
-    if label_scale is not None:
-        value = rmse([label_scale.to_label(s) for s in scores], labels)
-        report["rmse_label"] = value if math.isfinite(value) else None
-    return report
-
-
-def _print_table(report: dict[str, Any], meta: dict[str, Any]) -> None:
+def _print_table(report: dict[str, Any], listed: int) -> None:
     from rich.console import Console
     from rich.table import Table
 
@@ -63,7 +46,7 @@ def _print_table(report: dict[str, Any], meta: dict[str, Any]) -> None:
     table.add_column("note")
     interval = "-" if report["srcc_low"] is None else \
         f"{report['srcc_low']:.4f} .. {report['srcc_high']:.4f}"
-    table.add_row("images", str(report["n"]), f"of {meta['listed']} listed")
+    table.add_row("images", str(report["n"]), f"of {listed} listed")
     table.add_row("SRCC", fmt(report["srcc"]), f"95% bootstrap interval {interval}")
     table.add_row("PLCC", fmt(report["plcc"]), "raw scores")
     table.add_row("PLCC (logistic)", fmt(report["plcc_logistic"]), "after the 4-parameter fit")
@@ -106,45 +89,24 @@ def evaluate(
     if fmt not in EVALUATE_FORMATS:
         raise typer.BadParameter(f"use one of {', '.join(EVALUATE_FORMATS)}",
                                  param_hint="--format")
-    from grmpiqa.training.labels import read_labels, require_usable
+    from grmpiqa.cli.progress import Reporter
+    from grmpiqa.training.evaluate import evaluate as run_evaluate
+    from grmpiqa.training.labels import read_labels
 
     table = read_labels(labels, image_column=image_column, score_column=score_column,
                         root=root, lower_is_better=lower_is_better, check_files=False)
-    require_usable(table, min_rows=MIN_EVALUATE_ROWS, purpose="evaluate")
-
-    from grmpiqa.cli.progress import Reporter
-    from grmpiqa.io.output import display_path
-    from grmpiqa.scoring.engine import score_paths
-    from grmpiqa.weights.loading import load_model
-
-    loaded = load_model(weights or model, device=device, base=model)
-    scores: list[float] = []
-    used: list[float] = []
-    failed = 0
     with Reporter(len(table.rows), quiet=quiet, label="scoring") as reporter:
-        results = score_paths(table.paths, loaded, batch_size=batch_size, workers=workers,
-                              max_pixels=max_pixels, expand=False)
-        for row, result in zip(table.rows, results, strict=True):
-            if result.ok and result.score is not None:
-                scores.append(result.score)
-                used.append(row.score)
-            else:
-                failed += 1
-                reporter.message(f"line {row.line}: {display_path(row.image)}: {result.error}")
-            reporter.advance()
-    report = evaluation_report(scores, used, higher_is_better=table.higher_is_better,
-                               label_scale=loaded.label, resamples=bootstrap, seed=seed)
-    meta = {"listed": len(table.rows), "failed": failed,
-            "model": loaded.info.get("name"), "labels": table.source,
-            "higher_is_better": table.higher_is_better}
+        result = run_evaluate(table, weights or model, base=model, resamples=bootstrap,
+                              seed=seed, device=device, batch_size=batch_size,
+                              workers=workers, max_pixels=max_pixels, progress=reporter)
     if fmt == "json":
-        json.dump({**meta, **report}, sys.stdout, indent=2)
+        json.dump(result.to_dict(), sys.stdout, indent=2)
         sys.stdout.write("\n")
     else:
-        _print_table(report, meta)
-    if failed:
+        _print_table(result.report, result.listed)
+    if result.failed:
         if not quiet:
-            say(f"{failed} of {len(table.rows)} photos could not be scored; the metrics "
-                f"cover the other {len(scores)}")
+            say(f"{len(result.failed)} of {result.listed} photos could not be scored; the "
+                f"metrics cover the other {result.scored}")
         raise typer.Exit(EXIT_SOME_FAILED)
     raise typer.Exit(EXIT_OK)

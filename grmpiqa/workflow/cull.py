@@ -30,6 +30,7 @@ from grmpiqa.io.inputs import (
     normalise_extensions,
     walk_folder,
 )
+from grmpiqa.progress import Progress, or_silent
 
 MODES = ("move", "copy", "link")
 SIDECAR_EXTENSIONS = ("xmp", "pp3", "dop", "aae")
@@ -218,18 +219,80 @@ def perform(action: CullAction) -> CullAction:
     return action
 
 
+class CullRun:
+    """One cull: the destination is checked and the photos grouped when it is made;
+    iterating (or :meth:`actions`) scores them and yields every action as it happens."""
+
+    def __init__(self, planner: CullPlanner, groups: list[PhotoGroup], model: Any,
+                 dry_run: bool, score_options: dict[str, Any]) -> None:
+        self.planner, self.groups, self.model = planner, groups, model
+        self.dry_run, self.score_options = dry_run, score_options
+
+    @property
+    def culled(self) -> int:
+        """Photos (groups, not files) culled so far."""
+        return self.planner.culled
+
+    def actions(self, progress: Progress | None = None) -> Iterator[CullAction]:
+        """Score and act, in the groups' order; ``progress`` advances by one per photo and
+        is given one line per action that failed."""
+        from grmpiqa.io.output import display_path
+        from grmpiqa.scoring.engine import score_paths
+
+        report_to = or_silent(progress)
+        results = score_paths([g.scored for g in self.groups], self.model, expand=False,
+                              **self.score_options)
+        for action in cull_scored(self.planner, self.groups, _advancing(results, report_to),
+                                  dry_run=self.dry_run):
+            if action.error:
+                report_to.message(f"{display_path(action.source)}: {action.action}: "
+                                  f"{action.error}")
+            yield action
+
+    def __iter__(self) -> Iterator[CullAction]:
+        return self.actions()
+
+
+def _advancing(results: Iterable[Any], progress: Progress) -> Iterator[Any]:
+    for result in results:
+        yield result
+        progress.advance()
+
+
 def cull(src: str, dest: str, *, below: float, mode: str, model: Any = None,
-         dry_run: bool = False, recursive: bool = True, **score_options: Any
-         ) -> Iterator[CullAction]:
-    """Score each photo under ``src`` and cull those below ``below``, yielding every action
-    as it happens (only planned with ``dry_run``). ``score_options`` go to
-    :func:`grmpiqa.scoring.engine.score_paths` (batch_size, workers, device, ...)."""
+         dry_run: bool = False, recursive: bool = True, **score_options: Any) -> CullRun:
+    """Score each photo under ``src`` and move, copy or link those scored below ``below``
+    under ``dest``, keeping the folder structure and never overwriting.
+
+    Parameters
+    ----------
+    src : str
+        The shoot: a folder, searched recursively unless ``recursive`` is false.
+    dest : str
+        Where culled photos go; it may not be inside ``src`` (nor ``src`` inside it).
+    below : float
+        The threshold (0..1): photos scored below it are culled.
+    mode : {"move", "copy", "link"}
+        What happens to a culled photo's files.
+    model : QualityModel, str or path, optional
+        A loaded model, a manifest name or a weights file (default: the manifest's default).
+    dry_run : bool
+        Plan the actions without touching any file.
+    recursive : bool
+        Search sub-folders of ``src``.
+    **score_options
+        Passed to :func:`grmpiqa.score_paths` (``batch_size``, ``workers``, ``device``).
+
+    Returns
+    -------
+    CullRun
+        Iterate it for the :class:`CullAction` rows (one per file; failures carry
+        ``error`` and never stop the run). A bad ``mode`` or ``dest`` raises here,
+        before anything is scored.
+    """
     planner = CullPlanner(src, dest, mode=mode, below=below)
     groups = find_groups(src, recursive=recursive)
-    from grmpiqa.scoring.engine import score_paths
-
-    results = score_paths([g.scored for g in groups], model, expand=False, **score_options)
-    yield from cull_scored(planner, groups, results, dry_run=dry_run)
+    return CullRun(planner, groups, model, dry_run, score_options)
 
 
 def cull_scored(planner: CullPlanner, groups: Sequence[PhotoGroup], results: Iterable[Any], *,

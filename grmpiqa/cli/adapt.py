@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import ExitStack
 from typing import Annotated
 
 import typer
@@ -80,39 +81,26 @@ def adapt(
     from grmpiqa.cli.progress import Reporter
     from grmpiqa.cli.training_table import TrainingDisplay
     from grmpiqa.training.adaptation import adapt as run_adapt
-
-    display = TrainingDisplay(epochs, quiet=quiet)
-    reporter: Reporter | None = None
-
-    def on_images(n: int) -> None:
-        if reporter is not None:
-            reporter.advance(n)
-
-    def on_start(info: dict) -> None:
-        if reporter is not None:
-            reporter.__exit__(None, None, None)  # one live display at a time
-        resumed = f", resuming after epoch {info['resumed_at']}" if info["resumed_at"] else ""
-        split = f"{info['train']} train + {info['val']} validation" if info["val"] else \
-            f"all {info['train']} for training (too few for a validation split)"
-        display.message(f"adapting {info['start']} on {info['labels']} labels ({split}), "
-                        f"batch {info['batch_size']}, {info['trainable_parameters']:,} "
-                        f"trainable parameters, {info['device']}{resumed}")
-        display.__enter__()
-
     from grmpiqa.training.labels import read_labels
 
     table = read_labels(labels, image_column=image_column, score_column=score_column,
                         root=root, lower_is_better=lower_is_better)
-    try:
-        with Reporter(len(table.rows), quiet=quiet, label="reading photos") as reporter:
-            result = run_adapt(
-                table, out, model=model, init=init, device=device, workers=workers,
-                resume=resume, max_pixels=max_pixels, on_images=on_images, on_start=on_start,
-                on_evaluation=display.on_evaluation, on_epoch=display.on_epoch,
-                trainable=trainable, lam=lam, epochs=epochs, batch_size=batch_size, lr=lr,
-                seed=seed, val_fraction=val_fraction, eval_every=eval_every)
-    finally:
-        display.__exit__()
+    display = TrainingDisplay(epochs, quiet=quiet)
+    with ExitStack() as displays, ExitStack() as reading:
+        reporter = reading.enter_context(
+            Reporter(len(table.rows), quiet=quiet, label="reading photos"))
+
+        def on_start(info: dict) -> None:
+            reading.close()  # one live display at a time: the photo bar goes first
+            display.message(_start_line(info))
+            displays.enter_context(display)
+
+        result = run_adapt(
+            table, out, model=model, init=init, device=device, workers=workers,
+            resume=resume, max_pixels=max_pixels, progress=reporter, on_start=on_start,
+            on_evaluation=display.on_evaluation, on_epoch=display.on_epoch,
+            trainable=trainable, lam=lam, epochs=epochs, batch_size=batch_size, lr=lr,
+            seed=seed, val_fraction=val_fraction, eval_every=eval_every)
     summary = result.summary
     quality = (f"val SRCC {summary['val_srcc']:.4f}, PLCC {summary['val_plcc']:.4f}"
                if summary["val_srcc"] is not None and summary["val_plcc"] is not None
@@ -131,3 +119,12 @@ def adapt(
         say(f"interrupted: best weights so far written to {result.out}; "
             f"continue with --resume")
         raise typer.Exit(EXIT_INTERRUPTED)
+
+
+def _start_line(info: dict) -> str:
+    resumed = f", resuming after epoch {info['resumed_at']}" if info["resumed_at"] else ""
+    split = f"{info['train']} train + {info['val']} validation" if info["val"] else \
+        f"all {info['train']} for training (too few for a validation split)"
+    return (f"adapting {info['start']} on {info['labels']} labels ({split}), "
+            f"batch {info['batch_size']}, {info['trainable_parameters']:,} "
+            f"trainable parameters, {info['device']}{resumed}")

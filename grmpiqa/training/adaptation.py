@@ -23,6 +23,7 @@ import torch
 from grmpiqa.errors import ConfigError
 from grmpiqa.io.images import DEFAULT_MAX_PIXELS
 from grmpiqa.model.devices import resolve_device
+from grmpiqa.progress import Progress, or_silent
 from grmpiqa.training.data import decode_rows, split_validation
 from grmpiqa.training.finetune import AdaptOptions, EvaluationRecord, FewShotTrainer, TrainingState
 from grmpiqa.training.labels import LabelTable, read_labels, require_usable
@@ -117,28 +118,75 @@ def weights_to_save(model: Any, pristine_copies: Mapping[str, torch.Tensor]
     return differing_state(candidates, pristine_copies)
 
 
+@dataclass
+class _Start:
+    """The starting model and everything derived from the labels before training."""
+
+    model: Any
+    table: LabelTable
+    pixels: torch.Tensor
+    train: list[int]
+    val: list[int]
+    description: str
+    run_id: str
+
+
 def adapt(labels: PathLike | LabelTable, out: PathLike | None = None, *,
           model: str | None = None, init: PathLike | None = None,
           image_column: str | None = None, score_column: str | None = None,
           root: PathLike | None = None, lower_is_better: bool = False,
           device: str | torch.device = "auto", workers: int = 1, resume: bool = False,
           checkpoint: PathLike | None = None, max_pixels: int = DEFAULT_MAX_PIXELS,
-          hf_cache: PathLike | None = None,
-          on_images: Callable[[int], None] | None = None,
+          hf_cache: PathLike | None = None, progress: Progress | None = None,
           on_start: Callable[[dict[str, Any]], None] | None = None,
           on_evaluation: Callable[[EvaluationRecord], None] | None = None,
           on_epoch: Callable[[int, float], None] | None = None,
           **options: Any) -> AdaptResult:
-    """Adapt a GRMP model to ``labels`` (a CSV path or a :class:`LabelTable`).
+    """Adapt a GRMP model to your labels (few-shot fine-tuning with quality-aware
+    gradient regularisation) and, with ``out``, save it.
 
-    Starts from the manifest model ``model`` (default: the manifest's default)
-    or from the weights file ``init`` (read on ``model``'s backbone if it is an
-    authors' ``.pt``). Keyword ``options`` are :class:`AdaptOptions` fields
-    (``epochs``, ``lam``, ``lr``, ``batch_size``, ``seed``, ``val_fraction``,
-    ``trainable``, ...). With ``out``, the best weights are written there
-    (atomically) and a checkpoint beside it at every evaluation; ``resume``
-    continues that checkpoint. Ctrl-C ends training early; the best weights
-    so far are still returned and written.
+    Parameters
+    ----------
+    labels : path or LabelTable
+        A CSV of image paths and scores, or a table from ``read_labels``.
+    out : path, optional
+        Where to write the best weights (``*.safetensors``, atomically); a checkpoint is
+        kept beside it at every evaluation.
+    model : str, optional
+        The manifest model to start from (default: the manifest's default).
+    init : path, optional
+        Start from this weights file instead (an authors' ``.pt`` is read on ``model``).
+    image_column, score_column, root, lower_is_better
+        How to read a CSV ``labels`` (see ``read_labels``).
+    device : str or torch.device
+        ``auto``, ``cpu``, ``cuda``, ``cuda:1``, ``mps``.
+    workers : int
+        Decoding processes.
+    resume : bool
+        Continue the run whose checkpoint is beside ``out`` (or at ``checkpoint``).
+    checkpoint : path, optional
+        The checkpoint file (default: beside ``out``).
+    max_pixels : int
+        Refuse images with more pixels.
+    hf_cache : path, optional
+        The Hugging Face cache to read the backbone from.
+    progress : grmpiqa.progress.Progress, optional
+        Advanced by each photo decoded.
+    on_start : callable, optional
+        Called once before training with a dict describing the run.
+    on_evaluation : callable, optional
+        Called with each :class:`EvaluationRecord`.
+    on_epoch : callable, optional
+        Called with ``(epoch, loss)`` after each epoch.
+    **options
+        :class:`AdaptOptions` fields: ``epochs``, ``lam``, ``lr``, ``batch_size``, ``seed``,
+        ``val_fraction``, ``eval_every``, ``trainable``.
+
+    Returns
+    -------
+    AdaptResult
+        Ctrl-C ends training early; the best weights so far are still returned and
+        written, and ``interrupted`` is true.
     """
     opts = make_options(**options)
     out_path = check_output_path(out) if out is not None else None
@@ -146,11 +194,37 @@ def adapt(labels: PathLike | LabelTable, out: PathLike | None = None, *,
         checkpoint_path_for(out_path) if out_path is not None else None
     if resume and ckpt is None:
         raise ConfigError("--resume needs --out (the checkpoint lives beside it)")
-
     table = labels if isinstance(labels, LabelTable) else read_labels(
         labels, image_column=image_column, score_column=score_column, root=root,
         lower_is_better=lower_is_better)
+    begin = _prepare(table, opts, model, init, hf_cache, workers, max_pixels, progress)
+    copies, teacher = pristine_reference(begin.model, opts.trainable, opts.lam > 0, hf_cache)
+    target_device = resolve_device(device)
+    begin.model.to(target_device)
+    if teacher is not None:
+        teacher.to(target_device)
+    trainer, rng = _trainer(begin, opts, teacher, ckpt if resume else None)
+    if not resume and ckpt is not None and ckpt.exists():
+        log.warning("%s holds an earlier run's checkpoint; this run replaces it "
+                    "(use --resume to continue that run instead)", ckpt)
+    if on_start is not None:
+        on_start({"labels": len(table.rows), "train": len(begin.train), "val": len(begin.val),
+                  "batch_size": trainer.batch_size, "device": str(target_device),
+                  "start": begin.description,
+                  "resumed_at": trainer.state.epoch if resume else None,
+                  "trainable_parameters": sum(p.numel() for p in trainer.params),
+                  "teacher_bytes": teacher.held_bytes() if teacher is not None else 0})
+    if ckpt is not None:
+        ckpt.parent.mkdir(parents=True, exist_ok=True)
+    final = trainer.run(on_evaluation=on_evaluation, on_epoch=on_epoch,
+                        on_checkpoint=_checkpoint_writer(ckpt, begin, opts), rng_state=rng)
+    return _finish(begin, opts, trainer, final, copies, out_path, ckpt)
 
+
+def _prepare(table: LabelTable, opts: AdaptOptions, model: str | None, init: PathLike | None,
+             hf_cache: PathLike | None, workers: int, max_pixels: int,
+             progress: Progress | None) -> _Start:
+    """Load the starting model, decode every photo once and split off validation."""
     from grmpiqa.weights.loading import load_model
 
     # fp32 and unmodified modules: training needs them (no int8 or packed attention).
@@ -158,70 +232,64 @@ def adapt(labels: PathLike | LabelTable, out: PathLike | None = None, *,
                        hf_cache=hf_cache, precision="fp32")
     trainable_names(start, opts.trainable)  # a zero-shot model is refused here, not later
     pixels, problems = decode_rows(table.rows, start.preprocess, workers=workers,
-                                   max_pixels=max_pixels, progress=on_images)
+                                   max_pixels=max_pixels, progress=or_silent(progress).advance)
     require_usable(table, problems)
-
-    targets = table.targets()
-    train, val = split_validation(targets, opts.val_fraction, opts.seed)
+    train, val = split_validation(table.targets(), opts.val_fraction, opts.seed)
     if init is None:
-        start_desc = str(start.info.get("name", model))
+        description = str(start.info.get("name", model))
     elif Path(init).suffix == ".safetensors":  # carries its own backbone
-        start_desc = os.fspath(init)
+        description = os.fspath(init)
     else:
-        start_desc = f"{os.fspath(init)} (on {model or 'the default model'})"
-    settings = {
+        description = f"{os.fspath(init)} (on {model or 'the default model'})"
+    run_id = fingerprint({
         "labels": [[row.path, row.score] for row in table.rows],
         "higher_is_better": table.higher_is_better,
-        "start": start_desc,
+        "start": description,
         "init_sha256": file_sha256(Path(init)) if init is not None else None,
         "options": opts.resume_key(),
-    }
-    run_id = fingerprint(settings)
-    copies, teacher = pristine_reference(start, opts.trainable, opts.lam > 0, hf_cache)
+    })
+    return _Start(start, table, pixels, train, val, description, run_id)
 
-    target_device = resolve_device(device)
-    start.to(target_device)
-    if teacher is not None:
-        teacher.to(target_device)
 
+def _trainer(begin: _Start, opts: AdaptOptions, teacher: SceneTeacher | None,
+             resume_from: Path | None) -> tuple[FewShotTrainer, Any]:
+    """A fresh trainer, or one continuing the checkpoint ``resume_from``."""
     state, rng, current, best = None, None, None, None
-    if resume:
-        assert ckpt is not None
-        current, best, rng, info = load_checkpoint(ckpt, run_id)
+    if resume_from is not None:
+        current, best, rng, info = load_checkpoint(resume_from, begin.run_id)
         state = TrainingState.from_dict(info["state"])
         state.stopped = ""
-    elif ckpt is not None and ckpt.exists():
-        log.warning("%s holds an earlier run's checkpoint; this run replaces it "
-                    "(use --resume to continue that run instead)", ckpt)
-    trainer = FewShotTrainer(start, pixels, targets, train, val, opts, teacher=teacher,
-                             state=state)
+    trainer = FewShotTrainer(begin.model, begin.pixels, begin.table.targets(), begin.train,
+                             begin.val, opts, teacher=teacher, state=state)
     if current is not None and best is not None:
         trainer.load_tensors(current, best)
+    return trainer, rng
 
-    if on_start is not None:
-        on_start({"labels": len(table.rows), "train": len(train), "val": len(val),
-                  "batch_size": trainer.batch_size, "device": str(target_device),
-                  "start": start_desc, "resumed_at": state.epoch if state else None,
-                  "trainable_parameters": sum(p.numel() for p in trainer.params),
-                  "teacher_bytes": teacher.held_bytes() if teacher is not None else 0})
+
+def _checkpoint_writer(ckpt: Path | None, begin: _Start, opts: AdaptOptions
+                       ) -> Callable[[FewShotTrainer], None] | None:
+    if ckpt is None:
+        return None
 
     def write_checkpoint(t: FewShotTrainer) -> None:
-        assert ckpt is not None
         save_checkpoint(ckpt, current=t.current_tensors(), best=t.best, rng=t.rng_state(),
-                        info={"fingerprint": run_id, "state": t.state.to_dict(),
-                              "settings": {"start": start_desc, **opts.resume_key()}})
+                        info={"fingerprint": begin.run_id, "state": t.state.to_dict(),
+                              "settings": {"start": begin.description, **opts.resume_key()}})
+    return write_checkpoint
 
-    if ckpt is not None:
-        ckpt.parent.mkdir(parents=True, exist_ok=True)
-    final = trainer.run(on_evaluation=on_evaluation, on_epoch=on_epoch,
-                        on_checkpoint=write_checkpoint if ckpt is not None else None,
-                        rng_state=rng)
+
+def _finish(begin: _Start, opts: AdaptOptions, trainer: FewShotTrainer, final: TrainingState,
+            copies: Mapping[str, torch.Tensor], out_path: Path | None, ckpt: Path | None
+            ) -> AdaptResult:
+    """Restore the best epoch, freeze, attach the label scale, write, drop a finished
+    run's checkpoint."""
+    start, table = begin.model, begin.table
     trainer.restore_best()
     start.eval()
     for param in start.parameters():
         param.requires_grad_(False)
     start.label = table.scale()
-    summary = _summary(table, opts, trainer, final, start_desc)
+    summary = _summary(table, opts, trainer, final, begin.description)
     start.info["training"] = summary
     if out_path is not None:
         metadata = WeightsMetadata(start.backbone_spec, start.config, start.preprocess,
@@ -229,8 +297,7 @@ def adapt(labels: PathLike | LabelTable, out: PathLike | None = None, *,
                                    source=f"grmpiqa adapt on {len(table.rows)} labels from "
                                           f"{Path(table.source).name}")
         save_weights(out_path, weights_to_save(start, copies), metadata)
-    finished = final.stopped.startswith("learning rate")
-    if ckpt is not None and finished:
+    if ckpt is not None and final.stopped.startswith("learning rate"):
         ckpt.unlink(missing_ok=True)
     return AdaptResult(start, out_path, summary, list(final.history),
                        ckpt if ckpt is not None and ckpt.exists() else None)

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from grmpiqa.errors import InputError
-from grmpiqa.scoring.engine import ScoreResult
+from grmpiqa.results import ScoreResult
 
 RESUMABLE_FORMATS = ("csv", "tsv", "jsonl")
 

@@ -23,22 +23,9 @@ from grmpiqa.io.images import DEFAULT_MAX_PIXELS
 from grmpiqa.io.inputs import DEFAULT_EXTENSIONS, expand_inputs
 from grmpiqa.io.preprocess import load_pixels
 from grmpiqa.model.acceleration import autocast_context
+from grmpiqa.results import ModelSource, ScoreResult
 
 log = logging.getLogger("grmpiqa")
-
-
-@dataclass(frozen=True)
-class ScoreResult:
-    """One row of output. ``score`` is P(high quality) in [0, 1], None when ``error`` is set."""
-
-    path: str
-    score: float | None
-    error: str | None = None
-    score_label: float | None = None
-
-    @property
-    def ok(self) -> bool:
-        return self.error is None
 
 
 @dataclass
@@ -191,15 +178,42 @@ def score_batches(model: Any, batches: Iterable[Batch], paths: Sequence[str]
                 yield ScoreResult(paths[index], None, batch.errors.get(index, "not scored"))
 
 
-def score_paths(paths: Iterable[str], model: Any = None, *, device: str = "auto",
+def score_paths(paths: Iterable[str], model: ModelSource = None, *, device: str = "auto",
                 batch_size: int = 32, workers: int | None = None, draft: bool = True,
                 max_pixels: int = DEFAULT_MAX_PIXELS, expand: bool = True,
                 extensions: Sequence[str] = DEFAULT_EXTENSIONS,
                 recursive: bool = True) -> Iterator[ScoreResult]:
     """Score image files (folders and globs are expanded) and yield results in input order.
 
-    ``model`` is a loaded model, a manifest name or a weights path (default:
-    the manifest's default model, loaded on ``device``).
+    Parameters
+    ----------
+    paths : iterable of str
+        Files, folders (searched for images) and globs.
+    model : QualityModel, str or path, optional
+        A loaded model, a manifest name or a weights path (default: the manifest's
+        default model, loaded on ``device``).
+    device : str
+        Where to load ``model`` when it is not loaded yet.
+    batch_size : int
+        Images per forward pass.
+    workers : int, optional
+        Decoding processes (default: chosen from the device and the CPU count).
+    draft : bool
+        Let JPEG decoding reduce large images at decode time (faster, same crop).
+    max_pixels : int
+        Refuse images with more pixels (decompression bombs).
+    expand : bool
+        Expand folders and globs; ``False`` takes ``paths`` as files, in order.
+    extensions : sequence of str
+        Image extensions looked for in folders.
+    recursive : bool
+        Search sub-folders.
+
+    Yields
+    ------
+    ScoreResult
+        One per file, in input order; a file that fails carries ``error`` instead of a
+        score and never stops the others.
     """
     if batch_size < 1:
         raise ValueError("batch_size must be at least 1")

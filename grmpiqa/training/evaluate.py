@@ -9,6 +9,7 @@ from typing import Any
 
 from grmpiqa.config import DEFAULT_MAX_PIXELS, LabelScale
 from grmpiqa.progress import Progress, or_silent
+from grmpiqa.results import ModelSource
 from grmpiqa.training.labels import LabelTable, read_labels, require_usable
 
 MIN_EVALUATE_ROWS = 3
@@ -51,7 +52,7 @@ def evaluation_report(scores: list[float], labels: list[float], *, higher_is_bet
     return report
 
 
-def evaluate(labels: PathLike | LabelTable, model: Any = None, *, base: str | None = None,
+def evaluate(labels: PathLike | LabelTable, model: ModelSource = None, *, base: str | None = None,
              image_column: str | None = None, score_column: str | None = None,
              root: PathLike | None = None, lower_is_better: bool = False,
              resamples: int = 2000, seed: int = 0, device: str = "auto", batch_size: int = 32,

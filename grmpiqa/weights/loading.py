@@ -53,12 +53,30 @@ def load_model(name_or_path: PathLike | None = None, *, device: str | torch.devi
                ) -> QualityModel:
     """Load a model by manifest name (``grmp-clive50``) or from a weights file, ready to score.
 
-    ``.safetensors`` files are grmpiqa's own format and carry everything needed;
-    other files (``.pt``) are read as the authors' checkpoint layout on the
-    backbone and preprocessing of the manifest model ``base`` (default: the
-    manifest's default). The model is returned in eval mode on ``device``, with
-    ``precision`` applied (``auto``: fp16 autocast on GPUs, fp32 on the CPU;
-    ``int8``: the CPU fast path) and, if asked, ``torch.compile``.
+    Parameters
+    ----------
+    name_or_path : str or path, optional
+        A manifest name, or a weights file: ``.safetensors`` files are grmpiqa's own
+        format and carry everything needed; other files (``.pt``) are read as the
+        authors' checkpoint layout. Default: the manifest's default model.
+    device : str or torch.device
+        ``auto`` (CUDA, then MPS, then CPU), ``cpu``, ``cuda``, ``cuda:1``, ``mps``.
+    manifest : Manifest, optional
+        The model registry (default: ``weights_manifest.json`` or ``$GRMPIQA_MANIFEST``).
+    hf_cache : path, optional
+        The Hugging Face cache folder to read and write.
+    base : str, optional
+        The manifest model whose backbone and preprocessing an authors' ``.pt`` uses.
+    precision : str
+        ``auto`` (fp16 autocast on GPUs, fp32 on the CPU), ``fp32``, ``fp16``, ``bf16``,
+        ``int8`` (the CPU fast path).
+    compile : bool
+        Wrap the model in ``torch.compile``.
+
+    Returns
+    -------
+    QualityModel
+        In eval mode on ``device``.
     """
     target = resolve_device(device)
     name = os.fspath(name_or_path) if name_or_path is not None else None

@@ -31,6 +31,7 @@ from grmpiqa.io.inputs import (
     walk_folder,
 )
 from grmpiqa.progress import Progress, or_silent
+from grmpiqa.results import ModelSource, ScoreResult
 
 MODES = ("move", "copy", "link")
 SIDECAR_EXTENSIONS = ("xmp", "pp3", "dop", "aae")
@@ -223,7 +224,7 @@ class CullRun:
     """One cull: the destination is checked and the photos grouped when it is made;
     iterating (or :meth:`actions`) scores them and yields every action as it happens."""
 
-    def __init__(self, planner: CullPlanner, groups: list[PhotoGroup], model: Any,
+    def __init__(self, planner: CullPlanner, groups: list[PhotoGroup], model: ModelSource,
                  dry_run: bool, score_options: dict[str, Any]) -> None:
         self.planner, self.groups, self.model = planner, groups, model
         self.dry_run, self.score_options = dry_run, score_options
@@ -253,13 +254,14 @@ class CullRun:
         return self.actions()
 
 
-def _advancing(results: Iterable[Any], progress: Progress) -> Iterator[Any]:
+def _advancing(results: Iterable[ScoreResult], progress: Progress
+               ) -> Iterator[ScoreResult]:
     for result in results:
         yield result
         progress.advance()
 
 
-def cull(src: str, dest: str, *, below: float, mode: str, model: Any = None,
+def cull(src: str, dest: str, *, below: float, mode: str, model: ModelSource = None,
          dry_run: bool = False, recursive: bool = True, **score_options: Any) -> CullRun:
     """Score each photo under ``src`` and move, copy or link those scored below ``below``
     under ``dest``, keeping the folder structure and never overwriting.
@@ -295,7 +297,8 @@ def cull(src: str, dest: str, *, below: float, mode: str, model: Any = None,
     return CullRun(planner, groups, model, dry_run, score_options)
 
 
-def cull_scored(planner: CullPlanner, groups: Sequence[PhotoGroup], results: Iterable[Any], *,
+def cull_scored(planner: CullPlanner, groups: Sequence[PhotoGroup],
+                results: Iterable[ScoreResult], *,
                 dry_run: bool = False) -> Iterator[CullAction]:
     """Plan (and unless ``dry_run`` perform) the actions for groups scored in order."""
     for group, result in zip(groups, results, strict=True):

@@ -9,7 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Protocol
+
+from grmpiqa.results import ScoreResult
+
+if TYPE_CHECKING:  # pragma: no cover
+    from grmpiqa.io.output import RowWriter
 
 SORT_KEYS = ("score", "-score", "path")
 
@@ -83,13 +88,13 @@ def select(rows: Iterable[_Row], selection: Selection) -> list[_Row]:
 class SelectingWriter:
     """Wraps a row writer: filtered rows stream through, sorted ones wait for ``close``."""
 
-    def __init__(self, inner: Any, selection: Selection) -> None:
+    def __init__(self, inner: RowWriter, selection: Selection) -> None:
         self.inner = inner
         self.selection = selection
-        self.held: list[Any] = []
+        self.held: list[ScoreResult] = []
         self.printed = 0
 
-    def write(self, result: Any) -> None:
+    def write(self, result: ScoreResult) -> None:
         if not passes(result, self.selection):
             return
         if self.selection.buffers:

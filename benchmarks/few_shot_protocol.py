@@ -11,7 +11,7 @@ before and after training, and their medians.
         --root ../shared/data/livec/images --small-random-backbone --lr 0.5
 
 ``--small-random-backbone`` trains a small random-weight CLIP (written with
-``grmpiqa.testing`` into a temporary Hugging Face cache): it shows that
+``tests/fakehub.py`` into a temporary Hugging Face cache): it shows that
 learning works, not what the released model achieves. ``--model NAME`` uses a
 manifest model instead (``HF_HUB_CACHE`` / ``GRMPIQA_MANIFEST`` as usual).
 """
@@ -26,6 +26,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))  # fakehub
 
 import numpy as np
 import torch
@@ -52,7 +54,7 @@ SMALL_PREPROCESS = PreprocessConfig()  # the paper's: 244 squash, 224 crop
 
 def small_random_model(seed: int):
     """A GRMP model with fresh prompts on a small random CLIP in a temporary Hub cache."""
-    from grmpiqa.testing import write_backbone
+    from fakehub import write_backbone
     from grmpiqa.weights.loading import build_model
     from grmpiqa.weights.manifest import parse_backbone
 

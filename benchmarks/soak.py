@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))  # fakehub: the test suite's fake Hub builders
 LIVEC = ROOT.parent / "shared" / "data" / "livec" / "images"
 
 
@@ -46,7 +47,7 @@ def main() -> None:
     os.environ.setdefault("GRMPIQA_CACHE", str(tmp / "grmpiqa-cache"))
     if args.model == "tiny":
         os.environ["HF_HUB_CACHE"] = str(tmp / "hub")
-        from grmpiqa.testing import tiny_manifest
+        from fakehub import tiny_manifest
 
         manifest_file = tmp / "manifest.json"
         manifest_file.write_text(json.dumps(tiny_manifest(tmp / "hub")))

@@ -28,6 +28,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))  # fakehub: the test suite's fake Hub builders
 DEFAULT_LIVEC = ROOT.parent / "shared" / "data" / "livec" / "images"
 
 
@@ -66,9 +67,9 @@ import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 from scipy.stats import spearmanr  # noqa: E402
 
+from fakehub import VIT_B_16_REPO, repo_folder, write_vit_b16_cache  # noqa: E402
 from grmpiqa.io.preprocess import load_pixels  # noqa: E402
 from grmpiqa.scoring.engine import score_paths  # noqa: E402
-from grmpiqa.testing import VIT_B_16_REPO, repo_folder, write_vit_b16_cache  # noqa: E402
 from grmpiqa.weights.loading import load_model  # noqa: E402
 
 

@@ -45,7 +45,7 @@ def pytest_sessionfinish(session, exitstatus):
 @pytest.fixture(scope="session")
 def tiny_hub() -> TinyHub:
     """Tiny backbone + authors'-layout GRMP checkpoint in the session's Hub cache."""
-    from grmpiqa.testing import tiny_manifest
+    from fakehub import tiny_manifest
 
     hf_cache = Path(os.environ["HF_HUB_CACHE"])
     manifest = tiny_manifest(hf_cache)

@@ -32,6 +32,7 @@ def _tensors_equal(a, b):
     return ta.keys() == tb.keys() and all(torch.equal(ta[k], tb[k]) for k in ta)
 
 
+@pytest.mark.slow
 def test_adapt_learns_a_quality_signal_and_the_file_round_trips(use_tiny_manifest, tmp_path):
     csv = write_noise_labels(tmp_path / "photos", 60, seed=0)
     out = tmp_path / "mine.safetensors"

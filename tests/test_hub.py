@@ -3,8 +3,8 @@ import logging
 
 import pytest
 
+from fakehub import repo_folder, write_hub_file
 from grmpiqa.errors import WeightsError
-from grmpiqa.testing import repo_folder, write_hub_file
 from grmpiqa.weights import hub
 from grmpiqa.weights.manifest import HubFile
 

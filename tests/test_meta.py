@@ -1,7 +1,6 @@
 import numpy as np
 import pytest
 import torch
-from pretrain_photos import photo_like
 
 from grmpiqa.errors import ConfigError, InputError
 from grmpiqa.pretraining.distortions import DISTORTIONS
@@ -21,6 +20,7 @@ from grmpiqa.pretraining.tasks import (
     normalised_labels,
     read_task_labels,
 )
+from pretrain_photos import photo_like
 
 FAST = dict(meta_lr=1.0, inner_lr=1e-2, batch_size=8)
 

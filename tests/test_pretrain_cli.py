@@ -6,7 +6,6 @@ import sys
 import pytest
 import torch
 from PIL import Image
-from pretrain_photos import photo_like, write_photos
 from typer.testing import CliRunner
 
 from grmpiqa.cli.app import app
@@ -14,6 +13,7 @@ from grmpiqa.cli.common import Terminated
 from grmpiqa.pretraining.distortions import DISTORTIONS
 from grmpiqa.pretraining.meta import MetaTrainer
 from grmpiqa.weights.formats import read_metadata
+from pretrain_photos import photo_like, write_photos
 
 runner = CliRunner()
 FAST = ["--epochs", "2", "-b", "8", "--meta-lr", "1", "--inner-lr", "1e-2", "--seed", "1",

@@ -102,6 +102,7 @@ def reference(tiny_hub, shoot, tmp_path_factory):
 
 @pytest.mark.parametrize(("how", "code"), [(signal.SIGKILL, -9), (signal.SIGTERM, 143),
                                            (signal.SIGINT, 130)])
+@pytest.mark.slow
 def test_a_stopped_run_resumes_to_every_image_exactly_once(tiny_hub, shoot, reference,
                                                             tmp_path, how, code):
     env = _env(tiny_hub)
@@ -124,6 +125,7 @@ def test_a_stopped_run_resumes_to_every_image_exactly_once(tiny_hub, shoot, refe
     assert not partial_path(out).exists()
 
 
+@pytest.mark.slow
 def test_resume_with_nothing_missing_and_jsonl(tiny_hub, shoot, tmp_path):
     env = _env(tiny_hub)
     out = tmp_path / "scores.jsonl"

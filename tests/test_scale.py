@@ -94,6 +94,7 @@ def test_not_under_torchrun_by_default(monkeypatch):
     assert info is not None and info.rank == 1 and not info.is_main
 
 
+@pytest.mark.slow
 def test_torchrun_two_cpu_ranks_merge_in_input_order(tiny_hub, tmp_path):
     photos = tmp_path / "photos"
     write_photo_tree(photos)

@@ -103,6 +103,7 @@ def test_paths_without_null_refuses_line_breaks(use_tiny_manifest, shoot):
     assert quiet.exit_code == 1 and quiet.stderr == "" and quiet.stdout_bytes == out.stdout_bytes
 
 
+@pytest.mark.slow
 def test_xargs_pipeline_moves_exactly_the_low_scores(tiny_hub, shoot, tmp_path):
     root, scores = shoot
     trash = tmp_path / "trash"

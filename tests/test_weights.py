@@ -6,15 +6,14 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from grmpiqa.config import LabelScale
-from grmpiqa.errors import WeightsError
-from grmpiqa.testing import (
+from fakehub import (
     TINY_GRMP_CONFIG,
     TINY_MODEL_CFG,
-    random_clip,
     write_backbone,
     write_hub_file,
 )
+from grmpiqa.config import LabelScale
+from grmpiqa.errors import WeightsError
 from grmpiqa.weights.formats import WeightsMetadata, read_metadata, read_weights, save_weights
 from grmpiqa.weights.loading import load_model
 from grmpiqa.weights.manifest import parse_manifest
@@ -132,9 +131,3 @@ def test_bad_grmpiqa_weights_from_the_hub_are_evicted(tiny_model, tmp_path):
     with pytest.raises(WeightsError, match="has shape"):
         load_model("m", device="cpu", manifest=manifest, hf_cache=cache)
     assert not link.exists()
-
-
-def test_random_clip_is_deterministic():
-    a, b = random_clip(TINY_MODEL_CFG, seed=3), random_clip(TINY_MODEL_CFG, seed=3)
-    assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(),
-                                                 b.state_dict().values(), strict=True))

@@ -138,12 +138,14 @@ class LabelScale:
     """The user's own label scale, remembered by ``adapt`` so ``score`` can speak it back.
 
     Scores stay P(high quality) in [0, 1]; ``to_label`` maps them linearly onto
-    [low, high], reversed for DMOS-style scales where lower is better.
+    [low, high], reversed for DMOS-style scales where lower is better. ``stars``:
+    the labels were star ratings, so ``score --xmp`` writes the rounded label.
     """
 
     low: float
     high: float
     higher_is_better: bool = True
+    stars: bool = False
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.low) and math.isfinite(self.high)) or self.high <= self.low:

@@ -7,7 +7,7 @@ types its rows with these instead of importing the scoring engine.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Union
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -25,7 +25,87 @@ class ScoreResult:
     score: float | None
     error: str | None = None
     score_label: float | None = None
+    #: The unit-length image embedding, with ``score_paths(..., embeddings=True)``.
+    embedding: tuple[float, ...] | None = field(default=None, repr=False, compare=False)
 
     @property
     def ok(self) -> bool:
         return self.error is None
+
+
+#: xmp:Rating values: -1 rejected, 0 unrated, 1..5 stars.
+REJECTED, UNRATED = -1, 0
+
+
+@dataclass(frozen=True)
+class PhotoRating:
+    """The star rating found for one photo.
+
+    ``rating`` is the ``xmp:Rating`` (-1 rejected, 0 unrated, 1..5 stars), None when
+    the photo has none or ``error`` says why it cannot be read. ``source`` is the
+    sidecar it came from, or ``"embedded"`` for XMP inside the file.
+    """
+
+    path: str
+    rating: int | None
+    source: str | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class Ratings:
+    """The ratings of a collection, as :func:`grmpiqa.read_ratings` found them.
+
+    A rejected photo (-1) is left out, or with ``rejected_as_lowest`` becomes the
+    label 0, one step below one star; unrated photos are always left out.
+    """
+
+    photos: tuple[PhotoRating, ...]
+    rejected_as_lowest: bool = False
+    source: str = "XMP ratings"
+
+    def label(self, photo: PhotoRating) -> int | None:
+        """The training label of ``photo``, or None when it is not used."""
+        if photo.error is not None or photo.rating is None or photo.rating == UNRATED:
+            return None
+        if photo.rating == REJECTED:
+            return 0 if self.rejected_as_lowest else None
+        return photo.rating
+
+    @property
+    def labelled(self) -> list[PhotoRating]:
+        return [p for p in self.photos if self.label(p) is not None]
+
+    @property
+    def unreadable(self) -> list[PhotoRating]:
+        return [p for p in self.photos if p.error is not None]
+
+    def counts(self) -> dict[str, int]:
+        """How many photos of each kind: '1'..'5' stars, 'rejected', 'unrated', 'unreadable'."""
+        out = dict.fromkeys(["1", "2", "3", "4", "5", "rejected", "unrated", "unreadable"], 0)
+        for photo in self.photos:
+            if photo.error is not None:
+                out["unreadable"] += 1
+            elif photo.rating is None or photo.rating == UNRATED:
+                out["unrated"] += 1
+            elif photo.rating == REJECTED:
+                out["rejected"] += 1
+            else:
+                out[str(photo.rating)] += 1
+        return out
+
+
+@dataclass(frozen=True)
+class Suggestion:
+    """The photos :func:`grmpiqa.suggest` chose to rate, in the order it picked them.
+
+    ``coverage`` is the mean distance from each scored photo to its nearest chosen
+    one (in the space the choice was made in); ``random_coverage`` the same for a
+    random choice of as many photos (mean of 20 draws): lower covers better.
+    """
+
+    chosen: tuple[ScoreResult, ...]
+    failed: tuple[ScoreResult, ...]
+    scored: int
+    coverage: float
+    random_coverage: float

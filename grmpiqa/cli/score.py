@@ -78,7 +78,7 @@ def score(
     min_score: workflow.MinScoreOption = None,
     max_score: workflow.MaxScoreOption = None,
     xmp: workflow.XmpOption = False,
-    rating_thresholds: workflow.RatingThresholdsOption = workflow.DEFAULT_RATING_THRESHOLDS,
+    rating_thresholds: workflow.RatingThresholdsOption = None,
     summary: workflow.SummaryOption = False,
 ) -> None:
     """Score photos: P(high quality) in 0..1, higher is better, one row per image.
@@ -133,6 +133,7 @@ def score(
     if results is None:  # a torchrun rank other than 0: its share is done, rank 0 writes
         raise typer.Exit(EXIT_OK)
     columns = [*BASE_COLUMNS, "score_label"] if loaded.label is not None else list(BASE_COLUMNS)
+    extras.use_label_scale(loaded.label, quiet)
 
     target = OutputFile(output) if output else None
     stream = target.stream if target else sys.stdout.buffer

@@ -125,18 +125,25 @@ class BackoffPredictor:
     does not fit even alone gets an error row.
     """
 
-    def __init__(self, model: Any) -> None:
+    def __init__(self, model: Any, embeddings: bool = False) -> None:
         self.model = model
         self.limit: int | None = None
+        self.embeddings = embeddings
 
-    def _run(self, pixels: torch.Tensor) -> list[float]:
+    def _run(self, pixels: torch.Tensor) -> list[Any]:
+        """Scores, or (score, embedding) pairs with ``embeddings``."""
         device = self.model.device
         with torch.inference_mode(), autocast_context(device, self.model.precision):
+            if self.embeddings:
+                quality, features = self.model.predict_with_embeddings(
+                    pixels.to(device, non_blocking=True))
+                return list(zip(quality.float().cpu().tolist(),
+                                map(tuple, features.float().cpu().tolist()), strict=True))
             quality = self.model.predict(pixels.to(device, non_blocking=True))
         return quality.float().cpu().tolist()
 
-    def __call__(self, pixels: torch.Tensor) -> list[float | None]:
-        out: list[float | None] = []
+    def __call__(self, pixels: torch.Tensor) -> list[Any]:
+        out: list[Any] = []
         start, total = 0, pixels.shape[0]
         while start < total:
             size = min(self.limit or total, total - start)
@@ -157,21 +164,23 @@ class BackoffPredictor:
         return out
 
 
-def score_batches(model: Any, batches: Iterable[Batch], paths: Sequence[str]
-                  ) -> Iterator[ScoreResult]:
+def score_batches(model: Any, batches: Iterable[Batch], paths: Sequence[str], *,
+                  embeddings: bool = False) -> Iterator[ScoreResult]:
     """Run the model on decoded batches and yield one result per path, in order."""
     label = getattr(model, "label", None)
-    predict = BackoffPredictor(model)
+    predict = BackoffPredictor(model, embeddings)
     for batch in batches:
-        scores: dict[int, float | None] = {}
+        scores: dict[int, Any] = {}
         if batch.pixels is not None:
             good = [i for i in batch.indices if i not in batch.errors]
             scores = dict(zip(good, predict(batch.pixels), strict=True))
         for index in batch.indices:
             value = scores.get(index)
             if value is not None:
+                value, embedding = value if embeddings else (value, None)
                 yield ScoreResult(paths[index], value, None,
-                                  label.to_label(value) if label is not None else None)
+                                  label.to_label(value) if label is not None else None,
+                                  embedding)
             elif index in scores:
                 yield ScoreResult(paths[index], None, "out of memory even at batch size 1")
             else:
@@ -182,7 +191,7 @@ def score_paths(paths: Iterable[str], model: ModelSource = None, *, device: str 
                 batch_size: int = 32, workers: int | None = None, draft: bool = True,
                 max_pixels: int = DEFAULT_MAX_PIXELS, expand: bool = True,
                 extensions: Sequence[str] = DEFAULT_EXTENSIONS,
-                recursive: bool = True) -> Iterator[ScoreResult]:
+                recursive: bool = True, embeddings: bool = False) -> Iterator[ScoreResult]:
     """Score image files (folders and globs are expanded) and yield results in input order.
 
     Parameters
@@ -208,6 +217,9 @@ def score_paths(paths: Iterable[str], model: ModelSource = None, *, device: str 
         Image extensions looked for in folders.
     recursive : bool
         Search sub-folders.
+    embeddings : bool
+        Also give each result the unit-length image embedding from the same forward
+        pass (``ScoreResult.embedding``), e.g. to find similar photos.
 
     Yields
     ------
@@ -231,4 +243,4 @@ def score_paths(paths: Iterable[str], model: ModelSource = None, *, device: str 
     batches = iter_batches(files, model.preprocess, batch_size=batch_size, workers=workers,
                            pin_memory=model.device.type == "cuda", draft=draft,
                            max_pixels=max_pixels, yield_cpu=model.device.type == "cpu")
-    yield from score_batches(model, batches, files)
+    yield from score_batches(model, batches, files, embeddings=embeddings)

@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 from PIL import Image
 from typer.testing import CliRunner
-from xmp_photos import packet, save_with_xmp
 
 import grmpiqa
 from grmpiqa.cli.app import app
@@ -19,6 +18,7 @@ from grmpiqa.weights.formats import read_metadata
 from grmpiqa.workflow.ratings import format_counts, ratings_table, read_ratings
 from grmpiqa.workflow.xmp import XmpError, read_rating, read_sidecar, stars_for_label
 from photos import write_dng
+from xmp_photos import packet, save_with_xmp
 
 runner = CliRunner()
 

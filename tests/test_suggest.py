@@ -132,10 +132,16 @@ def test_suggest_cli_writes_a_labels_csv_that_adapt_reads_once_filled(use_tiny_m
     assert table.score_column == "rating" and table.scale().stars and len(table.rows) == 9
 
 
-def test_suggest_refuses_an_empty_collection(tmp_path):
+def test_suggest_refuses_an_empty_collection_and_unwritable_outputs(tmp_path):
     (tmp_path / "empty").mkdir()
     result = runner.invoke(app, ["suggest", str(tmp_path / "empty")])
     assert result.exit_code == 2 and "no image files found" in result.stderr
+    for option in ("-o", "--html"):
+        for target, message in ((tmp_path / "nowhere" / "x", "cannot write in"),
+                                (tmp_path / "empty", "is a folder")):
+            bad = runner.invoke(app, ["suggest", str(tmp_path), option, str(target)])
+            text = " ".join(bad.stderr.replace("\u2502", " ").split())  # rich's box
+            assert bad.exit_code == 2 and message in text and option in text, bad.output
 
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

@@ -31,7 +31,7 @@ def adapt(
     labels: Annotated[list[str], typer.Argument(
         help="A labels CSV: an image column (path/image/file/filename) and a score column "
              "(score/mos/label/rating); , ; or tab separated. With --from-ratings: photos, "
-             "folders and globs instead.", show_default=False, metavar="LABELS.csv | PATH...")],
+             "folders and globs instead.", show_default=False, metavar="LABELS.csv | PATH")],
     out: Annotated[str, typer.Option(
         "--out", "-o", help="Where to write the adapted weights (*.safetensors).",
         show_default=False)],

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import sys
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -22,10 +24,21 @@ from grmpiqa.cli.common import (
 )
 
 
+def _check_writable(path: str, option: str) -> None:
+    """Refuse, before any scoring, an output that cannot be written."""
+    target = Path(path)
+    folder = target.parent if str(target.parent) else Path(".")
+    if target.is_dir():
+        raise typer.BadParameter(f"{path} is a folder", param_hint=option)
+    if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
+        raise typer.BadParameter(f"cannot write in {folder}", param_hint=option)
+
+
 @cli_errors
 def suggest(
     paths: Annotated[list[str], typer.Argument(
-        help="Image files, folders (searched recursively) and globs.", show_default=False)],
+        help="Image files, folders (searched recursively) and globs.", show_default=False,
+        metavar="PATH")],
     n: Annotated[int, typer.Option("-n", "--count", min=1, help="How many photos to choose.")
                  ] = 50,
     output: Annotated[str | None, typer.Option(
@@ -63,6 +76,9 @@ def suggest(
     from grmpiqa.workflow.suggest import suggest as run_suggest
     from grmpiqa.workflow.suggest import suggestion_csv, write_suggestion
 
+    for target, option in ((output, "--output"), (html_page, "--html")):
+        if target:
+            _check_writable(target, option)
     files = expand_inputs(paths)
     if not files:
         raise typer.BadParameter("no image files found", param_hint="PATH")
@@ -73,15 +89,19 @@ def suggest(
     if not result.chosen:
         say("error: no photo could be scored")
         raise typer.Exit(EXIT_SOME_FAILED)
-    if output:
-        write_suggestion(result.chosen, output)
-    else:
-        sys.stdout.write(suggestion_csv(result.chosen))
-        sys.stdout.flush()
-    if html_page:
-        from grmpiqa.workflow.rating_page import write_rating_page
+    from grmpiqa.workflow.rating_page import write_rating_page
 
-        write_rating_page(result.chosen, html_page)
+    try:
+        if output:
+            write_suggestion(result.chosen, output)
+        else:
+            sys.stdout.write(suggestion_csv(result.chosen))
+            sys.stdout.flush()
+        if html_page:
+            write_rating_page(result.chosen, html_page)
+    except OSError as exc:
+        say(f"error: cannot write {exc.filename or output} ({exc.strerror or exc})")
+        raise typer.Exit(EXIT_SOME_FAILED) from None
     if not quiet:
         scores = sorted(r.score for r in result.chosen)
         say(f"chose {len(result.chosen)} of {result.scored} photos, scores "

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -32,6 +32,17 @@ def _check_writable(path: str, option: str) -> None:
         raise typer.BadParameter(f"{path} is a folder", param_hint=option)
     if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
         raise typer.BadParameter(f"cannot write in {folder}", param_hint=option)
+
+
+def _report(result: Any, output: str | None, html_page: str | None) -> None:
+    """What was chosen, how well it covers the collection, and what to do next."""
+    scores = sorted(r.score for r in result.chosen)
+    say(f"chose {len(result.chosen)} of {result.scored} photos, scores "
+        f"{scores[0]:.3f}..{scores[-1]:.3f}; mean distance to the nearest chosen photo "
+        f"{result.coverage:.4f} (a random choice: {result.random_coverage:.4f})")
+    how = f"open {html_page} and press 1-5 on each photo" if html_page else \
+        f"fill the rating column of {output or 'the CSV'} with 1-5 stars"
+    say(f"next: {how}, then: grmpiqa adapt {output or 'ratings.csv'} -o mine.safetensors")
 
 
 @cli_errors
@@ -103,14 +114,7 @@ def suggest(
         say(f"error: cannot write {exc.filename or output} ({exc.strerror or exc})")
         raise typer.Exit(EXIT_SOME_FAILED) from None
     if not quiet:
-        scores = sorted(r.score for r in result.chosen)
-        say(f"chose {len(result.chosen)} of {result.scored} photos, scores "
-            f"{scores[0]:.3f}..{scores[-1]:.3f}; mean distance to the nearest chosen photo "
-            f"{result.coverage:.4f} (a random choice: {result.random_coverage:.4f})")
-        target = output or "the CSV"
-        how = f"open {html_page} and press 1-5 on each photo" if html_page else \
-            f"fill the rating column of {target} with 1-5 stars"
-        say(f"next: {how}, then: grmpiqa adapt {output or 'ratings.csv'} -o mine.safetensors")
+        _report(result, output, html_page)
     if result.failed:
         if not quiet:
             say(f"{len(result.failed)} of {len(files)} photos could not be scored")

@@ -232,6 +232,28 @@ def test_too_few_or_equal_ratings_are_refused_before_training(use_tiny_manifest,
     assert alone.exit_code == 2 and "only with --from-ratings" in alone.stderr
 
 
+def test_from_ratings_checkpoints_and_resumes_like_a_csv(use_tiny_manifest, tmp_path):
+    from labelled import write_noise_labels
+
+    write_noise_labels(tmp_path / "photos", 12)
+    for i, photo in enumerate(sorted((tmp_path / "photos").glob("*.png"))):
+        photo.with_suffix(".xmp").write_bytes(packet(1 + i % 5))
+    common = {"model": "grmp-tiny", "device": "cpu", "workers": 0, "epochs": 4,
+              "eval_every": 2, "lr": 0.5}
+    out = tmp_path / "mine.safetensors"
+
+    def stop_at_2(record):
+        if record.epoch == 2:
+            raise KeyboardInterrupt
+
+    first = grmpiqa.adapt(grmpiqa.read_ratings([str(tmp_path / "photos")]), out,
+                          on_evaluation=stop_at_2, **common)
+    assert first.interrupted and first.checkpoint is not None
+    resumed = grmpiqa.adapt(grmpiqa.read_ratings([str(tmp_path / "photos")]), out,
+                            resume=True, **common)
+    assert resumed.summary["epochs"] == 4 and [r.epoch for r in resumed.history] == [0, 2, 4]
+
+
 @pytest.mark.slow
 def test_adapt_learns_through_from_ratings_as_through_a_csv(use_tiny_manifest, tmp_path):
     """The learning test of adapt, with the labels as star sidecars: the same label rows

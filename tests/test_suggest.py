@@ -207,3 +207,24 @@ def test_an_unfilled_csv_with_partly_filled_rows_lists_them(tmp_path):
     path.write_text("path,rating,model_score\na.jpg,4,0.5\nb.jpg,,0.4\n")
     with pytest.raises(LabelsError, match="line 3: no score"):
         require_usable(read_labels(path), min_rows=1)
+
+
+def test_the_rating_page_survives_hostile_file_names(tmp_path):
+    import json
+    import re
+
+    from grmpiqa.results import ScoreResult
+    from grmpiqa.workflow.rating_page import rating_page
+
+    folder = tmp_path / "x<"
+    folder.mkdir()
+    photo = folder / "script><!--\"&'.png"
+    Image.new("RGB", (30, 20), (200, 10, 10)).save(photo)
+    page = rating_page([ScoreResult(str(photo), 0.25)])
+    assert "</script><!--" not in page.split('<script type="application/json"')[1].split(
+        "</script>")[0]
+    data = re.search(r'<script type="application/json" id="photos">(.*?)</script>', page,
+                     re.S).group(1)
+    assert json.loads(data) == [{"path": str(photo), "score": "0.2500"}]
+    assert 'alt="script&gt;&lt;!--&quot;&amp;&#x27;.png"' in page
+    assert page.count("data:image/jpeg;base64,") == 1

@@ -161,7 +161,7 @@ def _card(index: int, result: ScoreResult) -> str:
 def rating_page(chosen: Sequence[ScoreResult]) -> str:
     """The whole page for the chosen photos, as HTML text."""
     photos = [{"path": os.path.abspath(r.path), "score": f"{r.score:.4f}"} for r in chosen]
-    data = json.dumps(photos).replace("</", "<\\/")
+    data = json.dumps(photos).replace("<", "\\u003c")  # no "</script>" or "<!--" in a path
     page_id = hashlib.sha256(data.encode()).hexdigest()[:16]
     cards = "\n".join(_card(i, r) for i, r in enumerate(chosen))
     return f"""<!DOCTYPE html>

@@ -101,7 +101,9 @@ class Suggestion:
 
     ``coverage`` is the mean distance from each scored photo to its nearest chosen
     one (in the space the choice was made in); ``random_coverage`` the same for a
-    random choice of as many photos (mean of 20 draws): lower covers better.
+    random choice of as many photos (mean of 20 draws): lower covers better. Photos
+    already rated (``already_rated`` of them, with ``skip_rated``) count as chosen
+    in both.
     """
 
     chosen: tuple[ScoreResult, ...]
@@ -109,3 +111,4 @@ class Suggestion:
     scored: int
     coverage: float
     random_coverage: float
+    already_rated: int = 0

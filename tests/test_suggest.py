@@ -103,6 +103,24 @@ def test_suggest_covers_the_collection_better_than_chance(use_tiny_manifest, tmp
     assert all(len(r.embedding) == 32 for r in chosen.chosen)
 
 
+def test_skip_rated_fills_the_gaps_around_rated_photos(use_tiny_manifest, tmp_path):
+    from xmp_photos import packet
+
+    sizes = [3, 2, 4, 3, 2, 3, 4, 2]
+    scenes = _burst_collection(tmp_path / "shoot", sizes)
+    for scene, stars in ((1, "4"), (4, "-1"), (6, "2")):  # one frame of three scenes rated
+        (tmp_path / "shoot" / f"s{scene:02d}_f1.xmp").write_bytes(packet(stars))
+    (tmp_path / "shoot" / "s00_f0.xmp").write_bytes(packet(0))  # unrated: still a candidate
+    result = grmpiqa.suggest([str(tmp_path / "shoot")], n=5, skip_rated=True, model="grmp-tiny",
+                             device="cpu", workers=0)
+    assert result.already_rated == 3
+    assert sorted(scenes[os.path.basename(r.path)] for r in result.chosen) == [0, 2, 3, 5, 7]
+    assert result.coverage < result.random_coverage
+    everything = grmpiqa.suggest([str(tmp_path / "shoot")], n=99, skip_rated=True,
+                                 model="grmp-tiny", device="cpu", workers=0)
+    assert len(everything.chosen) == sum(sizes) - 3
+
+
 def test_suggest_cli_writes_a_labels_csv_that_adapt_reads_once_filled(use_tiny_manifest,
                                                                         tmp_path):
     _burst_collection(tmp_path / "shoot", [3, 3, 3, 3, 3, 3, 3, 3, 3, 3])

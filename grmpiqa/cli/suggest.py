@@ -37,7 +37,8 @@ def _check_writable(path: str, option: str) -> None:
 def _report(result: Any, output: str | None, html_page: str | None) -> None:
     """What was chosen, how well it covers the collection, and what to do next."""
     scores = sorted(r.score for r in result.chosen)
-    say(f"chose {len(result.chosen)} of {result.scored} photos, scores "
+    rated = f" ({result.already_rated} rated already, left out)" if result.already_rated else ""
+    say(f"chose {len(result.chosen)} of {result.scored} photos{rated}, scores "
         f"{scores[0]:.3f}..{scores[-1]:.3f}; mean distance to the nearest chosen photo "
         f"{result.coverage:.4f} (a random choice: {result.random_coverage:.4f})")
     how = f"open {html_page} and press 1-5 on each photo" if html_page else \
@@ -64,6 +65,9 @@ def suggest(
         "--score-weight", min=0.0, help="How much spreading over the current scores counts "
         "beside the content: 1 makes the whole score range count as much as two unrelated "
         "photos differ; 0 ignores scores.")] = 1.0,
+    skip_rated: Annotated[bool, typer.Option(
+        "--skip-rated", help="Never suggest photos that already have a star rating or a "
+        "reject in XMP (sidecar or embedded); they count as covered.")] = False,
     model: ModelOption = None,
     weights: WeightsOption = None,
     device: DeviceOption = "auto",
@@ -96,9 +100,11 @@ def suggest(
     loaded = load_model(weights or model, device=device, base=model)
     with Reporter(len(files), quiet=quiet) as reporter:
         result = run_suggest(files, n, model=loaded, seed=seed, score_weight=score_weight,
-                             batch_size=batch_size, workers=workers, progress=reporter)
+                             batch_size=batch_size, workers=workers, skip_rated=skip_rated,
+                             progress=reporter)
     if not result.chosen:
-        say("error: no photo could be scored")
+        say("error: " + ("every photo scored is rated already" if result.scored
+                         else "no photo could be scored"))
         raise typer.Exit(EXIT_SOME_FAILED)
     from grmpiqa.workflow.rating_page import write_rating_page
 

@@ -44,22 +44,30 @@ def suggestion_space(embeddings: np.ndarray, scores: Sequence[float],
     return np.concatenate([points, (unit * scale)[:, None]], axis=1)
 
 
-def farthest_point_order(points: np.ndarray, n: int, seed: int = 0) -> list[int]:
+def farthest_point_order(points: np.ndarray, n: int, seed: int = 0,
+                         covered: Sequence[int] = ()) -> list[int]:
     """``n`` row indices of ``points``, in the order greedy k-centre picks them.
 
-    The first is drawn at random (``seed``); each next one is the point farthest
-    from its nearest pick so far (ties: the lowest index). Deterministic for a seed.
+    The first is drawn at random (``seed``), unless ``covered`` points (already
+    labelled) count as picked; each next one is the point farthest from its
+    nearest pick so far (ties: the lowest index). Deterministic for a seed.
+    ``covered`` points are never returned.
     """
-    total = len(points)
-    n = min(n, total)
+    points = np.asarray(points, dtype=np.float64)
+    taken = sorted(set(covered))
+    n = min(n, len(points) - len(taken))
     if n <= 0:
         return []
-    points = np.asarray(points, dtype=np.float64)
-    first = int(np.random.default_rng(seed).integers(total))
-    chosen = [first]
-    nearest = np.linalg.norm(points - points[first], axis=1)
+    nearest = np.full(len(points), np.inf)
+    for index in taken:
+        nearest = np.minimum(nearest, np.linalg.norm(points - points[index], axis=1))
+    chosen: list[int] = []
+    if not taken:
+        first = int(np.random.default_rng(seed).integers(len(points)))
+        chosen.append(first)
+        nearest = np.linalg.norm(points - points[first], axis=1)
     while len(chosen) < n:
-        nearest[chosen] = -1.0  # never picked twice, even among identical photos
+        nearest[taken + chosen] = -1.0  # never picked twice, even among identical photos
         pick = int(np.argmax(nearest))
         chosen.append(pick)
         nearest = np.minimum(nearest, np.linalg.norm(points - points[pick], axis=1))
@@ -77,9 +85,13 @@ def coverage(points: np.ndarray, chosen: Sequence[int]) -> float:
     return float(nearest.mean())
 
 
-def random_coverage(points: np.ndarray, n: int, *, draws: int = 20, seed: int = 0) -> float:
-    """:func:`coverage` of a random choice of ``n`` points, averaged over ``draws`` choices."""
+def random_coverage(points: np.ndarray, n: int, *, covered: Sequence[int] = (), draws: int = 20,
+                    seed: int = 0) -> float:
+    """:func:`coverage` of ``covered`` plus a random choice of ``n`` other points, averaged
+    over ``draws`` choices."""
     rng = np.random.default_rng(seed)
-    n = min(n, len(points))
-    return float(np.mean([coverage(points, rng.choice(len(points), n, replace=False))
+    taken = sorted(set(covered))
+    others = np.setdiff1d(np.arange(len(points)), taken)
+    n = min(n, len(others))
+    return float(np.mean([coverage(points, [*taken, *rng.choice(others, n, replace=False)])
                           for _ in range(draws)]))

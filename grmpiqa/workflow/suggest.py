@@ -33,7 +33,8 @@ CSV_COLUMNS = ("path", "rating", "model_score")
 def suggest(paths: Iterable[str], n: int = 50, *, model: ModelSource = None, seed: int = 0,
             score_weight: float = 1.0, device: str = "auto", batch_size: int = 32,
             workers: int | None = None, extensions: Sequence[str] = DEFAULT_EXTENSIONS,
-            recursive: bool = True, progress: Progress | None = None) -> Suggestion:
+            recursive: bool = True, skip_rated: bool = False,
+            progress: Progress | None = None) -> Suggestion:
     """Choose ``n`` photos to rate: unlike each other in content, spread over the score range.
 
     Parameters
@@ -52,6 +53,10 @@ def suggest(paths: Iterable[str], n: int = 50, *, model: ModelSource = None, see
         range count as much as the distance between two typical photos; 0 ignores it.
     device, batch_size, workers, extensions, recursive
         As for :func:`grmpiqa.score_paths`.
+    skip_rated : bool
+        Photos that already carry a star rating (or a reject) in XMP, as
+        :func:`grmpiqa.read_ratings` finds it, are not chosen; they count as covered,
+        so the choice fills the gaps around them.
     progress : grmpiqa.progress.Progress, optional
         Advanced by each photo scored; a photo that fails is reported as a message.
 
@@ -79,11 +84,22 @@ def suggest(paths: Iterable[str], n: int = 50, *, model: ModelSource = None, see
         report.advance()
     if not scored:
         return Suggestion((), tuple(failed), 0, float("nan"), float("nan"))
+    covered = _rated(scored) if skip_rated else []
     points = suggestion_space(np.array([r.embedding for r in scored]),
                               [r.score for r in scored], score_weight)
-    order = farthest_point_order(points, n, seed)
+    order = farthest_point_order(points, n, seed, covered)
     return Suggestion(tuple(scored[i] for i in order), tuple(failed), len(scored),
-                      coverage(points, order), random_coverage(points, len(order), seed=seed))
+                      coverage(points, [*covered, *order]),
+                      random_coverage(points, len(order), covered=covered, seed=seed),
+                      len(covered))
+
+
+def _rated(results: Sequence[ScoreResult]) -> list[int]:
+    """Indices of the photos that already have a rating: stars or a reject."""
+    from grmpiqa.workflow.ratings import SidecarIndex, rating_of
+
+    index = SidecarIndex()
+    return [i for i, r in enumerate(results) if rating_of(r.path, index).rating not in (None, 0)]
 
 
 def suggestion_csv(chosen: Sequence[ScoreResult]) -> str:

@@ -230,6 +230,8 @@ def test_too_few_or_equal_ratings_are_refused_before_training(use_tiny_manifest,
     assert two.exit_code == 2 and "give one labels CSV" in two.stderr
     alone = runner.invoke(app, ["adapt", "x.csv", "--rejected-as-lowest", "-o", out])
     assert alone.exit_code == 2 and "only with --from-ratings" in alone.stderr
+    mixed = runner.invoke(app, ["adapt", "--from-ratings", "x.CSV", "-o", out])
+    assert mixed.exit_code == 2 and "is a labels file" in mixed.stderr
 
 
 def test_from_ratings_checkpoints_and_resumes_like_a_csv(use_tiny_manifest, tmp_path):

@@ -143,6 +143,10 @@ def _read_labels(labels: list[str], from_ratings: bool, rejected_as_lowest: bool
         from grmpiqa.training.labels import read_labels
 
         return read_labels(labels[0], **csv_options)
+    csvs = [path for path in labels if path.lower().endswith((".csv", ".tsv", ".txt"))]
+    if csvs:
+        raise typer.BadParameter(f"{csvs[0]} is a labels file: give photos and folders with "
+                                 "--from-ratings, or the CSV without it", param_hint="PATH")
     from grmpiqa.workflow.ratings import format_counts, ratings_table, read_ratings
 
     ratings = read_ratings(labels, rejected_as_lowest=rejected_as_lowest)

@@ -41,9 +41,12 @@ def _report(result: Any, output: str | None, html_page: str | None) -> None:
     say(f"chose {len(result.chosen)} of {result.scored} photos{rated}, scores "
         f"{scores[0]:.3f}..{scores[-1]:.3f}; mean distance to the nearest chosen photo "
         f"{result.coverage:.4f} (a random choice: {result.random_coverage:.4f})")
-    how = f"open {html_page} and press 1-5 on each photo" if html_page else \
-        f"fill the rating column of {output or 'the CSV'} with 1-5 stars"
-    say(f"next: {how}, then: grmpiqa adapt {output or 'ratings.csv'} -o mine.safetensors")
+    if html_page:
+        say(f"next: open {html_page}, press 1-5 on each photo, download ratings.csv, then: "
+            "grmpiqa adapt ratings.csv -o mine.safetensors")
+    else:
+        say(f"next: fill the rating column of {output or 'the CSV'} with 1-5 stars, then: "
+            f"grmpiqa adapt {output or 'ratings.csv'} -o mine.safetensors")
 
 
 @cli_errors

@@ -132,6 +132,7 @@ def test_suggest_cli_writes_a_labels_csv_that_adapt_reads_once_filled(use_tiny_m
     assert result.exit_code == 1, result.output  # one photo could not be scored
     assert "broken.jpg" in result.stderr and "chose 9 of 30 photos" in result.stderr
     assert "a random choice:" in result.stderr and result.stdout == ""
+    assert f"next: fill the rating column of {out} with 1-5 stars" in result.stderr
     rows = list(csv.DictReader(out.open()))
     assert [list(r) for r in rows[:1]] == [["path", "rating", "model_score"]]
     assert len(rows) == 9 and all(r["rating"] == "" and os.path.isabs(r["path"]) for r in rows)
@@ -186,6 +187,7 @@ def test_the_rating_page_rates_with_keys_and_clicks_and_downloads_the_csv(
     result = runner.invoke(app, ["suggest", str(tmp_path / "shoot"), "-n", "5", "-o", str(out),
                                  "--html", str(page), "-j", "0", "-d", "cpu"])
     assert result.exit_code == 0, result.output
+    assert "download ratings.csv, then: grmpiqa adapt ratings.csv" in result.stderr
     text = page.read_text()
     assert "http://" not in text.replace("http://www.w3.org", "") and "https://" not in text
     assert text.count("data:image/jpeg;base64,") == 5

@@ -232,6 +232,8 @@ def test_too_few_or_equal_ratings_are_refused_before_training(use_tiny_manifest,
     assert alone.exit_code == 2 and "only with --from-ratings" in alone.stderr
     mixed = runner.invoke(app, ["adapt", "--from-ratings", "x.CSV", "-o", out])
     assert mixed.exit_code == 2 and "is a labels file" in mixed.stderr
+    column = runner.invoke(app, ["adapt", "--from-ratings", ".", "--root", ".", "-o", out])
+    assert column.exit_code == 2 and "is for a labels CSV" in column.stderr
 
 
 def test_from_ratings_checkpoints_and_resumes_like_a_csv(use_tiny_manifest, tmp_path):

@@ -143,6 +143,10 @@ def _read_labels(labels: list[str], from_ratings: bool, rejected_as_lowest: bool
         from grmpiqa.training.labels import read_labels
 
         return read_labels(labels[0], **csv_options)
+    given = [name for name, value in csv_options.items() if value not in (None, False)]
+    if given:
+        option = "--" + given[0].replace("_", "-")
+        raise typer.BadParameter("is for a labels CSV, not --from-ratings", param_hint=option)
     csvs = [path for path in labels if path.lower().endswith((".csv", ".tsv", ".txt"))]
     if csvs:
         raise typer.BadParameter(f"{csvs[0]} is a labels file: give photos and folders with "

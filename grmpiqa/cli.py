@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import os
 import sys
+from typing import Any
 
 import typer
+import typer.main
 
 from grmpiqa import __version__
 from grmpiqa.commands import adapt as adapt_command
@@ -26,6 +28,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
@@ -52,6 +55,19 @@ app.command("adapt", no_args_is_help=True)(adapt_command.adapt)
 app.command("evaluate", no_args_is_help=True)(evaluate_command.evaluate)
 
 
+def readable_metavars(command: Any) -> Any:
+    """Metavars named after the option (``OUTPUT``, ``PATHS...``) where none is given,
+    instead of typer's ``<str>`` and ``<list[str]>``."""
+    for param in command.params:
+        if param.metavar is None and not getattr(param, "is_flag", False):
+            param.metavar = param.name.upper()
+        if param.param_type_name == "argument":  # its metavar says it all
+            param.display_type_rich = lambda ctx: None
+    for sub in getattr(command, "commands", {}).values():
+        readable_metavars(sub)
+    return command
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console entry point; ``--debug`` is accepted anywhere before ``--``."""
     args = list(sys.argv[1:] if argv is None else argv)
@@ -59,4 +75,4 @@ def main(argv: list[str] | None = None) -> None:
     if "--debug" in args[:end]:
         args.pop(args.index("--debug"))
         os.environ["GRMPIQA_DEBUG"] = "1"
-    app(args=args, prog_name="grmpiqa")
+    readable_metavars(typer.main.get_command(app))(args=args, prog_name="grmpiqa")

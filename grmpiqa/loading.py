@@ -42,7 +42,7 @@ def build_model(backbone: BackboneSpec, config: ModelConfig, preprocess: Preproc
                         backbone_spec=backbone)
 
 
-def _looks_like_path(name: str) -> bool:
+def looks_like_path(name: str) -> bool:
     return os.path.sep in name or name.endswith((".safetensors", ".pt", ".pth", ".bin")) \
         or os.path.exists(name)
 
@@ -62,7 +62,7 @@ def load_model(name_or_path: PathLike | None = None, *, device: str | torch.devi
     """
     target = resolve_device(device)
     name = os.fspath(name_or_path) if name_or_path is not None else None
-    if name is not None and _looks_like_path(name):
+    if name is not None and looks_like_path(name):
         model = _load_file(Path(name), manifest, hf_cache, base)
     else:
         manifest = manifest or load_manifest()

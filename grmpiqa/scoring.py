@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -52,8 +52,10 @@ class ImageFiles(Dataset):
     """Decodes one file per item; errors are returned, not raised, so workers never die."""
 
     def __init__(self, paths: Sequence[str], cfg: PreprocessConfig, *, draft: bool = True,
-                 max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
+                 max_pixels: int = DEFAULT_MAX_PIXELS,
+                 known_errors: Mapping[str, str] | None = None) -> None:
         self.paths = list(paths)
+        self.known_errors = dict(known_errors or {})
         self.cfg = cfg
         self.draft = draft
         self.max_pixels = max_pixels
@@ -62,6 +64,8 @@ class ImageFiles(Dataset):
         return len(self.paths)
 
     def __getitem__(self, index: int) -> tuple[int, torch.Tensor | None, str | None]:
+        if self.paths[index] in self.known_errors:
+            return index, None, self.known_errors[self.paths[index]]
         try:
             pixels = load_pixels(self.paths[index], self.cfg, draft=self.draft,
                                  max_pixels=self.max_pixels)
@@ -100,9 +104,10 @@ def _lower_priority(_: int) -> None:
 
 def iter_batches(paths: Sequence[str], cfg: PreprocessConfig, *, batch_size: int, workers: int,
                  pin_memory: bool = False, draft: bool = True,
-                 max_pixels: int = DEFAULT_MAX_PIXELS, yield_cpu: bool = False
-                 ) -> Iterator[Batch]:
-    dataset = ImageFiles(paths, cfg, draft=draft, max_pixels=max_pixels)
+                 max_pixels: int = DEFAULT_MAX_PIXELS, yield_cpu: bool = False,
+                 known_errors: Mapping[str, str] | None = None) -> Iterator[Batch]:
+    dataset = ImageFiles(paths, cfg, draft=draft, max_pixels=max_pixels,
+                         known_errors=known_errors)
     workers = max(0, min(workers, -(-len(dataset) // batch_size)))
     loader = DataLoader(
         dataset,
@@ -195,11 +200,14 @@ def score_paths(paths: Iterable[str], model: Any = None, *, device: str = "auto"
                 batch_size: int = 32, workers: int | None = None, draft: bool = True,
                 max_pixels: int = DEFAULT_MAX_PIXELS, expand: bool = True,
                 extensions: Sequence[str] = DEFAULT_EXTENSIONS,
-                recursive: bool = True) -> Iterator[ScoreResult]:
+                recursive: bool = True, known_errors: Mapping[str, str] | None = None
+                ) -> Iterator[ScoreResult]:
     """Score image files (folders and globs are expanded) and yield results in input order.
 
     ``model`` is a loaded model, a manifest name or a weights path (default:
-    the manifest's default model, loaded on ``device``).
+    the manifest's default model, loaded on ``device``). ``known_errors``:
+    entries that get their row with this error and are not opened (an
+    unreadable folder, a pattern that matched nothing; see ``expand_inputs``).
     """
     if batch_size < 1:
         raise ValueError("batch_size must be at least 1")
@@ -208,13 +216,15 @@ def score_paths(paths: Iterable[str], model: Any = None, *, device: str = "auto"
 
         model = load_model(model, device=device)
     model.eval()
-    files = expand_inputs(list(paths), extensions=extensions, recursive=recursive) \
-        if expand else list(paths)
+    known = dict(known_errors or {})
+    files = expand_inputs(list(paths), extensions=extensions, recursive=recursive,
+                          problems=known) if expand else list(paths)
     if not files:
         return
     if workers is None:
         workers = default_workers(model.device)
     batches = iter_batches(files, model.preprocess, batch_size=batch_size, workers=workers,
                            pin_memory=model.device.type == "cuda", draft=draft,
-                           max_pixels=max_pixels, yield_cpu=model.device.type == "cpu")
+                           max_pixels=max_pixels, yield_cpu=model.device.type == "cpu",
+                           known_errors=known)
     yield from score_batches(model, batches, files)

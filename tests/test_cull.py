@@ -18,6 +18,7 @@ from grmpiqa.cull import (
     write_log,
 )
 from grmpiqa.errors import ConfigError
+from grmpiqa.output import escape_name, unescape_name
 from photos import texture, write_dng
 
 runner = CliRunner()
@@ -131,10 +132,10 @@ def test_log_is_csv_for_any_name(tmp_path):
                CullAction("skip", "b.jpg", "", None, "cannot decode")]
     log = tmp_path / "logs" / "cull.csv"
     write_log(str(log), actions)
-    rows = list(csv.DictReader(io.StringIO(log.read_bytes().decode("utf-8", "surrogateescape"),
-                                           newline="")))
-    assert rows[0] == {"action": "move", "source": odd, "destination": "/x/" + odd,
-                       "score": "0.123457", "error": ""}
+    rows = list(csv.DictReader(io.StringIO(log.read_bytes().decode("utf-8"), newline="")))
+    assert rows[0] == {"action": "move", "source": escape_name(odd),
+                       "destination": "/x/" + escape_name(odd), "score": "0.123457", "error": ""}
+    assert unescape_name(rows[0]["source"]) == odd
     assert rows[1]["error"] == "cannot decode" and rows[1]["score"] == ""
     assert os.listdir(log.parent) == ["cull.csv"]
     mask = os.umask(0)
@@ -162,8 +163,9 @@ def test_cull_command_dry_run_then_move(use_tiny_manifest, tiny_model, tmp_path)
     plan = runner.invoke(app, [*args, "--dry-run"])
     assert plan.exit_code == 0, plan.output
     assert _tree(root) == before and not dest.exists()  # nothing touched, no log
-    planned = list(csv.DictReader(io.StringIO(plan.stdout_bytes.decode(
-        "utf-8", "surrogateescape"), newline="")))
+    planned = [{**r, "source": unescape_name(r["source"]),
+                "destination": unescape_name(r["destination"])} for r in csv.DictReader(
+        io.StringIO(plan.stdout_bytes.decode("utf-8"), newline=""))]
     assert {os.path.splitext(os.path.basename(r["source"]))[0].split(".")[0] for r in planned} \
         == worst
     assert "dry run, nothing was changed" in plan.stderr

@@ -31,14 +31,23 @@ _TEXT_TOWER_PREFIXES = ("transformer.", "token_embedding.", "positional_embeddin
                         "ln_final.", "text_projection")
 
 
+def _pickle_reason(exc: BaseException) -> str:
+    """What torch's refusal names (``unsupported GLOBAL posix.system``), without its advice to
+    load with ``weights_only=False``: that would run the code the file carries."""
+    for line in str(exc).splitlines():
+        line = line.strip()
+        if line and "weights_only" not in line and "documentation" not in line:
+            return line.rstrip(".")
+    return "an unsafe pickle"
+
+
 def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
     """Tensors of a ``.pt`` file, with pickle restricted to plain tensors and containers."""
     try:
         data = torch.load(str(path), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         raise WeightsError(
-            f"{path}: refused, it holds more than plain tensors (weights_only load failed: "
-            f"{str(exc).strip().splitlines()[0] if str(exc).strip() else 'unsafe pickle'})"
+            f"{path}: refused, it holds more than plain tensors ({_pickle_reason(exc)})"
         ) from None
     except FileNotFoundError:
         raise WeightsError(f"{path}: no such file") from None

@@ -90,12 +90,16 @@ def _split(name: str) -> tuple[str, str]:
     return base, "photo" if ext in PHOTO_EXTENSIONS else ""
 
 
-def find_groups(src: str, *, recursive: bool = True) -> list[PhotoGroup]:
-    """Photo groups under ``src`` in walk order (folders sorted, hidden ones skipped)."""
+def find_groups(src: str, *, recursive: bool = True,
+                problems: dict[str, str] | None = None) -> list[PhotoGroup]:
+    """Photo groups under ``src`` in walk order (folders sorted, hidden ones skipped);
+    ``problems`` gets each folder that could not be read, with the reason."""
     wanted = normalise_extensions(PHOTO_EXTENSIONS + SIDECAR_EXTENSIONS)
     photos: dict[tuple[str, str], list[str]] = {}
     sidecars: dict[tuple[str, str], list[str]] = {}
-    for path in walk_folder(src, wanted, recursive):
+    for path in walk_folder(src, wanted, recursive, problems=problems):
+        if problems is not None and path in problems:
+            continue
         folder, name = os.path.split(path)
         stem, kind = _split(name)
         (photos if kind == "photo" else sidecars).setdefault((folder, stem), []).append(path)

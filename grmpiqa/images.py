@@ -144,6 +144,8 @@ def open_with_pillow(source: str | IO[bytes], *, draft_size: int | None = None,
                 f"{width}x{height} is {width * height:,} pixels, over the limit of "
                 f"{max_pixels:,}; raise --max-pixels if you trust this file"
             )
+        if image.format == "JPEG":
+            _check_jpeg_size(image, width * height)
         if draft_size and image.format == "JPEG":
             with contextlib.suppress(Exception):  # draft is an optimisation only
                 image.draft(None, (draft_size, draft_size))
@@ -155,6 +157,25 @@ def open_with_pillow(source: str | IO[bytes], *, draft_size: int | None = None,
             raise ImageError(f"cannot decode ({_describe(exc)})") from None
         image = _upright(image)
         return to_rgb(image)
+
+
+# Huffman-coded JPEG spends at least one bit per 8x8 block on its DC coefficients; one bit per
+# 64 blocks leaves room for any real file, while a header claiming far more pixels than its data
+# can fill (libjpeg pads a truncated scan with grey and only warns) is refused before decoding
+MIN_JPEG_BITS_PER_PIXEL = 1 / 4096
+
+
+def _check_jpeg_size(image: Image.Image, pixels: int) -> None:
+    try:
+        position = image.fp.tell()
+        size = image.fp.seek(0, os.SEEK_END)
+        image.fp.seek(position)
+    except (AttributeError, OSError, ValueError):
+        return
+    if size * 8 < pixels * MIN_JPEG_BITS_PER_PIXEL:
+        width, height = image.size
+        raise ImageError(f"{width}x{height} pixels declared, but the file holds only {size:,} "
+                         "bytes: truncated or forged")
 
 
 def _upright(image: Image.Image) -> Image.Image:

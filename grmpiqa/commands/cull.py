@@ -20,10 +20,12 @@ from grmpiqa.commands.common import (
     QuietOption,
     WeightsOption,
     WorkersOption,
+    check_model_options,
     cli_errors,
     configure_logging,
     say,
 )
+from grmpiqa.summary import plural
 
 LOG_FORMATS = ("csv", "tsv", "jsonl")
 _VERBS = {"move": ("moved", "would move"), "copy": ("copied", "would copy"),
@@ -38,6 +40,15 @@ def _destination(move_to: str | None, copy_to: str | None, link_to: str | None
         raise typer.BadParameter("give exactly one of --move-to, --copy-to, --link-to",
                                  param_hint="DIR")
     return given[0]
+
+
+def _check_log(log: str) -> None:
+    """The log is CSV: refuse a name that says otherwise, a folder, a photo's name."""
+    from grmpiqa.output import check_output_path
+
+    if log.lower().endswith((".json", ".jsonl", ".ndjson", ".tsv", ".gz")):
+        raise typer.BadParameter("the log is CSV; name it .csv", param_hint="--log")
+    check_output_path(log, option="--log")
 
 
 def _advancing(results: Iterable[Any], reporter: Any) -> Iterator[Any]:
@@ -94,12 +105,26 @@ def cull(
         raise typer.BadParameter(f"use one of {', '.join(LOG_FORMATS)}", param_hint="--format")
     mode, dest = _destination(move_to, copy_to, link_to)
 
-    from grmpiqa.cull import LOG_COLUMNS, CullPlanner, cull_scored, default_log_path, find_groups
-    from grmpiqa.output import display_path, make_writer
+    from grmpiqa.cull import (
+        LOG_COLUMNS,
+        CullAction,
+        CullPlanner,
+        cull_scored,
+        default_log_path,
+        find_groups,
+    )
+    from grmpiqa.output import check_not_an_input, display_path, make_writer
 
+    if log is not None and not dry_run:
+        _check_log(log)
+    check_model_options(model, weights, device, precision)
     planner = CullPlanner(src, dest, mode=mode, below=below)
-    groups = find_groups(src, recursive=recursive)
-    if not groups:
+    unreadable: dict[str, str] = {}
+    groups = find_groups(src, recursive=recursive, problems=unreadable)
+    if log is not None and not dry_run:
+        check_not_an_input(log, [f for g in groups for f in (*g.photos, *g.sidecars)],
+                           option="--log")
+    if not groups and not unreadable:
         say(f"warning: no photos found in {src}")
 
     from grmpiqa.commands.progress import Reporter
@@ -113,6 +138,13 @@ def cull(
     done: list[Any] = []
     problems = 0
     try:
+        for folder, reason in unreadable.items():  # nothing under it can be culled
+            action = CullAction("skip", folder, "", None, reason)
+            writer.write(action)
+            done.append(action)
+            problems += 1
+            if not quiet:
+                say(f"{display_path(folder)}: {reason}")
         with Reporter(len(groups), quiet=quiet, label="culling") as reporter:
             results = score_paths([g.scored for g in groups], loaded, batch_size=batch_size,
                                   workers=workers, expand=False)
@@ -136,8 +168,10 @@ def cull(
                 say(f"error: cannot write the log {log_path} ({exc.strerror or exc})")
     files = sum(1 for a in done if a.action == mode and not a.error)
     verb = _VERBS[mode][1 if dry_run else 0]
-    if not quiet or dry_run:
-        say(f"{verb} {planner.culled} of {len(groups)} photos ({files} files) to {dest}"
+    if not quiet or dry_run or problems:  # a non-zero exit always says why, also with -q
+        say(f"{verb} {planner.culled} of {plural(len(groups), 'photo')} "
+            f"({plural(files, 'file')}) to {dest}"
+            + (f"; {plural(problems, 'problem')}, see the error rows" if problems else "")
             + ("; dry run, nothing was changed" if dry_run else "")
             + (f"; log: {log_path}" if log_path and done else ""))
     raise typer.Exit(EXIT_SOME_FAILED if problems else EXIT_OK)

@@ -94,7 +94,7 @@ class Reporter:
         self.progress = None
         if done and rate is not None:
             self.console.print(f"grmpiqa: {self.label} done: {int(done)} in "
-                               f"{done / rate:.1f} s ({rate:.1f} img/s)", markup=False)
+                               f"{done / rate:.2f} s ({rate:.1f} img/s)", markup=False)
 
     def advance(self, n: int = 1) -> None:
         if self.progress is not None:

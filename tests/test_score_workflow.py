@@ -115,7 +115,7 @@ def test_xargs_pipeline_moves_exactly_the_low_scores(tiny_hub, shoot, tmp_path):
     cut = sorted(scores.values())[len(scores) // 2]
     command = [sys.executable, "-m", "grmpiqa", "score", str(root), "-j", "0",
                "--max-score", repr(cut), "--format", "paths", "--null"]
-    pipeline = " ".join(map(shlex.quote, command)) + " | xargs -0 mv -t " + shlex.quote(
+    pipeline = " ".join(map(shlex.quote, command)) + " | xargs -0 -r mv -t " + shlex.quote(
         str(trash)) + " --"
     env = {**os.environ, "GRMPIQA_MANIFEST": str(tiny_hub.manifest_path)}
     done = subprocess.run(["bash", "-c", "set -o pipefail; " + pipeline], capture_output=True,

@@ -409,3 +409,19 @@ def test_output_part_file_gets_the_new_file_mode(tiny_hub, tmp_path):
     out = grmpiqa([tmp_path / "shoot", "-o", target], hub=tiny_hub)
     assert out.returncode == 0
     assert stat.S_IMODE(target.stat().st_mode) & 0o111 == 0
+
+
+def test_readme_name_bytes_recipe_inverts_the_escaping():
+    """Item 6: the dependency-free function the README gives scripts is right."""
+    from grmpiqa.output import escape_name
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    blocks = [b.split("```")[0] for b in readme.split("```python\n")[1:]]
+    (code,) = [b for b in blocks if "def name_bytes" in b]
+    namespace: dict = {}
+    exec(code, namespace)
+    for raw in (b"caf\xe9.jpg", b"a\\xff\\\\b\xff.jpg", "été\t.jpg".encode(), b"\\n"):
+        cell = escape_name(os.fsdecode(raw))
+        assert namespace["name_bytes"](cell) == raw == name_bytes(cell)
+        tsv_cell = cell.replace("\t", "\\t")
+        assert namespace["name_bytes"](tsv_cell) == raw

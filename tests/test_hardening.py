@@ -121,21 +121,27 @@ def test_unreadable_folder_gets_an_error_row_and_exit_1(tiny_hub):
         shutil.rmtree(root, ignore_errors=True)
 
 
-def test_folder_beyond_path_max_gets_an_error_row(tiny_hub, tmp_path):
-    """Item 1: a folder whose path is longer than PATH_MAX cannot be listed: it says so."""
-    shoot = tmp_path / "shoot"
-    photo(shoot / "a.jpg")
+def _beyond_path_max(shoot: Path) -> str:
+    """Folders nested deeper than PATH_MAX under ``shoot``, a photo at the bottom."""
     name = "d" * 200
     fd = os.open(shoot, os.O_RDONLY | os.O_DIRECTORY)
-    depth, deep = 0, str(shoot)
+    deep = str(shoot)
     while len(deep) <= 4096 + 300:
         os.mkdir(name, dir_fd=fd)
         sub = os.open(name, os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
         os.close(fd)
-        fd, depth, deep = sub, depth + 1, os.path.join(deep, name)
+        fd, deep = sub, os.path.join(deep, name)
     with os.fdopen(os.open("deep.jpg", os.O_WRONLY | os.O_CREAT, 0o644, dir_fd=fd), "wb") as f:
         Image.fromarray(texture(3)).save(f, "JPEG")
     os.close(fd)
+    return deep
+
+
+def test_folder_beyond_path_max_gets_an_error_row(tiny_hub, tmp_path):
+    """Item 1: a folder whose path is longer than PATH_MAX cannot be listed: it says so."""
+    shoot = tmp_path / "shoot"
+    photo(shoot / "a.jpg")
+    deep = _beyond_path_max(shoot)
     out = grmpiqa([shoot, "-f", "csv"], hub=tiny_hub)
     got = rows(out.stdout)
     assert out.returncode == 1, stderr(out)
@@ -143,6 +149,20 @@ def test_folder_beyond_path_max_gets_an_error_row(tiny_hub, tmp_path):
     failed = [r for r in got if r["error"]]
     assert len(failed) == 1 and failed[0]["error"] == "cannot read folder (File name too long)"
     assert len(failed[0]["path"]) > 4096 and deep.startswith(failed[0]["path"])
+
+
+def test_cull_reports_a_folder_it_cannot_read_also_with_quiet(tiny_hub, tmp_path):
+    shoot = tmp_path / "shoot"
+    photo(shoot / "a.jpg")
+    _beyond_path_max(shoot)
+    out = subprocess.run(
+        [sys.executable, "-m", "grmpiqa", "cull", shoot, "--below", "0.1", "--move-to",
+         tmp_path / "rejects", "--dry-run", "-q"], capture_output=True, timeout=300,
+        env={**os.environ, "GRMPIQA_MANIFEST": str(tiny_hub.manifest_path)})
+    assert out.returncode == 1, stderr(out)
+    (skip,) = [r for r in rows(out.stdout) if r["action"] == "skip"]
+    assert skip["error"] == "cannot read folder (File name too long)"
+    assert "1 problem, see the error rows" in stderr(out)
 
 
 # 2. -o never destroys data or wastes a run ------------------------------------------------

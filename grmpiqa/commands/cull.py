@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import sys
 import time
 from collections.abc import Iterable, Iterator
@@ -42,13 +43,32 @@ def _destination(move_to: str | None, copy_to: str | None, link_to: str | None
     return given[0]
 
 
-def _check_log(log: str) -> None:
-    """The log is CSV: refuse a name that says otherwise, a folder, a photo's name."""
-    from grmpiqa.output import check_output_path
+def _find_groups(src: str, recursive: bool, log: str | None) -> tuple[list[Any], dict[str, str]]:
+    """The photo groups and unreadable folders under SRC; ``log`` (when one is written) is
+    checked first and may be no photo: the log is CSV, never over a folder or a photo."""
+    from grmpiqa.cull import find_groups
+    from grmpiqa.output import check_not_an_input, check_output_path
 
-    if log.lower().endswith((".json", ".jsonl", ".ndjson", ".tsv", ".gz")):
-        raise typer.BadParameter("the log is CSV; name it .csv", param_hint="--log")
-    check_output_path(log, option="--log")
+    if log is not None:
+        if log.lower().endswith((".json", ".jsonl", ".ndjson", ".tsv", ".gz")):
+            raise typer.BadParameter("the log is CSV; name it .csv", param_hint="--log")
+        check_output_path(log, option="--log")
+    unreadable: dict[str, str] = {}
+    groups = find_groups(src, recursive=recursive, problems=unreadable)
+    if log is not None:
+        check_not_an_input(log, [f for g in groups for f in (*g.photos, *g.sidecars)],
+                           option="--log")
+    if not groups and not unreadable:
+        say(f"warning: no photos found in {src}")
+    return groups, unreadable
+
+
+def _skipped_folders(unreadable: dict[str, str]) -> Iterator[Any]:
+    """A skip row for each folder that could not be read: nothing under it can be culled."""
+    from grmpiqa.cull import CullAction
+
+    for folder, reason in unreadable.items():
+        yield CullAction("skip", folder, "", None, reason)
 
 
 def _advancing(results: Iterable[Any], reporter: Any) -> Iterator[Any]:
@@ -105,27 +125,12 @@ def cull(
         raise typer.BadParameter(f"use one of {', '.join(LOG_FORMATS)}", param_hint="--format")
     mode, dest = _destination(move_to, copy_to, link_to)
 
-    from grmpiqa.cull import (
-        LOG_COLUMNS,
-        CullAction,
-        CullPlanner,
-        cull_scored,
-        default_log_path,
-        find_groups,
-    )
-    from grmpiqa.output import check_not_an_input, display_path, make_writer
+    from grmpiqa.cull import LOG_COLUMNS, CullPlanner, cull_scored, default_log_path
+    from grmpiqa.output import display_path, make_writer
 
-    if log is not None and not dry_run:
-        _check_log(log)
     check_model_options(model, weights, device, precision)
     planner = CullPlanner(src, dest, mode=mode, below=below)
-    unreadable: dict[str, str] = {}
-    groups = find_groups(src, recursive=recursive, problems=unreadable)
-    if log is not None and not dry_run:
-        check_not_an_input(log, [f for g in groups for f in (*g.photos, *g.sidecars)],
-                           option="--log")
-    if not groups and not unreadable:
-        say(f"warning: no photos found in {src}")
+    groups, unreadable = _find_groups(src, recursive, None if dry_run else log)
 
     from grmpiqa.commands.progress import Reporter
     from grmpiqa.loading import load_model
@@ -138,18 +143,11 @@ def cull(
     done: list[Any] = []
     problems = 0
     try:
-        for folder, reason in unreadable.items():  # nothing under it can be culled
-            action = CullAction("skip", folder, "", None, reason)
-            writer.write(action)
-            done.append(action)
-            problems += 1
-            if not quiet:
-                say(f"{display_path(folder)}: {reason}")
         with Reporter(len(groups), quiet=quiet, label="culling") as reporter:
             results = score_paths([g.scored for g in groups], loaded, batch_size=batch_size,
                                   workers=workers, expand=False)
-            for action in cull_scored(planner, groups, _advancing(results, reporter),
-                                      dry_run=dry_run):
+            for action in itertools.chain(_skipped_folders(unreadable), cull_scored(
+                    planner, groups, _advancing(results, reporter), dry_run=dry_run)):
                 writer.write(action)
                 done.append(action)
                 if action.error:

@@ -122,15 +122,7 @@ def score(
     selected_shard = parse_shard(shard) if shard is not None else None
     check_model_options(model, weights, device, precision)
 
-    stdin_paths = read_path_list(sys.stdin.buffer, null) if "-" in paths else []
-    skipped: Counter[str] = Counter()
-    problems: dict[str, str] = {}
-    files = expand_inputs(paths, extensions=ext or DEFAULT_EXTENSIONS, recursive=recursive,
-                          stdin_paths=stdin_paths, skipped=None if ext else skipped,
-                          problems=problems)
-    workflow.warn_skipped(skipped)
-    if selected_shard is not None:
-        files = selected_shard.take(files)
+    files, problems = _inputs(paths, ext, recursive, null, selected_shard)
     if output:
         check_not_an_input(output, files)
     done: list[ScoreResult] = []
@@ -144,16 +136,19 @@ def score(
             _nothing_left(output, done)
     install_signal_handlers()
 
+    from grmpiqa import distributed
     from grmpiqa.commands.progress import Reporter
 
     reporter = Reporter(len(files), quiet=quiet)
     if not files:  # nothing to load a model for; a .part's rows still become FILE
+        rank = distributed.torchrun_rank()
+        if rank is not None and not rank.is_main:
+            raise typer.Exit(EXIT_OK)  # rank 0 writes
         columns = list(BASE_COLUMNS) + (["score_label"] if any(
             r.score_label is not None for r in done) else [])
         _write_rows(reporter, extras, output, fmt, columns, done, iter(()), null=null,
                     quiet=quiet, problems=problems)
 
-    from grmpiqa import distributed
     from grmpiqa.loading import load_model
     from grmpiqa.scoring import score_paths
 
@@ -173,6 +168,19 @@ def score(
     columns = [*BASE_COLUMNS, "score_label"] if loaded.label is not None else list(BASE_COLUMNS)
     _write_rows(reporter, extras, output, fmt, columns, done, results, null=null, quiet=quiet,
                 problems=problems)
+
+
+def _inputs(paths: list[str], ext: list[str] | None, recursive: bool, null: bool,
+            shard: Any) -> tuple[list[str], dict[str, str]]:
+    """The files to score, and the entries known to fail already (see expand_inputs)."""
+    stdin_paths = read_path_list(sys.stdin.buffer, null) if "-" in paths else []
+    skipped: Counter[str] = Counter()
+    problems: dict[str, str] = {}
+    files = expand_inputs(paths, extensions=ext or DEFAULT_EXTENSIONS, recursive=recursive,
+                          stdin_paths=stdin_paths, skipped=None if ext else skipped,
+                          problems=problems)
+    workflow.warn_skipped(skipped)
+    return (shard.take(files) if shard is not None else files), problems
 
 
 def _nothing_left(output: str, done: list[ScoreResult]) -> NoReturn:

@@ -423,12 +423,19 @@ def test_help_fits_80_columns_with_readable_metavars():
     assert "--output FILE" in score_help and "--batch-size N" in score_help
 
 
-def test_output_part_file_gets_the_new_file_mode(tiny_hub, tmp_path):
-    photo(tmp_path / "shoot" / "a.jpg")
-    target = tmp_path / "scores.csv"
-    out = grmpiqa([tmp_path / "shoot", "-o", target], hub=tiny_hub)
-    assert out.returncode == 0
-    assert stat.S_IMODE(target.stat().st_mode) & 0o111 == 0
+def test_rewritten_file_mode_comes_from_a_file_never_a_folder(tmp_path):
+    """Item 2: a .part took a folder's 0755 when -o named a folder; only a file's mode is kept."""
+    from grmpiqa.atomic import file_mode_for
+
+    mask = os.umask(0o022)
+    try:
+        assert file_mode_for(tmp_path) == 0o644
+        (tmp_path / "scores.csv").write_text("x")
+        (tmp_path / "scores.csv").chmod(0o600)
+        assert file_mode_for(tmp_path / "scores.csv") == 0o600
+    finally:
+        os.umask(mask)
+    assert stat.S_ISDIR(tmp_path.stat().st_mode)
 
 
 def test_readme_name_bytes_recipe_inverts_the_escaping():

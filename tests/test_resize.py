@@ -108,3 +108,22 @@ def test_exact_squash_needs_bicubic():
     with pytest.raises(ValueError, match="bicubic"):
         PreprocessConfig(interpolation="bilinear")
     assert PreprocessConfig(interpolation="bilinear", antialias=True).antialias
+
+
+def test_adapt_and_pretrain_squash_like_scoring(tmp_path):
+    """Training crops and evaluation views come from the same squash as ``score``."""
+    from grmpiqa.labels import LabelRow
+    from grmpiqa.tasks import load_photos
+    from grmpiqa.training_data import centre_crops, decode_rows
+
+    cfg = PreprocessConfig(resize=244, crop=224)
+    array = np.random.default_rng(5).integers(0, 256, (411, 289, 3), dtype=np.uint8)
+    path = tmp_path / "p.png"
+    Image.fromarray(array).save(path)
+    expected = torch.from_numpy(_cv2(array)).permute(2, 0, 1)
+    adapt_pixels, problems = decode_rows([LabelRow(2, "p.png", str(path), 3.0)], cfg)
+    _, pretrain_pixels = load_photos([str(path)], cfg, on_failure=lambda p, e: None)
+    assert not problems
+    for pixels in (adapt_pixels[0], pretrain_pixels[0]):
+        assert (pixels.int() - expected.int()).abs().max() <= 1
+        assert torch.equal(centre_crops(pixels, 224), load_pixels(str(path), cfg))

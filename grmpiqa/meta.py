@@ -1,4 +1,4 @@
-"""Meta-prompt pre-training (stage 1 of GRMP-IQA, docs/method.md, "Pre-training") on a QualityModel.
+"""Meta-prompt pre-training (stage 1 of GRMP-IQA, docs/method.md, "Pre-train") on a QualityModel.
 
 Only the prompts train (CoOp text context, every VPT tensor, ``prompt_proj``,
 ``prompt_norm``); CLIP stays frozen. Each epoch runs first-order Reptile over
@@ -87,7 +87,7 @@ class EpochReport:
 
 
 def prompt_parameters(model: QualityModel) -> dict[str, torch.nn.Parameter]:
-    """Freeze all but the prompts (docs/method.md, "Pre-training"); return them by name."""
+    """Freeze all but the prompts (docs/method.md, "Pre-train"); return them by name."""
     from grmpiqa.trainable import set_trainable
 
     return dict(set_trainable(model, "prompts"))

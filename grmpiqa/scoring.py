@@ -51,7 +51,7 @@ class Batch:
 class ImageFiles(Dataset):
     """Decodes one file per item; errors are returned, not raised, so workers never die."""
 
-    def __init__(self, paths: Sequence[str], cfg: PreprocessConfig, *, draft: bool = True,
+    def __init__(self, paths: Sequence[str], cfg: PreprocessConfig, *, draft: bool = False,
                  max_pixels: int = DEFAULT_MAX_PIXELS,
                  known_errors: Mapping[str, str] | None = None) -> None:
         self.paths = list(paths)
@@ -103,7 +103,7 @@ def _lower_priority(_: int) -> None:
 
 
 def iter_batches(paths: Sequence[str], cfg: PreprocessConfig, *, batch_size: int, workers: int,
-                 pin_memory: bool = False, draft: bool = True,
+                 pin_memory: bool = False, draft: bool = False,
                  max_pixels: int = DEFAULT_MAX_PIXELS, yield_cpu: bool = False,
                  known_errors: Mapping[str, str] | None = None) -> Iterator[Batch]:
     dataset = ImageFiles(paths, cfg, draft=draft, max_pixels=max_pixels,
@@ -197,7 +197,7 @@ def score_batches(model: Any, batches: Iterable[Batch], paths: Sequence[str]
 
 
 def score_paths(paths: Iterable[str], model: Any = None, *, device: str = "auto",
-                batch_size: int = 32, workers: int | None = None, draft: bool = True,
+                batch_size: int = 32, workers: int | None = None, draft: bool = False,
                 max_pixels: int = DEFAULT_MAX_PIXELS, expand: bool = True,
                 extensions: Sequence[str] = DEFAULT_EXTENSIONS,
                 recursive: bool = True, known_errors: Mapping[str, str] | None = None

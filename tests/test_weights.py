@@ -43,6 +43,24 @@ def test_round_trip_gives_the_same_scores(tiny_model, tmp_path):
     assert loaded.label == LabelScale(1.0, 5.0)
 
 
+def test_preprocess_block_says_how_photos_were_squashed(tiny_model, tmp_path):
+    from dataclasses import replace
+
+    path = tmp_path / "w.safetensors"
+    save_weights(path, tiny_model.learned_state(), _metadata(tiny_model))
+    assert json.loads(read_metadata(path).to_json())["preprocess"]["antialias"] is False
+    old = tmp_path / "old.safetensors"  # written before the field existed
+    header = json.loads(_metadata(tiny_model).to_json())
+    del header["preprocess"]["antialias"]
+    save_file(tiny_model.learned_state(), old, metadata={"grmpiqa": json.dumps(header)})
+    assert read_metadata(old).preprocess.antialias is False  # the authors' squash
+    pillow = tmp_path / "pillow.safetensors"
+    meta = _metadata(tiny_model)
+    save_weights(pillow, tiny_model.learned_state(),
+                 replace(meta, preprocess=replace(meta.preprocess, antialias=True)))
+    assert load_model(str(pillow), device="cpu").preprocess.antialias is True
+
+
 def test_metadata_header_problems(tiny_model, tmp_path):
     bare = tmp_path / "bare.safetensors"
     save_file({"x": torch.zeros(1)}, bare)

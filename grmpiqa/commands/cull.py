@@ -16,6 +16,7 @@ from grmpiqa.commands.common import (
     BatchSizeOption,
     CompileOption,
     DeviceOption,
+    FastDecodeOption,
     ModelOption,
     PrecisionOption,
     QuietOption,
@@ -110,6 +111,7 @@ def cull(
     workers: WorkersOption = None,
     precision: PrecisionOption = "auto",
     compile_model: CompileOption = False,
+    fast_decode: FastDecodeOption = False,
     quiet: QuietOption = False,
 ) -> None:
     """Score every photo under SRC and move, copy or link those below X under DIR.
@@ -145,7 +147,7 @@ def cull(
     try:
         with Reporter(len(groups), quiet=quiet, label="culling") as reporter:
             results = score_paths([g.scored for g in groups], loaded, batch_size=batch_size,
-                                  workers=workers, expand=False)
+                                  workers=workers, draft=fast_decode, expand=False)
             for action in itertools.chain(_skipped_folders(unreadable), cull_scored(
                     planner, groups, _advancing(results, reporter), dry_run=dry_run)):
                 writer.write(action)

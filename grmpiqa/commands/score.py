@@ -16,6 +16,7 @@ from grmpiqa.commands.common import (
     BatchSizeOption,
     CompileOption,
     DeviceOption,
+    FastDecodeOption,
     ModelOption,
     PrecisionOption,
     QuietOption,
@@ -81,10 +82,7 @@ def score(
     shard: Annotated[str | None, typer.Option(
         "--shard", metavar="K/N", help="Score only shard K of N (0 <= K < N) of the sorted "
         "input list; N jobs with K = 0..N-1 cover every image exactly once.")] = None,
-    draft: Annotated[bool, typer.Option(
-        "--draft/--no-draft", hidden=True,
-        help="Let libjpeg decode big JPEGs at a reduced scale (at least 2x the model's size).")
-    ] = True,
+    draft: FastDecodeOption = False,
     quiet: QuietOption = False,
     resume: Annotated[bool, typer.Option(
         "--resume", help="With --output FILE: keep the rows FILE already holds (or FILE.part, "

@@ -10,6 +10,13 @@ from pathlib import Path
 from typing import IO
 
 
+def partial_path(output: str | os.PathLike[str]) -> Path:
+    """``FILE.part``: where a streamed output grows until it is complete (``--resume``
+    reads it back)."""
+    target = Path(output)
+    return target.with_name(target.name + ".part")
+
+
 def file_mode_for(path: str | os.PathLike[str]) -> int:
     """The permissions a rewritten file should have: its own if it exists, else what the
     umask gives a new file (0o666 less the umask), not a temporary file's 0o600."""

@@ -15,6 +15,8 @@ from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from typing import IO
 
+from grmpiqa.io.extensions import extension_of
+
 PILLOW_EXTENSIONS = ("jpg", "jpeg", "png", "webp", "bmp", "tif", "tiff", "gif")
 HEIF_EXTENSIONS = ("heic", "heif", "hif")
 RAW_EXTENSIONS = ("cr2", "cr3", "crw", "nef", "nrw", "arw", "srf", "sr2", "dng", "orf", "rw2",
@@ -37,7 +39,7 @@ def extra_installed(extra: str) -> bool:
 
 def missing_extra_for(name: str) -> str | None:
     """The pip extra a file of this name needs and that is not installed, if any."""
-    ext = name.rpartition(".")[2].lower()
+    ext = extension_of(name)
     for extra, (extensions, _) in EXTRAS.items():
         if ext in extensions and not extra_installed(extra):
             return extra
@@ -68,8 +70,7 @@ def normalise_extensions(extensions: Iterable[str]) -> tuple[str, ...]:
 
 
 def _has_extension(name: str, extensions: tuple[str, ...]) -> bool:
-    _, dot, ext = name.rpartition(".")
-    return bool(dot) and ext.lower() in extensions
+    return extension_of(name) in extensions
 
 
 def walk_folder(folder: str, extensions: tuple[str, ...], recursive: bool,

@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import IO, Any, Protocol
 
-from grmpiqa.io.atomic import file_mode_for
+from grmpiqa.io.atomic import file_mode_for, partial_path
 
 FORMATS = ("table", "csv", "jsonl", "tsv", "paths")
 BASE_COLUMNS = ("path", "score", "error")
@@ -193,7 +193,7 @@ class OutputFile:
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
-        self.tmp = self.path.with_name(self.path.name + ".part")
+        self.tmp = partial_path(self.path)
         mode = file_mode_for(self.path)
         fd = os.open(self.tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
         with contextlib.suppress(OSError):

@@ -18,14 +18,10 @@ from pathlib import Path
 from typing import Any
 
 from grmpiqa.errors import InputError
+from grmpiqa.io.atomic import partial_path
 from grmpiqa.results import ScoreResult
 
 RESUMABLE_FORMATS = ("csv", "tsv", "jsonl")
-
-
-def partial_path(output: str | os.PathLike[str]) -> Path:
-    target = Path(output)
-    return target.with_name(target.name + ".part")
 
 
 def _number(value: Any) -> float | None:

@@ -170,11 +170,6 @@ class QualityModel(nn.Module):
         projection = clip.text_projection
         return projection(x) if isinstance(projection, nn.Linear) else x @ projection
 
-    def encode_plain_text(self, texts: list[str]) -> torch.Tensor:
-        """Features of ordinary prompts (no learned context), e.g. the scene prompts of adapt."""
-        ids = self.tokenizer(texts).to(self.device)
-        return self.encode_text_embeddings(self.clip.token_embedding(ids), ids)
-
     def _compute_text_features(self) -> torch.Tensor:
         if self.text_context is not None:
             embeddings = self.text_context.embeddings(self.clip.token_embedding)

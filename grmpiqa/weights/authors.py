@@ -21,12 +21,10 @@ from typing import Any
 
 import torch
 
-from grmpiqa.errors import WeightsError
+from grmpiqa.errors import WeightsError, first_line
 
 # Buffers of their PromptLearner: fixed token embeddings we rebuild from the backbone.
 IGNORED_KEYS = ("prompt_learner2.token_prefix", "prompt_learner2.token_suffix")
-_VPT_KEYS = ("prompt_embeddings", "deep_prompt_embeddings", "prompt_proj.weight",
-             "prompt_proj.bias", "prompt_norm.weight", "prompt_norm.bias")
 _TEXT_TOWER_PREFIXES = ("transformer.", "token_embedding.", "positional_embedding",
                         "ln_final.", "text_projection")
 
@@ -38,13 +36,13 @@ def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
     except pickle.UnpicklingError as exc:
         raise WeightsError(
             f"{path}: refused, it holds more than plain tensors (weights_only load failed: "
-            f"{str(exc).strip().splitlines()[0] if str(exc).strip() else 'unsafe pickle'})"
+            f"{first_line(exc, 'unsafe pickle')})"
         ) from None
     except FileNotFoundError:
         raise WeightsError(f"{path}: no such file") from None
     except Exception as exc:
-        text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise WeightsError(f"{path}: not a readable PyTorch checkpoint ({text})") from None
+        raise WeightsError(f"{path}: not a readable PyTorch checkpoint ({first_line(exc)})"
+                           ) from None
     if isinstance(data, Mapping) and isinstance(data.get("state_dict"), Mapping):
         data = data["state_dict"]
     if not isinstance(data, Mapping):

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from grmpiqa import __version__
-from grmpiqa.errors import WeightsError
+from grmpiqa.errors import WeightsError, first_line
 from grmpiqa.io.atomic import atomic_write, cache_dir
 from grmpiqa.weights.manifest import HubFile
 
@@ -69,8 +69,7 @@ def fetch(file: HubFile, hf_cache: str | os.PathLike[str] | None = None) -> Path
     except hf_errors.EntryNotFoundError:
         raise WeightsError(f"{file.label} not found on the Hub") from None
     except (hf_errors.HfHubHTTPError, OSError) as exc:
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise WeightsError(f"cannot download {file.label}: {first_line}") from None
+        raise WeightsError(f"cannot download {file.label}: {first_line(exc)}") from None
     path = Path(path)
     if file.sha256 is not None:
         actual = file_sha256(path)

@@ -23,6 +23,7 @@ from typing import Any
 
 from grmpiqa.errors import ConfigError
 from grmpiqa.io.atomic import atomic_write
+from grmpiqa.io.extensions import extension_of
 from grmpiqa.io.inputs import (
     HEIF_EXTENSIONS,
     PILLOW_EXTENSIONS,
@@ -53,7 +54,7 @@ class PhotoGroup:
         """The member scored for the whole group: what Pillow reads (a JPEG), then HEIF,
         then RAW, so a pair needs no extra and no demosaic."""
         def rank(path: str) -> int:
-            ext = _extension(path)
+            ext = extension_of(path)
             return 2 if ext in RAW_EXTENSIONS else 1 if ext in HEIF_EXTENSIONS else 0
 
         return min(self.photos, key=lambda p: (rank(p), p))
@@ -73,11 +74,6 @@ class CullAction:
     destination: str
     score: float | None
     error: str | None = None
-
-
-def _extension(path: str) -> str:
-    name = os.path.basename(path)
-    return name.rpartition(".")[2].lower() if "." in name.lstrip(".") else ""
 
 
 def _split(name: str) -> tuple[str, str]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from collections import Counter
+from collections.abc import Iterable
 from typing import Annotated
 
 import typer
@@ -28,7 +29,15 @@ from grmpiqa.cli.common import (
 )
 from grmpiqa.config import DEFAULT_MAX_PIXELS
 from grmpiqa.io.inputs import DEFAULT_EXTENSIONS, expand_inputs, read_path_list
-from grmpiqa.io.output import BASE_COLUMNS, FORMATS, OutputFile, display_path, format_for_path
+from grmpiqa.io.output import (
+    BASE_COLUMNS,
+    FORMATS,
+    OutputFile,
+    RowWriter,
+    display_path,
+    format_for_path,
+)
+from grmpiqa.results import ScoreResult
 from grmpiqa.scoring.distributed import parse_shard
 
 
@@ -99,22 +108,7 @@ def score(
         sort=sort, top=top, min_score=min_score, max_score=max_score, xmp=xmp,
         rating_thresholds=rating_thresholds, summary=summary)
 
-    stdin_paths = read_path_list(sys.stdin.buffer, null) if "-" in paths else []
-    skipped: Counter[str] = Counter()
-    files = expand_inputs(paths, extensions=ext or DEFAULT_EXTENSIONS, recursive=recursive,
-                          stdin_paths=stdin_paths, skipped=None if ext else skipped)
-    workflow.warn_skipped(skipped)
-    if shard is not None:
-        files = parse_shard(shard).take(files)
-    done = []
-    if resume:
-        if not output:
-            raise typer.BadParameter("needs --output FILE", param_hint="--resume")
-        from grmpiqa.io.resume import done_rows
-
-        done = done_rows(output, fmt)
-        already = {row.path for row in done}
-        files = [f for f in files if f not in already]
+    files, done = _files_to_score(paths, ext, recursive, null, shard, resume, output, fmt)
     install_signal_handlers()
 
     from grmpiqa.io.output import make_writer
@@ -140,6 +134,37 @@ def score(
     if not files and not done:
         say("warning: no image files found")
 
+    _write_rows(writer, target, output, done, files, results, extras, quiet=quiet)
+
+
+def _files_to_score(paths: list[str], ext: list[str] | None, recursive: bool, null: bool,
+                    shard: str | None, resume: bool, output: str | None, fmt: str
+                    ) -> tuple[list[str], list[ScoreResult]]:
+    """The files this run scores, and the rows an earlier run already wrote (--resume)."""
+    stdin_paths = read_path_list(sys.stdin.buffer, null) if "-" in paths else []
+    skipped: Counter[str] = Counter()
+    files = expand_inputs(paths, extensions=ext or DEFAULT_EXTENSIONS, recursive=recursive,
+                          stdin_paths=stdin_paths, skipped=None if ext else skipped)
+    workflow.warn_skipped(skipped)
+    if shard is not None:
+        files = parse_shard(shard).take(files)
+    done: list[ScoreResult] = []
+    if resume:
+        if not output:
+            raise typer.BadParameter("needs --output FILE", param_hint="--resume")
+        from grmpiqa.io.resume import done_rows
+
+        done = done_rows(output, fmt)
+        already = {row.path for row in done}
+        files = [f for f in files if f not in already]
+    return files, done
+
+
+def _write_rows(writer: RowWriter, target: OutputFile | None, output: str | None,
+                done: list[ScoreResult], files: list[str], results: Iterable[ScoreResult],
+                extras: workflow.ScoreWorkflow, *, quiet: bool) -> None:
+    """Write the earlier rows, then each new one as it is scored; exit with the status."""
+    stream = target.stream if target else sys.stdout.buffer
     from grmpiqa.cli.progress import Reporter
 
     failed = sum(not row.ok for row in done)

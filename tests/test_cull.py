@@ -226,3 +226,23 @@ def test_cull_help_imports_no_torch():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          timeout=120)
     assert "--move-to" in out.stdout and "IMPORTED []" in out.stdout, out.stderr
+
+
+def test_library_cull_checks_first_and_acts_as_it_is_iterated(use_tiny_manifest, tiny_model,
+                                                               tmp_path):
+    import grmpiqa
+
+    root = _shoot(tmp_path / "shoot")
+    before = _tree(root)
+    with pytest.raises(ConfigError):
+        grmpiqa.cull(str(root), str(root / "rejects"), below=1.0, mode="move")
+    run = grmpiqa.cull(str(root), str(tmp_path / "rejects"), below=1.0, mode="copy",
+                       model=tiny_model, workers=0)
+    assert run.groups and _tree(root) == before and not (tmp_path / "rejects").exists()
+    advanced = []
+    actions = list(run.actions(progress=type("P", (), {
+        "advance": lambda self, n=1: advanced.append(n), "message": lambda self, t: None})()))
+    assert sum(advanced) == len(run.groups)
+    assert run.culled == len(run.groups)  # below=1.0: every scored photo goes
+    assert {a.action for a in actions} <= {"copy", "skip"}
+    assert _tree(root) == before  # copies leave the originals

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -24,6 +24,9 @@ from grmpiqa.cli.common import (
     say,
 )
 
+if TYPE_CHECKING:  # pragma: no cover
+    from grmpiqa.workflow.cull import CullAction
+
 LOG_FORMATS = ("csv", "tsv", "jsonl")
 _VERBS = {"move": ("moved", "would move"), "copy": ("copied", "would copy"),
           "link": ("linked", "would link")}
@@ -39,7 +42,7 @@ def _destination(move_to: str | None, copy_to: str | None, link_to: str | None
     return given[0]
 
 
-def _write_log(log_path: str | None, done: list[Any]) -> int:
+def _write_log(log_path: str | None, done: list[CullAction]) -> int:
     """Write the log of a run that did something; 1 if that failed (said on stderr)."""
     if log_path is None or not done:
         return 0
@@ -115,7 +118,7 @@ def cull(
         say(f"warning: no photos found in {src}")
     writer = make_writer(fmt, sys.stdout.buffer, LOG_COLUMNS)
     log_path = None if dry_run else log or default_log_path(dest, time.strftime("%Y%m%d-%H%M%S"))
-    done: list[Any] = []
+    done: list[CullAction] = []
     try:
         with Reporter(len(run.groups), quiet=quiet, label="culling") as reporter:
             for action in run.actions(progress=reporter):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -19,6 +19,10 @@ from grmpiqa.cli.common import (
     say,
 )
 from grmpiqa.errors import ConfigError, InputError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from grmpiqa.model.network import QualityModel
+    from grmpiqa.pretraining.run import PretrainResult
 
 
 def _column(what: str) -> object:
@@ -116,7 +120,7 @@ def pretrain(
     _write(result, net, out, labels)
 
 
-def _write(result, net, out: Path, labels: Path | None) -> None:
+def _write(result: PretrainResult, net: QualityModel, out: Path, labels: Path | None) -> None:
     """Save the best epoch, say what was written, and exit with the run's status."""
     from grmpiqa.weights.formats import WeightsMetadata, save_weights
 

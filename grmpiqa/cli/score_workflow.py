@@ -13,7 +13,7 @@ import sys
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -21,6 +21,9 @@ from grmpiqa.cli.common import say
 from grmpiqa.workflow.selection import SORT_KEYS, SelectingWriter, Selection
 from grmpiqa.workflow.summary import format_summary, summarise
 from grmpiqa.workflow.xmp import DEFAULT_THRESHOLDS, SidecarRater, XmpError, parse_thresholds
+
+if TYPE_CHECKING:  # pragma: no cover
+    from grmpiqa.results import ScoreResult
 
 DEFAULT_RATING_THRESHOLDS = ",".join(f"{t:g}" for t in DEFAULT_THRESHOLDS)
 _KINDS = {"heif": "HEIC/HEIF", "raw": "camera RAW"}
@@ -88,7 +91,8 @@ class ScoreWorkflow:
         self.writer = SelectingWriter(writer, self.selection)
         return self.writer
 
-    def observe(self, result: Any, message: Callable[[str], None], rate: bool = True) -> None:
+    def observe(self, result: ScoreResult, message: Callable[[str], None],
+                rate: bool = True) -> None:
         """After a row was written: collect it for the summary, write its sidecar (unless
         ``rate`` is False: a row kept by --resume had its sidecar written back then)."""
         if result.score is None:

@@ -12,7 +12,7 @@ import logging
 import os
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 import torch
 from torch.utils.data import DataLoader, Dataset
@@ -24,6 +24,9 @@ from grmpiqa.io.inputs import DEFAULT_EXTENSIONS, expand_inputs
 from grmpiqa.io.preprocess import load_pixels
 from grmpiqa.model.acceleration import autocast_context
 from grmpiqa.results import ModelSource, ScoreResult
+
+if TYPE_CHECKING:  # pragma: no cover
+    from grmpiqa.model.network import QualityModel
 
 log = logging.getLogger("grmpiqa")
 
@@ -125,7 +128,7 @@ class BackoffPredictor:
     does not fit even alone gets an error row.
     """
 
-    def __init__(self, model: Any) -> None:
+    def __init__(self, model: QualityModel) -> None:
         self.model = model
         self.limit: int | None = None
 
@@ -157,7 +160,7 @@ class BackoffPredictor:
         return out
 
 
-def score_batches(model: Any, batches: Iterable[Batch], paths: Sequence[str]
+def score_batches(model: QualityModel, batches: Iterable[Batch], paths: Sequence[str]
                   ) -> Iterator[ScoreResult]:
     """Run the model on decoded batches and yield one result per path, in order."""
     label = getattr(model, "label", None)

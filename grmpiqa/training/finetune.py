@@ -13,7 +13,7 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -24,6 +24,9 @@ from grmpiqa.training.data import centre_crops, random_crops
 from grmpiqa.training.regularisation import regulate_gradients, scene_cross_entropy, scene_prompts
 from grmpiqa.training.teacher import SceneTeacher
 from grmpiqa.training.trainable import TRAINABLE_MODES, set_trainable
+
+if TYPE_CHECKING:  # pragma: no cover
+    from grmpiqa.model.network import QualityModel
 
 AUTO_BATCH_LIMIT = 64
 EVAL_BATCH = 64
@@ -137,7 +140,7 @@ class FewShotTrainer:
     indices, selection and the schedule use the training images' loss.
     """
 
-    def __init__(self, model: Any, pixels: torch.Tensor, targets: Sequence[float],
+    def __init__(self, model: QualityModel, pixels: torch.Tensor, targets: Sequence[float],
                  train: Sequence[int], val: Sequence[int], options: AdaptOptions, *,
                  teacher: SceneTeacher | None, state: TrainingState | None = None) -> None:
         if not train:

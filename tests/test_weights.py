@@ -25,7 +25,7 @@ def _metadata(model, label=None):
 
 
 def test_round_trip_gives_the_same_scores(tiny_model, tmp_path):
-    from grmpiqa.model.backbone import build_backbone
+    from grmpiqa.weights.backbone import build_backbone
     from grmpiqa.weights.formats import differing_state
 
     base = build_backbone(tiny_model.backbone_spec).state_dict()

@@ -98,7 +98,7 @@ def pristine_reference(model: QualityModel, trainable: str, with_teacher: bool,
     those copies (blocks 8..11, ``ln_post``, ``ln_final`` for ViT-B/16) and the
     teacher's constant scene text features remain.
     """
-    from grmpiqa.model.backbone import build_backbone
+    from grmpiqa.weights.backbone import build_backbone
 
     pristine = build_backbone(model.backbone_spec, hf_cache)
     pristine_state = pristine.state_dict()

@@ -14,11 +14,11 @@ from grmpiqa.config import LabelScale, ModelConfig, PreprocessConfig
 from grmpiqa.errors import WeightsError
 from grmpiqa.io.atomic import cache_dir
 from grmpiqa.model.acceleration import prepare_for_inference
-from grmpiqa.model.backbone import build_backbone, tokenizer_for
 from grmpiqa.model.devices import resolve_device
 from grmpiqa.model.network import QualityModel
 from grmpiqa.weights import hub
 from grmpiqa.weights.authors import conversion_key, convert_state, converted_path, read_checkpoint
+from grmpiqa.weights.backbone import build_backbone, tokenizer_for
 from grmpiqa.weights.formats import (
     WeightsMetadata,
     apply_weights,

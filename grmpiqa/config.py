@@ -45,7 +45,7 @@ def _from_mapping(cls: type, data: Any, where: str) -> Any:
 
 @dataclass(frozen=True)
 class PreprocessConfig:
-    """How a photo becomes the model's input (docs/method.md section 2).
+    """How a photo becomes the model's input (METHOD.md section 2).
 
     The whole image is squashed to ``resize`` x ``resize`` (aspect ratio not
     kept, as the authors do), then the centre ``crop`` is taken. The
@@ -85,7 +85,7 @@ class PreprocessConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """The GRMP-IQA head on top of a CLIP backbone (docs/method.md section 1).
+    """The GRMP-IQA head on top of a CLIP backbone (METHOD.md section 1).
 
     ``kind="grmp"``: CoOp text context shared by the two classes plus VPT-deep
     visual prompts. ``kind="zeroshot"``: no learned parameters, hand-written

@@ -1,4 +1,4 @@
-"""Import the authors' published checkpoints (docs/method.md section 5) into grmpiqa's format.
+"""Import the authors' published checkpoints (METHOD.md section 5) into grmpiqa's format.
 
 Their files are ``torch.save(state_dict)`` of their ``CustomCLIP``. They are
 read only with ``torch.load(weights_only=True)``, every key and shape is

@@ -1,4 +1,4 @@
-"""The GRMP-IQA network on an open_clip CLIP (docs/method.md section 1).
+"""The GRMP-IQA network on an open_clip CLIP (METHOD.md section 1).
 
 ``QualityModel`` wraps the backbone without copying it: visual prompts are
 inserted by running the backbone's own blocks, and the CoOp text context is

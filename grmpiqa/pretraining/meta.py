@@ -1,4 +1,4 @@
-"""Meta-prompt pre-training (stage 1 of GRMP-IQA, docs/method.md section 3) on a QualityModel.
+"""Meta-prompt pre-training (stage 1 of GRMP-IQA, METHOD.md section 3) on a QualityModel.
 
 Only the prompts train (CoOp text context, every VPT tensor, ``prompt_proj``,
 ``prompt_norm``); CLIP stays frozen. Each epoch runs first-order Reptile over
@@ -89,7 +89,7 @@ class EpochReport:
 
 
 def prompt_parameters(model: QualityModel) -> dict[str, torch.nn.Parameter]:
-    """Freeze everything but the prompts (docs/method.md section 3); return the prompts by name."""
+    """Freeze everything but the prompts (METHOD.md section 3); return the prompts by name."""
     from grmpiqa.training.trainable import set_trainable
 
     return dict(set_trainable(model, "prompts"))
@@ -100,7 +100,7 @@ def model_for_pretraining(name: str | None = None, *, device: str | torch.device
     """Fresh prompts on the backbone of manifest model ``name`` (the manifest default if None).
 
     The model's prompt sizes and crop are kept; the normalisation is CLIP's own,
-    as for every model grmpiqa trains (docs/method.md section 2).
+    as for every model grmpiqa trains (METHOD.md section 2).
     """
     from grmpiqa.config import PreprocessConfig
     from grmpiqa.errors import ConfigError

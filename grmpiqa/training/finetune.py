@@ -1,4 +1,4 @@
-"""Few-shot fine-tuning with quality-aware gradient regularisation (docs/method.md section 4).
+"""Few-shot fine-tuning with quality-aware gradient regularisation (METHOD.md section 4).
 
 :class:`FewShotTrainer` trains a loaded GRMP model on images already in
 memory; ``grmpiqa.adapt`` wraps it with label reading, checkpoints and the
@@ -34,7 +34,7 @@ EVAL_BATCH = 64
 
 @dataclass(frozen=True)
 class AdaptOptions:
-    """Training choices; the defaults are the authors' (docs/method.md section 4)."""
+    """Training choices; the defaults are the authors' (METHOD.md section 4)."""
 
     trainable: str = "full"
     lam: float = 5.0  # lambda of the gradient rule; 0 turns the regularisation off

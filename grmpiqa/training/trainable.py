@@ -1,6 +1,6 @@
 """Which parameters a training stage may change; everything else stays frozen.
 
-``full`` is docs/method.md section 4 (few-shot fine-tuning): the CoOp text context,
+``full`` is METHOD.md section 4 (few-shot fine-tuning): the CoOp text context,
 the last third of the text and image transformer blocks (8..11 of 12, worked
 out for any depth), ``ln_final`` and ``ln_post``. ``prompts`` is section 3's
 set: the text context and every visual-prompt parameter, the backbone frozen.

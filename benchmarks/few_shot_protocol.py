@@ -11,7 +11,7 @@ before and after training, and their medians.
         --root ../shared/data/livec/images --small-random-backbone --lr 0.5
 
 ``--small-random-backbone`` trains a small random-weight CLIP (written with
-``grmpiqa.testing`` into a temporary Hugging Face cache): it shows that
+``tests/fakehub.py`` into a temporary Hugging Face cache): it shows that
 learning works, not what the released model achieves. ``--model NAME`` uses a
 manifest model instead (``HF_HUB_CACHE`` / ``GRMPIQA_MANIFEST`` as usual).
 """
@@ -27,15 +27,17 @@ import tempfile
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))  # fakehub
+
 import numpy as np
 import torch
 
-from grmpiqa.adaptation import pristine_reference
 from grmpiqa.config import LabelScale, ModelConfig, PreprocessConfig
-from grmpiqa.finetune import AdaptOptions, FewShotTrainer
-from grmpiqa.labels import normalise_scores, read_labels, require_usable
 from grmpiqa.metrics import plcc, srcc
-from grmpiqa.training_data import centre_crops, decode_rows, split_validation
+from grmpiqa.training.adaptation import pristine_reference
+from grmpiqa.training.data import centre_crops, decode_rows, split_validation
+from grmpiqa.training.finetune import AdaptOptions, FewShotTrainer
+from grmpiqa.training.labels import normalise_scores, read_labels, require_usable
 
 # A 6-block ViT at 112 px (7x7 patches of 16) and a 6-block text tower: small enough for a
 # CPU, deep enough that "the last third" (blocks 4 and 5) is a real subset.
@@ -52,9 +54,9 @@ SMALL_PREPROCESS = PreprocessConfig()  # the paper's: 244 squash, 224 crop
 
 def small_random_model(seed: int):
     """A GRMP model with fresh prompts on a small random CLIP in a temporary Hub cache."""
-    from grmpiqa.loading import build_model
-    from grmpiqa.manifest import parse_backbone
-    from grmpiqa.testing import write_backbone
+    from fakehub import write_backbone
+    from grmpiqa.weights.loading import build_model
+    from grmpiqa.weights.manifest import parse_backbone
 
     cache = Path(tempfile.mkdtemp(prefix="grmpiqa-bench-hub-"))
     spec = parse_backbone("small-random", write_backbone(cache, "bench/small-random-clip",
@@ -105,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
         model, hf_cache = small_random_model(args.seed)
         start_name = "small random CLIP (benchmarks/few_shot_protocol.py SMALL_CLIP)"
     else:
-        from grmpiqa.loading import load_model
+        from grmpiqa.weights.loading import load_model
 
         model, hf_cache = load_model(args.model, device="cpu"), None
         start_name = args.model

@@ -8,7 +8,7 @@ type's generation cost per image at the model's input size.
 
 The model is the default GRMP-IQA (ViT-B-16 + 100 prompt tokens per layer) with random
 weights from a local Hugging Face cache (``--hf-cache``, default ``$HF_HUB_CACHE``; written
-with grmpiqa.testing.write_vit_b16_cache if empty): the cost is the real model's.
+with tests/fakehub.py's write_vit_b16_cache if empty): the cost is the real model's.
 
     python benchmarks/pretrain_speed.py --photos 12 --inner-steps 1
 """
@@ -18,10 +18,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))  # fakehub: the test suite's fake Hub builders
 DEFAULT_LIVEC = ROOT.parent / "shared" / "data" / "livec" / "images"
 
 
@@ -64,12 +66,12 @@ def main() -> None:
     os.environ["HF_HUB_OFFLINE"] = "1"
     import torch
 
-    from grmpiqa.distortions import DISTORTIONS
-    from grmpiqa.meta import MetaTrainer, PretrainSettings, model_for_pretraining
-    from grmpiqa.tasks import SyntheticTasks, load_photos
+    from grmpiqa.pretraining.distortions import DISTORTIONS
+    from grmpiqa.pretraining.meta import MetaTrainer, PretrainSettings, model_for_pretraining
+    from grmpiqa.pretraining.tasks import SyntheticTasks, load_photos
 
     if not any(hf_cache.glob("models--timm--vit_base_patch16_clip_224.openai")):
-        from grmpiqa.testing import write_vit_b16_cache
+        from fakehub import write_vit_b16_cache
 
         write_vit_b16_cache(hf_cache)
     model = model_for_pretraining(args.model, device=args.device)

@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))  # fakehub: the test suite's fake Hub builders
 LIVEC = ROOT.parent / "shared" / "data" / "livec" / "images"
 
 
@@ -46,7 +47,7 @@ def main() -> None:
     os.environ.setdefault("GRMPIQA_CACHE", str(tmp / "grmpiqa-cache"))
     if args.model == "tiny":
         os.environ["HF_HUB_CACHE"] = str(tmp / "hub")
-        from grmpiqa.testing import tiny_manifest
+        from fakehub import tiny_manifest
 
         manifest_file = tmp / "manifest.json"
         manifest_file.write_text(json.dumps(tiny_manifest(tmp / "hub")))
@@ -55,8 +56,8 @@ def main() -> None:
     else:
         name = args.model
 
-    from grmpiqa.loading import load_model
-    from grmpiqa.scoring import score_paths
+    from grmpiqa.scoring.engine import score_paths
+    from grmpiqa.weights.loading import load_model
 
     model = load_model(name, device="cpu")
     files = sorted(str(f) for f in args.livec.glob("*.[jJ][pP][gG]"))

@@ -30,6 +30,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))  # fakehub: the test suite's fake Hub builders
 DEFAULT_LIVEC = ROOT.parent / "shared" / "data" / "livec" / "images"
 
 
@@ -70,10 +71,10 @@ import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 from scipy.stats import spearmanr  # noqa: E402
 
-from grmpiqa.loading import load_model  # noqa: E402
-from grmpiqa.preprocess import load_pixels  # noqa: E402
-from grmpiqa.scoring import score_paths  # noqa: E402
-from grmpiqa.testing import VIT_B_16_REPO, repo_folder, write_vit_b16_cache  # noqa: E402
+from fakehub import VIT_B_16_REPO, repo_folder, write_vit_b16_cache  # noqa: E402
+from grmpiqa.io.preprocess import load_pixels  # noqa: E402
+from grmpiqa.scoring.engine import score_paths  # noqa: E402
+from grmpiqa.weights.loading import load_model  # noqa: E402
 
 
 def ensure_cache() -> None:
@@ -117,7 +118,7 @@ def timed_scores(model, files: list[str], **kw) -> tuple[float, list[float]]:
 def predict(model, pixels: torch.Tensor) -> tuple[float, list[float]]:
     """(seconds, scores) of the model alone on decoded uint8 224x224 tensors in memory:
     the ceiling."""
-    from grmpiqa.acceleration import autocast_context
+    from grmpiqa.model.acceleration import autocast_context
 
     device = model.device
     batches = [pixels[i:i + ARGS.batch_size] for i in range(0, len(pixels), ARGS.batch_size)]

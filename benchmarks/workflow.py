@@ -26,10 +26,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
-from grmpiqa.images import open_image  # noqa: E402
-from grmpiqa.selection import Selection, select  # noqa: E402
-from grmpiqa.summary import summarise  # noqa: E402
-from grmpiqa.xmp import SidecarRater  # noqa: E402
+from grmpiqa.io.images import open_image  # noqa: E402
+from grmpiqa.workflow.selection import Selection, select  # noqa: E402
+from grmpiqa.workflow.summary import summarise  # noqa: E402
+from grmpiqa.workflow.xmp import SidecarRater  # noqa: E402
 from photos import write_dng  # noqa: E402
 
 DRAFT = 488  # what the default model asks decoders for (2 x its 244-pixel squash)

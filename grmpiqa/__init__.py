@@ -1,8 +1,15 @@
 """grmpiqa: perceptual quality scores for photographs with GRMP-IQA.
 
-The public API is small: :func:`load_model`, :func:`score_paths` and
-:func:`adapt`. They are imported lazily so that ``import grmpiqa`` (and the
-command line's ``--help``) stays fast and never pulls in torch.
+The public API: :func:`load_model`, :func:`score_paths`, :func:`evaluate`,
+:func:`adapt`, :func:`pretrain` and :func:`cull`. Long calls report through
+:class:`grmpiqa.progress.Progress`. They are imported lazily so that
+``import grmpiqa`` (and the command line's ``--help``) stays fast and never
+pulls in torch.
+
+Where things live: ``model/`` the network, ``weights/`` where weights come
+from, ``io/`` files in and out, ``scoring/`` batch scoring, ``training/``
+adaptation and evaluation, ``pretraining/`` meta-prompt pre-training,
+``workflow/`` culling, ratings and selection, ``cli/`` the command.
 """
 
 from __future__ import annotations
@@ -11,18 +18,24 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "adapt", "load_model", "score_paths"]
+__all__ = ["__version__", "adapt", "cull", "evaluate", "load_model", "pretrain", "score_paths"]
 
 _LAZY = {
-    "adapt": ("grmpiqa.adaptation", "adapt"),
-    "load_model": ("grmpiqa.loading", "load_model"),
-    "score_paths": ("grmpiqa.scoring", "score_paths"),
+    "adapt": ("grmpiqa.training.adaptation", "adapt"),
+    "cull": ("grmpiqa.workflow.cull", "cull"),
+    "evaluate": ("grmpiqa.training.evaluate", "evaluate"),
+    "load_model": ("grmpiqa.weights.loading", "load_model"),
+    "pretrain": ("grmpiqa.pretraining.run", "pretrain"),
+    "score_paths": ("grmpiqa.scoring.engine", "score_paths"),
 }
 
 if TYPE_CHECKING:  # pragma: no cover
-    from grmpiqa.adaptation import adapt
-    from grmpiqa.loading import load_model
-    from grmpiqa.scoring import score_paths
+    from grmpiqa.pretraining.run import pretrain
+    from grmpiqa.scoring.engine import score_paths
+    from grmpiqa.training.adaptation import adapt
+    from grmpiqa.training.evaluate import evaluate
+    from grmpiqa.weights.loading import load_model
+    from grmpiqa.workflow.cull import cull
 
 
 def __getattr__(name: str) -> Any:
@@ -34,3 +47,7 @@ def __getattr__(name: str) -> Any:
         globals()[name] = value
         return value
     raise AttributeError(f"module 'grmpiqa' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

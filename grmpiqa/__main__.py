@@ -1,4 +1,4 @@
-from grmpiqa.cli import main
+from grmpiqa.cli.app import main
 
 if __name__ == "__main__":
     main()

@@ -54,7 +54,7 @@ class PreprocessConfig:
 
     ``antialias=False`` (the default, also for files written before the field
     existed) is the authors' squash: OpenCV's INTER_CUBIC without antialiasing,
-    reproduced by :mod:`grmpiqa.resize`. ``antialias=True`` is Pillow's
+    reproduced by :mod:`grmpiqa.io.resize`. ``antialias=True`` is Pillow's
     antialiased resize with ``interpolation``.
     """
 

@@ -45,7 +45,7 @@ def pytest_sessionfinish(session, exitstatus):
 @pytest.fixture(scope="session")
 def tiny_hub() -> TinyHub:
     """Tiny backbone + authors'-layout GRMP checkpoint in the session's Hub cache."""
-    from grmpiqa.testing import tiny_manifest
+    from fakehub import tiny_manifest
 
     hf_cache = Path(os.environ["HF_HUB_CACHE"])
     manifest = tiny_manifest(hf_cache)
@@ -62,8 +62,8 @@ def use_tiny_manifest(tiny_hub: TinyHub, monkeypatch: pytest.MonkeyPatch) -> Tin
 
 @pytest.fixture(scope="session")
 def tiny_model(tiny_hub: TinyHub):
-    from grmpiqa.loading import load_model
-    from grmpiqa.manifest import parse_manifest
+    from grmpiqa.weights.loading import load_model
+    from grmpiqa.weights.manifest import parse_manifest
 
     manifest = parse_manifest(tiny_hub.manifest, str(tiny_hub.manifest_path))
     return load_model("grmp-tiny", device="cpu", manifest=manifest)
@@ -71,8 +71,8 @@ def tiny_model(tiny_hub: TinyHub):
 
 @pytest.fixture(scope="session")
 def tiny_zeroshot(tiny_hub: TinyHub):
-    from grmpiqa.loading import load_model
-    from grmpiqa.manifest import parse_manifest
+    from grmpiqa.weights.loading import load_model
+    from grmpiqa.weights.manifest import parse_manifest
 
     manifest = parse_manifest(tiny_hub.manifest, str(tiny_hub.manifest_path))
     return load_model("zeroshot-tiny", device="cpu", manifest=manifest)

@@ -6,12 +6,12 @@ from safetensors.torch import load_file
 from typer.testing import CliRunner
 
 import grmpiqa
-from grmpiqa.cli import app
+from grmpiqa.cli.app import app
 from grmpiqa.config import LabelScale
 from grmpiqa.errors import ConfigError
-from grmpiqa.finetune import FewShotTrainer
-from grmpiqa.images import open_image
-from grmpiqa.weights import read_metadata, read_weights
+from grmpiqa.io.images import open_image
+from grmpiqa.training.finetune import FewShotTrainer
+from grmpiqa.weights.formats import read_metadata, read_weights
 from labelled import write_noise_labels
 
 runner = CliRunner()
@@ -32,6 +32,7 @@ def _tensors_equal(a, b):
     return ta.keys() == tb.keys() and all(torch.equal(ta[k], tb[k]) for k in ta)
 
 
+@pytest.mark.slow
 def test_adapt_learns_a_quality_signal_and_the_file_round_trips(use_tiny_manifest, tmp_path):
     csv = write_noise_labels(tmp_path / "photos", 60, seed=0)
     out = tmp_path / "mine.safetensors"
@@ -176,18 +177,18 @@ def test_a_zero_shot_model_cannot_be_adapted(use_tiny_manifest, tmp_path):
 
 
 def test_the_public_adapt_stays_a_function_after_its_module_is_imported():
-    import grmpiqa.adaptation
+    import grmpiqa.training.adaptation
 
-    assert callable(grmpiqa.adapt) and grmpiqa.adapt.__module__ == "grmpiqa.adaptation"
+    assert callable(grmpiqa.adapt) and grmpiqa.adapt.__module__ == "grmpiqa.training.adaptation"
 
 
 def test_restoring_the_best_weights_also_restores_the_scores(tiny_hub, tmp_path):
     """The model caches its class text features in eval mode; restoring must not keep
     the features of the last epoch when the best one was earlier."""
-    from grmpiqa.adaptation import pristine_reference
-    from grmpiqa.finetune import AdaptOptions
-    from grmpiqa.loading import load_model
-    from grmpiqa.manifest import parse_manifest
+    from grmpiqa.training.adaptation import pristine_reference
+    from grmpiqa.training.finetune import AdaptOptions
+    from grmpiqa.weights.loading import load_model
+    from grmpiqa.weights.manifest import parse_manifest
 
     manifest = parse_manifest(tiny_hub.manifest, str(tiny_hub.manifest_path))
     model = load_model("grmp-tiny", device="cpu", manifest=manifest)

@@ -4,17 +4,17 @@ import pickle
 import pytest
 import torch
 
-from grmpiqa.atomic import cache_dir
-from grmpiqa.authors import authors_key, convert_state, read_checkpoint
-from grmpiqa.errors import WeightsError
-from grmpiqa.loading import load_model
-from grmpiqa.manifest import parse_manifest
-from grmpiqa.testing import (
+from fakehub import (
     AUTHORS_FILE,
     TINY_GRMP_CONFIG,
     authors_state_dict,
     write_authors_checkpoint,
 )
+from grmpiqa.errors import WeightsError
+from grmpiqa.io.atomic import cache_dir
+from grmpiqa.weights.authors import authors_key, convert_state, read_checkpoint
+from grmpiqa.weights.loading import load_model
+from grmpiqa.weights.manifest import parse_manifest
 
 
 def _manifest(tiny_hub, repo="zzhowe/GRMP-IQA"):
@@ -48,7 +48,7 @@ def test_conversion_is_cached_and_keeps_only_what_differs(tiny_hub):
     load_model("grmp-tiny", device="cpu", manifest=manifest)
     converted = list((cache_dir() / "converted").glob("*.safetensors"))
     assert converted
-    from grmpiqa.weights import read_weights
+    from grmpiqa.weights.formats import read_weights
 
     tensors, meta = read_weights(converted[0])
     assert meta.preprocess.mean == (0.485, 0.456, 0.406)
@@ -145,6 +145,9 @@ def test_every_model_key_has_an_authors_key(tiny_model):
         assert authors_key(key)
 
 
-def test_authors_file_name_in_cache(tiny_hub):
-    snapshots = tiny_hub.hf_cache / "models--zzhowe--GRMP-IQA" / "snapshots"
-    assert any((d / AUTHORS_FILE).exists() for d in snapshots.iterdir())
+def test_the_manifest_entry_resolves_to_the_authors_file_offline(tiny_hub):
+    from grmpiqa.weights import hub
+
+    entry = _manifest(tiny_hub).get("grmp-tiny")
+    path = hub.fetch(entry.weights.file, tiny_hub.hf_cache)
+    assert path.name == AUTHORS_FILE and path.is_file()

@@ -8,8 +8,8 @@ import os
 from typer.testing import CliRunner
 
 from corpus import write_corpus
-from grmpiqa.cli import app
-from grmpiqa.output import unescape_name
+from grmpiqa.cli.app import app
+from grmpiqa.io.output import unescape_name
 
 runner = CliRunner()
 
@@ -67,7 +67,7 @@ def test_a_folder_in_a_stdin_list_is_an_error_row(use_tiny_manifest, tmp_path):
 def test_a_file_that_vanishes_after_listing(use_tiny_manifest, tmp_path, monkeypatch):
     root = tmp_path / "corpus"
     write_corpus(root)
-    import grmpiqa.scoring as scoring
+    import grmpiqa.scoring.engine as scoring
 
     real = scoring.load_pixels
 

@@ -8,7 +8,7 @@ import sys
 import pytest
 from typer.testing import CliRunner
 
-from grmpiqa.cli import app
+from grmpiqa.cli.app import app
 from photos import write_photo_tree
 
 runner = CliRunner()
@@ -107,7 +107,7 @@ def _run(args, **env):
 
 
 def test_help_imports_neither_torch_nor_open_clip():
-    code = ("import sys\nfrom grmpiqa.cli import main\n"
+    code = ("import sys\nfrom grmpiqa.cli.app import main\n"
             "try:\n    main(sys.argv[1:])\nexcept SystemExit:\n    pass\n"
             "bad = [m for m in ('torch', 'open_clip', 'numpy') if m in sys.modules]\n"
             "print('IMPORTED', bad)")
@@ -116,6 +116,7 @@ def test_help_imports_neither_torch_nor_open_clip():
         assert "IMPORTED []" in out.stdout, (args, out.stdout, out.stderr)
 
 
+@pytest.mark.slow
 def test_module_entry_point_and_exit_codes(tiny_hub, tmp_path):
     env = {"GRMPIQA_MANIFEST": str(tiny_hub.manifest_path)}
     out = _run(["-m", "grmpiqa", "--version"])
@@ -139,6 +140,7 @@ def test_formats_stream_one_row_per_image(use_tiny_manifest, tmp_path, fmt):
     assert len(lines) == len(made) + (0 if fmt == "jsonl" else 1)
 
 
+@pytest.mark.slow
 def test_rows_stream_before_the_run_ends(tiny_hub, tmp_path):
     """A row reaches a pipe as soon as it is scored, not when the run ends."""
     import time

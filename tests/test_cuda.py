@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from grmpiqa.devices import resolve_device
+from grmpiqa.model.devices import resolve_device
 from photos import write_photo_tree
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
@@ -11,7 +11,7 @@ pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a C
 
 @pytest.fixture(scope="module")
 def manifest(tiny_hub):
-    from grmpiqa.manifest import parse_manifest
+    from grmpiqa.weights.manifest import parse_manifest
 
     return parse_manifest(tiny_hub.manifest, "tiny")
 
@@ -22,8 +22,8 @@ def test_auto_picks_cuda():
 
 
 def test_fp16_autocast_matches_fp32(manifest, tmp_path):
-    from grmpiqa.loading import load_model
-    from grmpiqa.scoring import score_paths
+    from grmpiqa.scoring.engine import score_paths
+    from grmpiqa.weights.loading import load_model
 
     write_photo_tree(tmp_path)
     cpu = load_model("grmp-tiny", device="cpu", manifest=manifest)
@@ -36,7 +36,7 @@ def test_fp16_autocast_matches_fp32(manifest, tmp_path):
 
 
 def test_fp32_and_bf16_on_gpu(manifest):
-    from grmpiqa.loading import load_model
+    from grmpiqa.weights.loading import load_model
 
     pixels = torch.randint(0, 256, (4, 3, 32, 32), dtype=torch.uint8)
     exact = load_model("grmp-tiny", device="cuda", manifest=manifest, precision="fp32")
@@ -46,7 +46,7 @@ def test_fp32_and_bf16_on_gpu(manifest):
 
 
 def test_compiled_model_scores_the_same(manifest):
-    from grmpiqa.loading import load_model
+    from grmpiqa.weights.loading import load_model
 
     pixels = torch.randint(0, 256, (4, 3, 32, 32), dtype=torch.uint8)
     plain = load_model("grmp-tiny", device="cuda", manifest=manifest, precision="fp32")

@@ -8,8 +8,10 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from grmpiqa.cli import app
-from grmpiqa.cull import (
+from grmpiqa.cli.app import app
+from grmpiqa.errors import ConfigError
+from grmpiqa.io.output import escape_name, unescape_name
+from grmpiqa.workflow.cull import (
     CullAction,
     CullPlanner,
     PhotoGroup,
@@ -17,8 +19,6 @@ from grmpiqa.cull import (
     perform,
     write_log,
 )
-from grmpiqa.errors import ConfigError
-from grmpiqa.output import escape_name, unescape_name
 from photos import texture, write_dng
 
 runner = CliRunner()
@@ -144,7 +144,7 @@ def test_log_is_csv_for_any_name(tmp_path):
 
 
 def _scores(root, tiny_model):
-    from grmpiqa.scoring import score_paths
+    from grmpiqa.scoring.engine import score_paths
 
     groups = find_groups(str(root))
     results = score_paths([g.scored for g in groups], tiny_model, workers=0, expand=False)
@@ -222,9 +222,29 @@ def test_cull_help_imports_no_torch():
     import subprocess
     import sys
 
-    code = ("import sys\nfrom grmpiqa.cli import main\n"
+    code = ("import sys\nfrom grmpiqa.cli.app import main\n"
             "try:\n    main(['cull', '--help'])\nexcept SystemExit:\n    pass\n"
             "print('IMPORTED', [m for m in ('torch', 'numpy', 'PIL') if m in sys.modules])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          timeout=120)
     assert "--move-to" in out.stdout and "IMPORTED []" in out.stdout, out.stderr
+
+
+def test_library_cull_checks_first_and_acts_as_it_is_iterated(use_tiny_manifest, tiny_model,
+                                                               tmp_path):
+    import grmpiqa
+
+    root = _shoot(tmp_path / "shoot")
+    before = _tree(root)
+    with pytest.raises(ConfigError):
+        grmpiqa.cull(str(root), str(root / "rejects"), below=1.0, mode="move")
+    run = grmpiqa.cull(str(root), str(tmp_path / "rejects"), below=1.0, mode="copy",
+                       model=tiny_model, workers=0)
+    assert run.groups and _tree(root) == before and not (tmp_path / "rejects").exists()
+    advanced = []
+    actions = list(run.actions(progress=type("P", (), {
+        "advance": lambda self, n=1: advanced.append(n), "message": lambda self, t: None})()))
+    assert sum(advanced) == len(run.groups)
+    assert run.culled == len(run.groups)  # below=1.0: every scored photo goes
+    assert {a.action for a in actions} <= {"copy", "skip"}
+    assert _tree(root) == before  # copies leave the originals

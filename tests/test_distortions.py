@@ -2,9 +2,9 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from pretrain_photos import photo_like
 
-from grmpiqa.distortions import DISTORTIONS, LEVELS, gaussian_blur, get_distortion
+from grmpiqa.pretraining.distortions import DISTORTIONS, LEVELS, gaussian_blur, get_distortion
+from pretrain_photos import photo_like
 
 NAMES = list(DISTORTIONS)
 
@@ -49,6 +49,7 @@ def test_psnr_falls_with_every_level(name):
     _check_monotone(_batch(), name, seed=7)
 
 
+@pytest.mark.slow
 def test_psnr_falls_with_the_level_on_real_photos(livec):
     paths = sorted((livec / "images").iterdir())[:2]
     arrays = [np.asarray(Image.open(p).convert("RGB").resize((244, 244), Image.BICUBIC))

@@ -11,10 +11,10 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from grmpiqa.cli import app
+from grmpiqa.cli.app import app
 from grmpiqa.errors import ImageError
-from grmpiqa.images import looks_like_heif, open_image
-from grmpiqa.inputs import DEFAULT_EXTENSIONS
+from grmpiqa.io.images import looks_like_heif, open_image
+from grmpiqa.io.inputs import DEFAULT_EXTENSIONS
 from photos import write_dng
 
 runner = CliRunner()
@@ -114,8 +114,8 @@ import sys
 sys.modules[{module!r}] = None  # as if the extra were not installed
 from collections import Counter
 from grmpiqa.errors import ImageError
-from grmpiqa.images import open_image
-from grmpiqa.inputs import DEFAULT_EXTENSIONS, expand_inputs
+from grmpiqa.io.images import open_image
+from grmpiqa.io.inputs import DEFAULT_EXTENSIONS, expand_inputs
 print({ext!r} in DEFAULT_EXTENSIONS)
 skipped = Counter()
 print(expand_inputs([sys.argv[2]], skipped=skipped), dict(skipped))

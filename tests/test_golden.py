@@ -15,11 +15,11 @@ import pytest
 import torch
 from PIL import Image
 
-from grmpiqa.authors import convert_state, read_checkpoint
+from fakehub import TINY_GRMP_CONFIG
 from grmpiqa.config import ModelConfig, PreprocessConfig
-from grmpiqa.loading import build_model
-from grmpiqa.manifest import parse_backbone
-from grmpiqa.testing import TINY_GRMP_CONFIG
+from grmpiqa.weights.authors import convert_state, read_checkpoint
+from grmpiqa.weights.loading import build_model
+from grmpiqa.weights.manifest import parse_backbone
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +48,8 @@ def test_plain_text_tower_is_open_clips(backbone, tiny_hub):
     model = _model(backbone, tiny_hub, **TINY_GRMP_CONFIG)
     texts = ["a photo of a night", "Good photo.", "a low quality photo."]
     with torch.no_grad():
-        ours = model.encode_plain_text(texts)
+        ids = model.tokenizer(texts)
+        ours = model.encode_text_embeddings(model.clip.token_embedding(ids), ids)
         theirs = model.clip.encode_text(model.tokenizer(texts))
     torch.testing.assert_close(ours, theirs, rtol=0, atol=1e-6)
 

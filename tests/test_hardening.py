@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from grmpiqa.output import name_bytes, unescape_name
+from grmpiqa.io.output import name_bytes, unescape_name
 from photos import texture
 
 
@@ -425,7 +425,7 @@ def test_help_fits_80_columns_with_readable_metavars():
 
 def test_rewritten_file_mode_comes_from_a_file_never_a_folder(tmp_path):
     """Item 2: a .part took a folder's 0755 when -o named a folder; only a file's mode is kept."""
-    from grmpiqa.atomic import file_mode_for
+    from grmpiqa.io.atomic import file_mode_for
 
     mask = os.umask(0o022)
     try:
@@ -440,7 +440,7 @@ def test_rewritten_file_mode_comes_from_a_file_never_a_folder(tmp_path):
 
 def test_readme_name_bytes_recipe_inverts_the_escaping():
     """Item 6: the dependency-free function the README gives scripts is right."""
-    from grmpiqa.output import escape_name
+    from grmpiqa.io.output import escape_name
 
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
     blocks = [b.split("```")[0] for b in readme.split("```python\n")[1:]]

@@ -3,10 +3,10 @@ import logging
 
 import pytest
 
-from grmpiqa import hub
+from fakehub import repo_folder, write_hub_file
 from grmpiqa.errors import WeightsError
-from grmpiqa.manifest import HubFile
-from grmpiqa.testing import repo_folder, write_hub_file
+from grmpiqa.weights import hub
+from grmpiqa.weights.manifest import HubFile
 
 
 @pytest.fixture

@@ -7,8 +7,8 @@ from PIL import Image
 
 from grmpiqa.config import PreprocessConfig
 from grmpiqa.errors import ImageError
-from grmpiqa.images import open_image, to_rgb
-from grmpiqa.preprocess import load_pixels, squash_crop
+from grmpiqa.io.images import open_image, to_rgb
+from grmpiqa.io.preprocess import load_pixels, squash_crop
 
 CFG = PreprocessConfig(resize=36, crop=32)
 

@@ -1,7 +1,7 @@
 import io
 import os
 
-from grmpiqa.inputs import expand_inputs, normalise_extensions, read_path_list
+from grmpiqa.io.inputs import expand_inputs, normalise_extensions, read_path_list
 from photos import write_photo_tree
 
 

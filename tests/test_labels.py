@@ -2,7 +2,7 @@ import pytest
 from PIL import Image
 
 from grmpiqa.config import LabelScale
-from grmpiqa.labels import (
+from grmpiqa.training.labels import (
     LabelsError,
     Problem,
     label_scale,

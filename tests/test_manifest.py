@@ -5,7 +5,7 @@ import pytest
 
 from grmpiqa.config import IMAGENET_MEAN, ModelConfig, PreprocessConfig
 from grmpiqa.errors import ManifestError
-from grmpiqa.manifest import load_manifest, manifest_path, parse_manifest
+from grmpiqa.weights.manifest import load_manifest, manifest_path, parse_manifest
 
 
 def _real():

@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from grmpiqa.maths import clip_logits, quality_bce, quality_from_logits
+from grmpiqa.model.maths import clip_logits, quality_bce, quality_from_logits
 
 
 def test_quality_is_softmax_probability_of_the_first_class():

@@ -1,19 +1,18 @@
 import numpy as np
 import pytest
 import torch
-from pretrain_photos import photo_like
 
-from grmpiqa.distortions import DISTORTIONS
 from grmpiqa.errors import ConfigError, InputError
-from grmpiqa.meta import (
+from grmpiqa.pretraining.distortions import DISTORTIONS
+from grmpiqa.pretraining.meta import (
     MetaTrainer,
     PretrainSettings,
     model_for_pretraining,
-    pretrain,
     prompt_parameters,
     split_groups,
 )
-from grmpiqa.tasks import (
+from grmpiqa.pretraining.run import pretrain
+from grmpiqa.pretraining.tasks import (
     ColumnChoice,
     LabelledRow,
     LabelledTasks,
@@ -21,13 +20,14 @@ from grmpiqa.tasks import (
     normalised_labels,
     read_task_labels,
 )
+from pretrain_photos import photo_like
 
 FAST = dict(meta_lr=1.0, inner_lr=1e-2, batch_size=8)
 
 
 @pytest.fixture
 def fresh_model(tiny_hub):
-    from grmpiqa.manifest import parse_manifest
+    from grmpiqa.weights.manifest import parse_manifest
 
     manifest = parse_manifest(tiny_hub.manifest, str(tiny_hub.manifest_path))
     torch.manual_seed(0)
@@ -64,7 +64,7 @@ def test_only_prompts_train(fresh_model):
 
 
 def test_zeroshot_models_cannot_be_pretrained(tiny_hub):
-    from grmpiqa.manifest import parse_manifest
+    from grmpiqa.weights.manifest import parse_manifest
 
     manifest = parse_manifest(tiny_hub.manifest, str(tiny_hub.manifest_path))
     with pytest.raises(ConfigError, match="needs a 'grmp' model"):
@@ -169,7 +169,7 @@ def test_labelled_tasks_normalise_per_task_and_keep_groups_whole():
 
 
 def test_read_task_labels(tmp_path):
-    from grmpiqa.labels import LabelsError
+    from grmpiqa.training.labels import LabelsError
 
     csv_path = tmp_path / "kadid.csv"
     csv_path.write_text("dist_img,ref_img,dmos,var,distortion\n"

@@ -4,7 +4,7 @@ from PIL import Image
 
 from grmpiqa.config import ModelConfig
 from grmpiqa.errors import ConfigError
-from grmpiqa.model import QualityModel
+from grmpiqa.model.network import QualityModel
 
 
 def test_prompt_tokens_are_inserted_and_replaced_per_layer(tiny_model):

@@ -4,7 +4,7 @@ import logging
 
 import torch
 
-from grmpiqa.scoring import BackoffPredictor, Batch, is_out_of_memory, score_batches
+from grmpiqa.scoring.engine import BackoffPredictor, Batch, is_out_of_memory, score_batches
 
 
 class FlakyModel:

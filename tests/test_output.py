@@ -5,8 +5,8 @@ import os
 
 import pytest
 
-from grmpiqa.output import OutputFile, display_path, make_writer, name_bytes, unescape_name
-from grmpiqa.scoring import ScoreResult
+from grmpiqa.io.output import OutputFile, display_path, make_writer, name_bytes, unescape_name
+from grmpiqa.results import ScoreResult
 
 NASTY = ["plain.jpg", "with space.jpg", "comma,name.jpg", 'quote"d.jpg', "new\nline.jpg",
          "tab\tname.jpg", "café.jpg", os.fsdecode(b"bad\xff.jpg"), "back\\slash.jpg"]

@@ -6,14 +6,14 @@ import sys
 import pytest
 import torch
 from PIL import Image
-from pretrain_photos import photo_like, write_photos
 from typer.testing import CliRunner
 
-from grmpiqa.cli import app
-from grmpiqa.commands.common import Terminated
-from grmpiqa.distortions import DISTORTIONS
-from grmpiqa.meta import MetaTrainer
-from grmpiqa.weights import read_metadata
+from grmpiqa.cli.app import app
+from grmpiqa.cli.common import Terminated
+from grmpiqa.pretraining.distortions import DISTORTIONS
+from grmpiqa.pretraining.meta import MetaTrainer
+from grmpiqa.weights.formats import read_metadata
+from pretrain_photos import photo_like, write_photos
 
 runner = CliRunner()
 FAST = ["--epochs", "2", "-b", "8", "--meta-lr", "1", "--inner-lr", "1e-2", "--seed", "1",
@@ -122,7 +122,7 @@ def test_usage_errors_are_one_line_and_exit_2(use_tiny_manifest, tmp_path, args,
 
 
 def test_pretrain_help_imports_neither_torch_nor_numpy():
-    code = ("import sys\nfrom grmpiqa.cli import main\n"
+    code = ("import sys\nfrom grmpiqa.cli.app import main\n"
             "try:\n    main(['pretrain', '--help'])\nexcept SystemExit:\n    pass\n"
             "print('IMPORTED', [m for m in ('torch', 'open_clip', 'numpy') if m in sys.modules])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,

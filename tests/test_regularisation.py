@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from grmpiqa.regularisation import (
+from grmpiqa.training.regularisation import (
     SCENES,
     project_gradient,
     regulate_gradients,

@@ -3,7 +3,7 @@ import itertools
 import pytest
 import torch
 
-from grmpiqa.reptile import (
+from grmpiqa.pretraining.reptile import (
     InnerLoop,
     adapt_to_task,
     batches_per_pass,

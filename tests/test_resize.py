@@ -1,4 +1,4 @@
-"""grmpiqa.resize against OpenCV itself (a test-only dependency), and the pipeline around it."""
+"""grmpiqa.io.resize against OpenCV itself (a test-only dependency), and the pipeline around it."""
 
 import numpy as np
 import pytest
@@ -6,8 +6,8 @@ import torch
 from PIL import Image
 
 from grmpiqa.config import PreprocessConfig
-from grmpiqa.preprocess import load_pixels, squash_crop, to_model_input
-from grmpiqa.resize import cubic_weights, resize_cubic
+from grmpiqa.io.preprocess import load_pixels, squash_crop, to_model_input
+from grmpiqa.io.resize import cubic_weights, resize_cubic
 
 cv2 = pytest.importorskip("cv2")
 
@@ -112,9 +112,9 @@ def test_exact_squash_needs_bicubic():
 
 def test_adapt_and_pretrain_squash_like_scoring(tmp_path):
     """Training crops and evaluation views come from the same squash as ``score``."""
-    from grmpiqa.labels import LabelRow
-    from grmpiqa.tasks import load_photos
-    from grmpiqa.training_data import centre_crops, decode_rows
+    from grmpiqa.pretraining.tasks import load_photos
+    from grmpiqa.training.data import centre_crops, decode_rows
+    from grmpiqa.training.labels import LabelRow
 
     cfg = PreprocessConfig(resize=244, crop=224)
     array = np.random.default_rng(5).integers(0, 256, (411, 289, 3), dtype=np.uint8)

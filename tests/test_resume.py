@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from grmpiqa.resume import done_rows, partial_path, read_rows
+from grmpiqa.io.resume import done_rows, partial_path, read_rows
 from photos import write_photo_tree
 
 
@@ -102,6 +102,7 @@ def reference(tiny_hub, shoot, tmp_path_factory):
 
 @pytest.mark.parametrize(("how", "code"), [(signal.SIGKILL, -9), (signal.SIGTERM, 143),
                                            (signal.SIGINT, 130)])
+@pytest.mark.slow
 def test_a_stopped_run_resumes_to_every_image_exactly_once(tiny_hub, shoot, reference,
                                                             tmp_path, how, code):
     env = _env(tiny_hub)
@@ -124,6 +125,7 @@ def test_a_stopped_run_resumes_to_every_image_exactly_once(tiny_hub, shoot, refe
     assert not partial_path(out).exists()
 
 
+@pytest.mark.slow
 def test_resume_with_nothing_missing_and_jsonl(tiny_hub, shoot, tmp_path):
     env = _env(tiny_hub)
     out = tmp_path / "scores.jsonl"
@@ -137,7 +139,7 @@ def test_resume_with_nothing_missing_and_jsonl(tiny_hub, shoot, tmp_path):
 def test_resume_needs_an_output_file(use_tiny_manifest, tmp_path):
     from typer.testing import CliRunner
 
-    from grmpiqa.cli import app
+    from grmpiqa.cli.app import app
 
     result = CliRunner().invoke(app, ["score", str(tmp_path), "--resume"])
     assert result.exit_code == 2 and "--output" in result.output

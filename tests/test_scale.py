@@ -8,10 +8,10 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from grmpiqa.acceleration import resolve_precision
-from grmpiqa.cli import app
-from grmpiqa.distributed import Shard, parse_shard, torchrun_rank
+from grmpiqa.cli.app import app
 from grmpiqa.errors import ConfigError
+from grmpiqa.model.acceleration import resolve_precision
+from grmpiqa.scoring.distributed import Shard, parse_shard, torchrun_rank
 from photos import write_photo_tree
 
 runner = CliRunner()
@@ -65,8 +65,8 @@ def test_precision_choices():
 
 
 def test_int8_fast_path_stays_close(tiny_hub):
-    from grmpiqa.loading import load_model
-    from grmpiqa.manifest import parse_manifest
+    from grmpiqa.weights.loading import load_model
+    from grmpiqa.weights.manifest import parse_manifest
 
     manifest = parse_manifest(tiny_hub.manifest, "m")
     exact = load_model("grmp-tiny", device="cpu", manifest=manifest)
@@ -94,6 +94,7 @@ def test_not_under_torchrun_by_default(monkeypatch):
     assert info is not None and info.rank == 1 and not info.is_main
 
 
+@pytest.mark.slow
 def test_torchrun_two_cpu_ranks_merge_in_input_order(tiny_hub, tmp_path):
     photos = tmp_path / "photos"
     write_photo_tree(photos)
@@ -125,7 +126,7 @@ def test_torchrun_two_cpu_ranks_merge_in_input_order(tiny_hub, tmp_path):
 def test_packed_attention_is_the_same_maths(tiny_model):
     import copy
 
-    from grmpiqa.acceleration import pack_attention
+    from grmpiqa.model.acceleration import pack_attention
 
     packed = copy.deepcopy(tiny_model)
     assert pack_attention(packed.clip.visual.transformer.resblocks) == 3
@@ -135,7 +136,7 @@ def test_packed_attention_is_the_same_maths(tiny_model):
 
 
 def test_layers_to_quantize_skip_the_first_block_and_output_projections():
-    from grmpiqa.acceleration import layers_to_quantize, pack_attention
+    from grmpiqa.model.acceleration import layers_to_quantize, pack_attention
 
     class Block(torch.nn.Module):
         def __init__(self) -> None:

@@ -15,9 +15,9 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from grmpiqa.cli import app
-from grmpiqa.output import unescape_name
-from grmpiqa.xmp import XMP_NS, rating_for
+from grmpiqa.cli.app import app
+from grmpiqa.io.output import unescape_name
+from grmpiqa.workflow.xmp import XMP_NS, rating_for
 from photos import texture
 
 runner = CliRunner()
@@ -43,7 +43,7 @@ def _csv(output):
 @pytest.fixture
 def shoot(tmp_path, tiny_model):
     """A folder of awkwardly named photos, and each one's score from the library."""
-    from grmpiqa.scoring import score_paths
+    from grmpiqa.scoring.engine import score_paths
 
     root = _shoot(tmp_path / "shoot")
     scores = {r.path: r.score for r in score_paths([str(root)], tiny_model, workers=0)}
@@ -108,6 +108,7 @@ def test_paths_without_null_refuses_line_breaks(use_tiny_manifest, shoot):
                             "(use --null)\n")
 
 
+@pytest.mark.slow
 def test_xargs_pipeline_moves_exactly_the_low_scores(tiny_hub, shoot, tmp_path):
     root, scores = shoot
     trash = tmp_path / "trash"

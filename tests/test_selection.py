@@ -3,9 +3,9 @@ from dataclasses import dataclass
 
 import pytest
 
-from grmpiqa.output import make_writer
-from grmpiqa.selection import SelectingWriter, Selection, ordered, passes, select
-from grmpiqa.summary import format_summary, histogram, quantile, summarise
+from grmpiqa.io.output import make_writer
+from grmpiqa.workflow.selection import SelectingWriter, Selection, ordered, passes, select
+from grmpiqa.workflow.summary import format_summary, histogram, quantile, summarise
 
 
 @dataclass(frozen=True)

@@ -1,18 +1,18 @@
 import pytest
 import torch
 
-from grmpiqa.adaptation import pristine_reference, weights_to_save
-from grmpiqa.backbone import build_backbone
 from grmpiqa.config import CLIP_MEAN, CLIP_STD
-from grmpiqa.maths import clip_logits
-from grmpiqa.regularisation import scene_prompts
-from grmpiqa.trainable import trainable_names
+from grmpiqa.model.maths import clip_logits
+from grmpiqa.training.adaptation import pristine_reference, weights_to_save
+from grmpiqa.training.regularisation import scene_prompts
+from grmpiqa.training.trainable import trainable_names
+from grmpiqa.weights.backbone import build_backbone
 
 
 @pytest.fixture
 def model(tiny_hub):
-    from grmpiqa.loading import load_model
-    from grmpiqa.manifest import parse_manifest
+    from grmpiqa.weights.loading import load_model
+    from grmpiqa.weights.manifest import parse_manifest
 
     manifest = parse_manifest(tiny_hub.manifest, str(tiny_hub.manifest_path))
     return load_model("grmp-tiny", device="cpu", manifest=manifest)
@@ -20,7 +20,7 @@ def model(tiny_hub):
 
 def _plain_clip_logits(pixels):
     """The original CLIP, the ordinary way: a second full backbone, no prompts."""
-    from grmpiqa.loading import load_model
+    from grmpiqa.weights.loading import load_model
 
     clip = build_backbone(load_model("grmp-tiny", device="cpu").backbone_spec)
     x = (pixels - torch.tensor(CLIP_MEAN).view(1, 3, 1, 1)) / torch.tensor(CLIP_STD).view(

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from grmpiqa.errors import ConfigError
-from grmpiqa.trainable import last_third, set_trainable, trainable_names
+from grmpiqa.training.trainable import last_third, set_trainable, trainable_names
 
 
 def test_last_third_of_any_depth():

@@ -3,8 +3,8 @@ import math
 import pytest
 import torch
 
-from grmpiqa.finetune import AdaptOptions, TrainingState
-from grmpiqa.training_data import centre_crops, random_crops, split_validation
+from grmpiqa.training.data import centre_crops, random_crops, split_validation
+from grmpiqa.training.finetune import AdaptOptions, TrainingState
 
 
 def test_random_crops_stay_inside_and_flip_about_half():
@@ -13,22 +13,30 @@ def test_random_crops_stay_inside_and_flip_about_half():
     generator = torch.Generator().manual_seed(0)
     seen_flips = 0
     for _ in range(50):
-        crops = random_crops(pixels, 6, generator)
-        assert crops.shape == (2, 3, 6, 6) and crops.dtype == torch.float32
-        assert float(crops.min()) >= 0.0 and float(crops.max()) <= 1.0
+        crops = random_crops(pixels, 6, generator, include_last=False)
+        assert crops.shape == (2, 3, 6, 6) and crops.dtype == torch.uint8
         for i in range(2):
             found = False
             for flip in (False, True):
                 view = pixels[i].flip(-1) if flip else pixels[i]
                 for y in range(3):
                     for x in range(3):
-                        window = view[:, y:y + 6, x:x + 6].float() / 255
+                        window = view[:, y:y + 6, x:x + 6]
                         if torch.equal(window, crops[i]):
                             found, seen_flips = True, seen_flips + flip
             assert found
     assert 20 < seen_flips < 80
     again = random_crops(pixels, 6, torch.Generator().manual_seed(0))
     assert torch.equal(again, random_crops(pixels, 6, torch.Generator().manual_seed(0)))
+
+
+def test_random_crops_can_reach_the_last_offset():
+    pixels = torch.zeros(64, 1, 3, 3)
+    pixels[:, :, 2, :] = 1.0  # only a crop at offset y = 1 holds the last row
+    crops = random_crops(pixels, 2, torch.Generator().manual_seed(0))
+    assert crops.dtype == torch.float32 and bool((crops[:, :, 1, :] == 1.0).any())
+    kept = random_crops(pixels, 2, torch.Generator().manual_seed(0), include_last=False)
+    assert not bool((kept == 1.0).any())
 
 
 def test_centre_crop_is_the_scoring_view():

@@ -5,7 +5,7 @@ from xml.dom import minidom
 
 import pytest
 
-from grmpiqa.xmp import (
+from grmpiqa.workflow.xmp import (
     RDF_NS,
     XMP_NS,
     SidecarRater,

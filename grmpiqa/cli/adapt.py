@@ -1,0 +1,143 @@
+"""``grmpiqa adapt labels.csv --out mine.safetensors``: fine-tune on your own labels."""
+
+from __future__ import annotations
+
+from contextlib import ExitStack
+from typing import Annotated
+
+import typer
+
+from grmpiqa.cli.common import (
+    EXIT_INTERRUPTED,
+    DeviceOption,
+    ModelOption,
+    QuietOption,
+    cli_errors,
+    configure_logging,
+    say,
+)
+from grmpiqa.cli.label_options import (
+    ImageColumnOption,
+    LabelsArgument,
+    LowerIsBetterOption,
+    RootOption,
+    ScoreColumnOption,
+    WorkersOption,
+)
+from grmpiqa.config import DEFAULT_MAX_PIXELS
+
+OutOption = Annotated[str, typer.Option(
+    "--out", "-o", help="Where to write the adapted weights (*.safetensors).",
+    show_default=False)]
+InitOption = Annotated[str | None, typer.Option(
+    "--init", help="Start from this weights file instead (e.g. from `grmpiqa pretrain`); "
+    "an authors' .pt is read on --model's backbone.")]
+TrainableOption = Annotated[str, typer.Option(
+    "--trainable", help="full: text context + last third of both towers + ln_final + "
+    "ln_post (the paper's); prompts: text context and visual prompts only.")]
+LamOption = Annotated[float, typer.Option(
+    "--lambda", min=0.0, help="Strength of the quality-aware gradient regularisation "
+    "(0 turns it off).")]
+EpochsOption = Annotated[int, typer.Option(
+    "--epochs", min=1, help="Upper bound; training ends earlier once the learning rate "
+    "has decayed below 5e-7.")]
+BatchSizeOption = Annotated[int | None, typer.Option(
+    "--batch-size", "-b", min=1, help="Images per step.",
+    show_default="all training images, at most 64")]
+LrOption = Annotated[float, typer.Option("--lr", min=0.0, help="SGD learning rate.")]
+SeedOption = Annotated[int, typer.Option(
+    "--seed", help="Seed of the split, the augmentation and the dropout.")]
+ValFractionOption = Annotated[float, typer.Option(
+    "--val-fraction", min=0.0, max=0.5, help="Share of the labels held out to choose the "
+    "best epoch; under 5 images means no split (see docs/training.md).")]
+EvalEveryOption = Annotated[int, typer.Option(
+    "--eval-every", min=1, help="Epochs between evaluations and checkpoints.")]
+ResumeOption = Annotated[bool, typer.Option(
+    "--resume", help="Continue the run whose checkpoint is beside --out.")]
+MaxPixelsOption = Annotated[int, typer.Option(
+    "--max-pixels", min=1, help="Refuse images with more pixels.")]
+
+
+@cli_errors
+def adapt(
+    labels: LabelsArgument,
+    out: OutOption,
+    model: ModelOption = None,
+    init: InitOption = None,
+    image_column: ImageColumnOption = None,
+    score_column: ScoreColumnOption = None,
+    root: RootOption = None,
+    lower_is_better: LowerIsBetterOption = False,
+    trainable: TrainableOption = "full",
+    lam: LamOption = 5.0,
+    epochs: EpochsOption = 2000,
+    batch_size: BatchSizeOption = None,
+    lr: LrOption = 1e-3,
+    seed: SeedOption = 0,
+    val_fraction: ValFractionOption = 0.2,
+    eval_every: EvalEveryOption = 5,
+    resume: ResumeOption = False,
+    device: DeviceOption = "auto",
+    workers: WorkersOption = 1,
+    max_pixels: MaxPixelsOption = DEFAULT_MAX_PIXELS,
+    quiet: QuietOption = False,
+) -> None:
+    """Adapt GRMP-IQA to your own quality labels (few-shot fine-tuning with
+    quality-aware gradient regularisation).
+
+    Every label and photo is checked first; any problem (all are listed, with
+    their CSV line) stops the command with status 2 before anything trains.
+    Progress goes to stderr; Ctrl-C stops training, writes the best weights so
+    far and exits with 130 (continue later with --resume).
+    """
+    configure_logging(quiet)
+    from grmpiqa.cli.progress import Reporter
+    from grmpiqa.cli.training_table import TrainingDisplay
+    from grmpiqa.training.adaptation import adapt as run_adapt
+    from grmpiqa.training.labels import read_labels
+
+    table = read_labels(labels, image_column=image_column, score_column=score_column,
+                        root=root, lower_is_better=lower_is_better)
+    display = TrainingDisplay(epochs, quiet=quiet)
+    with ExitStack() as displays, ExitStack() as reading:
+        reporter = reading.enter_context(
+            Reporter(len(table.rows), quiet=quiet, label="reading photos"))
+
+        def on_start(info: dict) -> None:
+            reading.close()  # one live display at a time: the photo bar goes first
+            display.message(_start_line(info))
+            displays.enter_context(display)
+
+        result = run_adapt(
+            table, out, model=model, init=init, device=device, workers=workers,
+            resume=resume, max_pixels=max_pixels, progress=reporter, on_start=on_start,
+            on_evaluation=display.on_evaluation, on_epoch=display.on_epoch,
+            trainable=trainable, lam=lam, epochs=epochs, batch_size=batch_size, lr=lr,
+            seed=seed, val_fraction=val_fraction, eval_every=eval_every)
+    summary = result.summary
+    quality = (f"val SRCC {summary['val_srcc']:.4f}, PLCC {summary['val_plcc']:.4f}"
+               if summary["val_srcc"] is not None and summary["val_plcc"] is not None
+               else "no validation split")
+    if not quiet:
+        say(f"best epoch {summary['best_epoch']} of {summary['epochs']} ({quality}); "
+            f"stopped: {summary['stopped']}")
+        if summary["best_epoch"] == 0:
+            say("warning: no epoch beat the starting weights on validation; the file holds "
+                "them with your label scale")
+        say(f"wrote {result.out}")
+        if result.checkpoint is not None and not result.interrupted:
+            say(f"checkpoint kept at {result.checkpoint}: continue with --resume and a "
+                "larger --epochs, or delete it")
+    if result.interrupted:
+        say(f"interrupted: best weights so far written to {result.out}; "
+            f"continue with --resume")
+        raise typer.Exit(EXIT_INTERRUPTED)
+
+
+def _start_line(info: dict) -> str:
+    resumed = f", resuming after epoch {info['resumed_at']}" if info["resumed_at"] else ""
+    split = f"{info['train']} train + {info['val']} validation" if info["val"] else \
+        f"all {info['train']} for training (too few for a validation split)"
+    return (f"adapting {info['start']} on {info['labels']} labels ({split}), "
+            f"batch {info['batch_size']}, {info['trainable_parameters']:,} "
+            f"trainable parameters, {info['device']}{resumed}")

@@ -1,0 +1,238 @@
+"""``grmpiqa score PATH...``: one row per image on stdout or in --output."""
+
+from __future__ import annotations
+
+import sys
+from collections import Counter
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
+
+import typer
+
+from grmpiqa.cli import score_workflow as workflow
+from grmpiqa.cli.common import (
+    EXIT_OK,
+    EXIT_SOME_FAILED,
+    BatchSizeOption,
+    CompileOption,
+    DeviceOption,
+    FastDecodeOption,
+    ModelOption,
+    PrecisionOption,
+    QuietOption,
+    WeightsOption,
+    WorkersOption,
+    check_model_options,
+    cli_errors,
+    configure_logging,
+    install_signal_handlers,
+    interrupt_exit_code,
+    say,
+)
+from grmpiqa.config import DEFAULT_MAX_PIXELS
+from grmpiqa.io.inputs import DEFAULT_EXTENSIONS, expand_inputs, read_path_list
+from grmpiqa.io.output import (
+    BASE_COLUMNS,
+    FORMATS,
+    OutputFile,
+    check_not_an_input,
+    check_output_path,
+    display_path,
+    format_for_path,
+)
+from grmpiqa.scoring.distributed import parse_shard
+from grmpiqa.workflow.summary import Tally
+
+if TYPE_CHECKING:
+    from grmpiqa.results import ScoreResult
+
+
+@cli_errors
+def score(
+    paths: Annotated[list[str], typer.Argument(
+        help="Image files, folders (searched recursively), globs, or - to read a list of "
+             "paths from stdin.", show_default=False)],
+    model: ModelOption = None,
+    weights: WeightsOption = None,
+    device: DeviceOption = "auto",
+    batch_size: BatchSizeOption = 32,
+    workers: WorkersOption = None,
+    fmt: Annotated[str | None, typer.Option(
+        "--format", "-f", metavar="FORMAT", show_default="table on a terminal, else CSV",
+        help=f"Output format: {', '.join(FORMATS)}. With --output, taken from its extension "
+             "(.csv, .tsv, .jsonl, .ndjson) unless given.")] = None,
+    output: Annotated[str | None, typer.Option(
+        "--output", "-o", metavar="FILE",
+        help="Write rows to this file (atomically) instead of stdout; its folder is created. "
+             "Refused: a folder, one of the photos, a photo extension.")] = None,
+    recursive: Annotated[bool, typer.Option(
+        "--recursive/--no-recursive", help="Search folders recursively.")] = True,
+    ext: Annotated[list[str] | None, typer.Option(
+        "--ext", metavar="EXTS", show_default=",".join(DEFAULT_EXTENSIONS),
+        help="File extensions picked up in folders (repeat or comma-separate).")] = None,
+    null: Annotated[bool, typer.Option(
+        "--null", "-0", help="NUL ends each record, like sort -z: in the list read from stdin "
+                             "(-) and after each path of --format paths (for xargs -0).")] = False,
+    max_pixels: Annotated[int, typer.Option(
+        "--max-pixels", min=1, metavar="N",
+        help="Refuse images with more pixels (decompression bombs).")
+    ] = DEFAULT_MAX_PIXELS,
+    precision: PrecisionOption = "auto",
+    compile_model: CompileOption = False,
+    shard: Annotated[str | None, typer.Option(
+        "--shard", metavar="K/N", help="Score only shard K of N (0 <= K < N) of the sorted "
+        "input list; N jobs with K = 0..N-1 cover every image exactly once.")] = None,
+    draft: FastDecodeOption = False,
+    quiet: QuietOption = False,
+    resume: Annotated[bool, typer.Option(
+        "--resume", help="With --output FILE: keep the rows FILE already holds (or FILE.part, "
+        "left by a killed run) and score only the photos missing from it.")] = False,
+    # photo-workflow options (grmpiqa/commands/score_workflow.py)
+    sort: workflow.SortOption = None,
+    top: workflow.TopOption = None,
+    min_score: workflow.MinScoreOption = None,
+    max_score: workflow.MaxScoreOption = None,
+    xmp: workflow.XmpOption = False,
+    rating_thresholds: workflow.RatingThresholdsOption = workflow.DEFAULT_RATING_THRESHOLDS,
+    summary: workflow.SummaryOption = False,
+) -> None:
+    """Score photos: P(high quality) in 0..1, higher is better, one row per image.
+
+    Rows stream in input order with the columns path, score, error (--sort and
+    --top wait for the last photo). A file that cannot be scored keeps its row
+    (with the error) and the run goes on; --format paths, --min-score and
+    --max-score leave such files out.
+    Exit status: 0 all scored, 1 some failed, 2 usage error, 130 interrupted (Ctrl-C),
+    143 terminated (SIGTERM); with --output, rows scored before a stop are saved.
+    """
+    configure_logging(quiet)
+    if output:
+        check_output_path(output)
+    if fmt is not None and fmt not in FORMATS:
+        raise typer.BadParameter(f"use one of {', '.join(FORMATS)}", param_hint="--format")
+    if fmt is None:
+        fmt = format_for_path(output) if output else ("table" if sys.stdout.isatty() else "csv")
+    extras = workflow.ScoreWorkflow.from_options(
+        sort=sort, top=top, min_score=min_score, max_score=max_score, xmp=xmp,
+        rating_thresholds=rating_thresholds, summary=summary)
+    if resume and not output:
+        raise typer.BadParameter("needs --output FILE", param_hint="--resume")
+    selected_shard = parse_shard(shard) if shard is not None else None
+    check_model_options(model, weights, device, precision)
+
+    files, problems = _inputs(paths, ext, recursive, null, selected_shard)
+    if output:
+        check_not_an_input(output, files)
+    done: list[ScoreResult] = []
+    if resume:
+        from grmpiqa.io.resume import done_rows, partial_path
+
+        done = done_rows(output, fmt)
+        already = {row.path for row in done}
+        files = [f for f in files if f not in already]
+        if not files and not partial_path(output).exists():
+            _nothing_left(output, done)
+    install_signal_handlers()
+
+    from grmpiqa.cli.progress import Reporter
+    from grmpiqa.scoring import distributed
+
+    reporter = Reporter(len(files), quiet=quiet)
+    if not files:  # nothing to load a model for; a .part's rows still become FILE
+        rank = distributed.torchrun_rank()
+        if rank is not None and not rank.is_main:
+            raise typer.Exit(EXIT_OK)  # rank 0 writes
+        columns = list(BASE_COLUMNS) + (["score_label"] if any(
+            r.score_label is not None for r in done) else [])
+        _write_rows(reporter, extras, output, fmt, columns, done, iter(()), null=null,
+                    quiet=quiet, problems=problems)
+
+    from grmpiqa.scoring.engine import score_paths
+    from grmpiqa.weights.loading import load_model
+
+    def load(dev: str) -> Any:
+        with reporter.loading(f"model {weights or model or 'default'}"):
+            return load_model(weights or model, device=dev, base=model, precision=precision,
+                              compile=compile_model)
+
+    loaded, results = distributed.score_here(
+        files, device, load=load,
+        score=lambda loaded_model, mine: score_paths(
+            mine, loaded_model, batch_size=batch_size, workers=workers, draft=draft,
+            max_pixels=max_pixels, expand=False, known_errors=problems),
+    )
+    if results is None:  # a torchrun rank other than 0: its share is done, rank 0 writes
+        raise typer.Exit(EXIT_OK)
+    columns = [*BASE_COLUMNS, "score_label"] if loaded.label is not None else list(BASE_COLUMNS)
+    _write_rows(reporter, extras, output, fmt, columns, done, results, null=null, quiet=quiet,
+                problems=problems)
+
+
+def _inputs(paths: list[str], ext: list[str] | None, recursive: bool, null: bool,
+            shard: Any) -> tuple[list[str], dict[str, str]]:
+    """The files to score, and the entries known to fail already (see expand_inputs)."""
+    stdin_paths = read_path_list(sys.stdin.buffer, null) if "-" in paths else []
+    skipped: Counter[str] = Counter()
+    problems: dict[str, str] = {}
+    files = expand_inputs(paths, extensions=ext or DEFAULT_EXTENSIONS, recursive=recursive,
+                          stdin_paths=stdin_paths, skipped=None if ext else skipped,
+                          problems=problems)
+    workflow.warn_skipped(skipped)
+    return (shard.take(files) if shard is not None else files), problems
+
+
+def _nothing_left(output: str, done: list[ScoreResult]) -> NoReturn:
+    """--resume on a finished file: say so at once, without loading the model."""
+    failed = sum(not row.ok for row in done)
+    say(f"nothing left to score: all {len(done)} photos are in {display_path(output)}"
+        + (f" ({failed} of them with an error)" if failed else ""))
+    raise typer.Exit(EXIT_SOME_FAILED if failed else EXIT_OK)
+
+
+def _write_rows(reporter: Any, extras: workflow.ScoreWorkflow, output: str | None, fmt: str,
+                columns: list[str], done: list[ScoreResult], results: Iterator[ScoreResult], *,
+                null: bool, quiet: bool, problems: dict[str, str]) -> NoReturn:
+    """Write the kept rows, then each new one as it is scored; exits with the run's status."""
+    from grmpiqa.io.output import make_writer
+
+    target = OutputFile(output) if output else None
+    stream = target.stream if target else sys.stdout.buffer
+    writer = extras.wrap(make_writer(fmt, stream, columns, null=null), quiet=quiet)
+    if not reporter.total and not done:
+        say("warning: no image files found")
+    tally = Tally(done)
+    try:
+        for row in done:  # rows of the earlier run come first, as they were
+            writer.write(row)
+            extras.observe(row, say, rate=False)
+        with reporter:
+            for result in results:
+                reporter.write_row(lambda r=result: (writer.write(r), stream.flush()))
+                tally.add(result, problems)
+                if not result.ok:
+                    reporter.message(f"{display_path(result.path)}: {result.error}")
+                extras.observe(result, reporter.message)
+                reporter.advance()
+    except KeyboardInterrupt as exc:
+        writer.close()
+        total = reporter.total + len(done)
+        if target is not None:
+            target.commit()
+            say(f"stopped: {tally.written} of {total} rows saved in {output} "
+                "(--resume finishes it)")
+        else:
+            say(f"stopped after {tally.written} of {total} images")
+        extras.finish()
+        raise typer.Exit(interrupt_exit_code(exc)) from None
+    except BaseException:
+        if target is not None:
+            target.discard()
+        raise
+    writer.close()
+    if target is not None:
+        target.commit()
+    extras.finish()
+    closing = tally.closing_line(extras.problems, extras.left_out)
+    if closing:
+        say(closing)  # also with -q: a non-zero exit always says why
+    raise typer.Exit(EXIT_SOME_FAILED if closing else EXIT_OK)

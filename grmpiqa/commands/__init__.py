@@ -1,1 +1,0 @@
-"""One module per command; each parses options, calls the library and prints."""

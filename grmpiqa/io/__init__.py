@@ -1,0 +1,1 @@
+"""Files in and out: finding photos, decoding, model input, output tables, resume, atomic writes."""

@@ -1,0 +1,63 @@
+"""Write files so that a crash never leaves a half-written file in their place."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import stat
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO
+
+
+def partial_path(output: str | os.PathLike[str]) -> Path:
+    """``FILE.part``: where a streamed output grows until it is complete (``--resume``
+    reads it back)."""
+    target = Path(output)
+    return target.with_name(target.name + ".part")
+
+
+def file_mode_for(path: str | os.PathLike[str]) -> int:
+    """The permissions a rewritten file should have: its own if it exists, else what the
+    umask gives a new file (0o666 less the umask), not a temporary file's 0o600."""
+    with contextlib.suppress(OSError):
+        st = os.stat(path)
+        if stat.S_ISREG(st.st_mode):
+            return st.st_mode & 0o7777
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+@contextlib.contextmanager
+def atomic_write(path: str | os.PathLike[str], mode: str = "wb") -> Iterator[IO]:
+    """Yield a temporary file beside ``path``; rename it over ``path`` only on success.
+
+    The temporary file lives in the same folder so the final ``os.replace``
+    is atomic on POSIX and Windows alike.
+    """
+    target = Path(path)
+    folder = target.parent if str(target.parent) else Path(".")
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=folder)
+    with contextlib.suppress(OSError):
+        os.fchmod(fd, file_mode_for(target))
+    try:
+        with os.fdopen(fd, mode) as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def cache_dir() -> Path:
+    """grmpiqa's own cache (converted checkpoints, digests): ``$GRMPIQA_CACHE`` or XDG."""
+    override = os.environ.get("GRMPIQA_CACHE")
+    if override:
+        return Path(override)
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "grmpiqa"

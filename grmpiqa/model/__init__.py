@@ -1,0 +1,1 @@
+"""The network: GRMP prompts on a CLIP backbone, quality maths, devices and precision."""

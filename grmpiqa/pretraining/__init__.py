@@ -1,0 +1,1 @@
+"""Meta pre-training: synthetic distortions, tasks, Reptile-style outer loop."""

@@ -1,0 +1,1 @@
+"""Scoring many photos: batching, decoding in parallel, sharding across processes."""

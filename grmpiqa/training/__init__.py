@@ -1,0 +1,1 @@
+"""Adapting a model to your labels: label tables, training data, the trainer, regularisers."""

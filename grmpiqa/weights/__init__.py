@@ -1,0 +1,1 @@
+"""Where weights come from: manifest, Hub cache, CLIP backbone, formats, authors' checkpoints."""

@@ -1,0 +1,1 @@
+"""Photo workflow on top of scores: culling bursts, XMP ratings, selection, summaries."""

@@ -1,0 +1,337 @@
+"""Cull a shoot: move, copy or link the photos scored below a threshold into another folder.
+
+A *photo* is every file in one folder that shares a name up to the extension:
+a RAW+JPEG pair (``IMG_1.CR2``, ``IMG_1.JPG``) and its sidecars (``IMG_1.xmp``,
+``IMG_1.CR2.xmp``, ``.pp3``, ``.dop``, ``.aae``) travel together. One member
+is scored: the JPEG (or other rendered image) when there is one, else the RAW.
+
+Nothing is ever overwritten: when a name is taken in the destination, the
+whole group gets the same suffix (``IMG_1-1.CR2``, ``IMG_1-1.JPG``,
+``IMG_1-1.xmp``) so it still belongs together. Moves that cross file systems
+copy, then delete the original only after the copy is complete.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+import tempfile
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+from grmpiqa.errors import ConfigError
+from grmpiqa.io.atomic import atomic_write
+from grmpiqa.io.extensions import extension_of
+from grmpiqa.io.inputs import (
+    HEIF_EXTENSIONS,
+    PILLOW_EXTENSIONS,
+    RAW_EXTENSIONS,
+    normalise_extensions,
+    walk_folder,
+)
+from grmpiqa.progress import Progress, or_silent
+from grmpiqa.results import ModelSource, ScoreResult
+
+MODES = ("move", "copy", "link")
+SIDECAR_EXTENSIONS = ("xmp", "pp3", "dop", "aae")
+PHOTO_EXTENSIONS = PILLOW_EXTENSIONS + HEIF_EXTENSIONS + RAW_EXTENSIONS
+LOG_COLUMNS = ("action", "source", "destination", "score", "error")
+
+
+@dataclass(frozen=True)
+class PhotoGroup:
+    """The files of one photo in one folder; ``photos`` and ``sidecars`` are sorted paths."""
+
+    folder: str
+    stem: str
+    photos: tuple[str, ...]
+    sidecars: tuple[str, ...]
+
+    @property
+    def scored(self) -> str:
+        """The member scored for the whole group: what Pillow reads (a JPEG), then HEIF,
+        then RAW, so a pair needs no extra and no demosaic."""
+        def rank(path: str) -> int:
+            ext = extension_of(path)
+            return 2 if ext in RAW_EXTENSIONS else 1 if ext in HEIF_EXTENSIONS else 0
+
+        return min(self.photos, key=lambda p: (rank(p), p))
+
+    @property
+    def files(self) -> tuple[str, ...]:
+        return self.photos + self.sidecars
+
+
+@dataclass(frozen=True)
+class CullAction:
+    """One row of the plan and of the log. ``action`` is move, copy, link, or skip (with
+    ``error``: the photo could not be scored, so it stays)."""
+
+    action: str
+    source: str
+    destination: str
+    score: float | None
+    error: str | None = None
+
+
+def _split(name: str) -> tuple[str, str]:
+    """(stem, kind) where kind is 'photo', 'sidecar' or ''; ``IMG_1.CR2.xmp`` -> IMG_1."""
+    base, _, ext = name.rpartition(".")
+    ext = ext.lower()
+    if not base:
+        return name, ""
+    if ext in SIDECAR_EXTENSIONS:
+        inner, _, inner_ext = base.rpartition(".")
+        return (inner if inner and inner_ext.lower() in PHOTO_EXTENSIONS else base), "sidecar"
+    return base, "photo" if ext in PHOTO_EXTENSIONS else ""
+
+
+def find_groups(src: str, *, recursive: bool = True,
+                problems: dict[str, str] | None = None) -> list[PhotoGroup]:
+    """Photo groups under ``src`` in walk order (folders sorted, hidden ones skipped);
+    ``problems`` gets each folder that could not be read, with the reason."""
+    wanted = normalise_extensions(PHOTO_EXTENSIONS + SIDECAR_EXTENSIONS)
+    photos: dict[tuple[str, str], list[str]] = {}
+    sidecars: dict[tuple[str, str], list[str]] = {}
+    for path in walk_folder(src, wanted, recursive, problems=problems):
+        if problems is not None and path in problems:
+            continue
+        folder, name = os.path.split(path)
+        stem, kind = _split(name)
+        (photos if kind == "photo" else sidecars).setdefault((folder, stem), []).append(path)
+    return [PhotoGroup(folder, stem, tuple(sorted(files)),
+                       tuple(sorted(sidecars.get((folder, stem), ()))))
+            for (folder, stem), files in photos.items()]
+
+
+def check_destination(src: str, dest: str) -> None:
+    """Refuse a destination inside the source: culled photos would be found again."""
+    if not os.path.isdir(src):
+        raise ConfigError(f"{src}: not a folder")
+    if os.path.lexists(dest) and not os.path.isdir(dest):
+        raise ConfigError(f"{dest}: exists and is not a folder")
+    real_src, real_dest = os.path.realpath(src), os.path.realpath(dest)
+    if os.path.commonpath([real_src, real_dest]) == real_src:
+        raise ConfigError(f"destination {dest} is inside the source folder {src}; "
+                          "choose a folder outside it")
+
+
+class CullPlanner:
+    """Decides, photo by photo, what happens and where; remembers names it has handed out."""
+
+    def __init__(self, src: str, dest: str, *, mode: str, below: float) -> None:
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {', '.join(MODES)}")
+        check_destination(src, dest)
+        self.src, self.dest, self.mode, self.below = src, dest, mode, below
+        self.taken: set[str] = set()
+        self.culled = 0  # photos (groups), not files
+
+    def plan(self, group: PhotoGroup, score: float | None, error: str | None = None
+             ) -> list[CullAction]:
+        """No actions for a photo that stays; one per file for a culled one."""
+        if score is None:
+            return [CullAction("skip", group.scored, "", None, error or "not scored")]
+        if score >= self.below:
+            return []
+        folder = os.path.join(self.dest, os.path.relpath(group.folder, self.src))
+        stem = self._free_stem(folder, group)
+        self.culled += 1
+        actions = []
+        for path in group.files:
+            name = os.path.basename(path)
+            target = os.path.normpath(os.path.join(folder, stem + name[len(group.stem):]))
+            self.taken.add(target)
+            actions.append(CullAction(self.mode, path, target, score))
+        return actions
+
+    def _free_stem(self, folder: str, group: PhotoGroup) -> str:
+        tails = [os.path.basename(p)[len(group.stem):] for p in group.files]
+        number = 0
+        while True:
+            stem = group.stem if number == 0 else f"{group.stem}-{number}"
+            targets = [os.path.normpath(os.path.join(folder, stem + tail)) for tail in tails]
+            if not any(t in self.taken or os.path.lexists(t) for t in targets):
+                return stem
+            number += 1
+
+
+_NO_HARD_LINKS = (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK, errno.ENOSYS)
+
+
+def _rename_unless_taken(source: str, target: str) -> None:
+    """For file systems without hard links: check, then rename (a tiny race remains)."""
+    if os.path.lexists(target):
+        raise FileExistsError(errno.EEXIST, "destination exists", target)
+    os.rename(source, target)
+
+
+def _copy(source: str, target: str) -> None:
+    """Copy contents and times to a temporary file beside ``target``, then move it there:
+    no reader ever sees a half-copied file under the final name."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(target)}.",
+                               suffix=".grmpiqa-tmp", dir=os.path.dirname(target) or ".")
+    os.close(fd)
+    try:
+        shutil.copy2(source, tmp)
+        _move(tmp, target)
+    finally:
+        if os.path.lexists(tmp):
+            os.unlink(tmp)
+
+
+def _move(source: str, target: str) -> None:
+    """Like ``mv -n``, but an existing target is an error; symbolic links move as links."""
+    try:
+        os.link(source, target, follow_symlinks=False)
+    except FileExistsError:
+        raise
+    except OSError as exc:
+        if exc.errno in _NO_HARD_LINKS:
+            _rename_unless_taken(source, target)
+            return
+        if exc.errno != errno.EXDEV:
+            raise
+        if os.path.islink(source):
+            os.symlink(os.readlink(source), target)
+        else:
+            _copy(source, target)  # across file systems: the original goes once this is done
+    os.unlink(source)
+
+
+def perform(action: CullAction) -> CullAction:
+    """Carry out one action; the returned copy carries the error if it failed."""
+    if action.action not in MODES:
+        return action
+    try:
+        os.makedirs(os.path.dirname(action.destination) or ".", exist_ok=True)
+        if action.action == "move":
+            _move(action.source, action.destination)
+        elif action.action == "copy":
+            _copy(action.source, action.destination)
+        else:
+            os.symlink(os.path.abspath(action.source), action.destination)
+    except FileExistsError:
+        return replace(action, error="destination appeared meanwhile; nothing overwritten")
+    except OSError as exc:
+        return replace(action, error=f"{exc.strerror or exc}")
+    return action
+
+
+class CullRun:
+    """One cull: the destination is checked and the photos grouped when it is made;
+    iterating (or :meth:`actions`) scores them and yields every action as it happens."""
+
+    def __init__(self, planner: CullPlanner, groups: list[PhotoGroup], model: ModelSource,
+                 dry_run: bool, score_options: dict[str, Any],
+                 unreadable: dict[str, str] | None = None) -> None:
+        self.planner, self.groups, self.model = planner, groups, model
+        self.dry_run, self.score_options = dry_run, score_options
+        self.unreadable = dict(unreadable or {})
+
+    @property
+    def culled(self) -> int:
+        """Photos (groups, not files) culled so far."""
+        return self.planner.culled
+
+    def actions(self, progress: Progress | None = None) -> Iterator[CullAction]:
+        """Score and act, in the groups' order; ``progress`` advances by one per photo and
+        is given one line per action that failed."""
+        from grmpiqa.io.output import display_path
+        from grmpiqa.scoring.engine import score_paths
+
+        report_to = or_silent(progress)
+        for folder, reason in self.unreadable.items():
+            # nothing under a folder that cannot be read can be culled: it gets a skip row
+            report_to.message(f"{display_path(folder)}: skip: {reason}")
+            yield CullAction("skip", folder, "", None, reason)
+        results = score_paths([g.scored for g in self.groups], self.model, expand=False,
+                              **self.score_options)
+        for action in cull_scored(self.planner, self.groups, _advancing(results, report_to),
+                                  dry_run=self.dry_run):
+            if action.error:
+                report_to.message(f"{display_path(action.source)}: {action.action}: "
+                                  f"{action.error}")
+            yield action
+
+    def __iter__(self) -> Iterator[CullAction]:
+        return self.actions()
+
+
+def _advancing(results: Iterable[ScoreResult], progress: Progress
+               ) -> Iterator[ScoreResult]:
+    for result in results:
+        yield result
+        progress.advance()
+
+
+def cull(src: str, dest: str, *, below: float, mode: str, model: ModelSource = None,
+         dry_run: bool = False, recursive: bool = True, **score_options: Any) -> CullRun:
+    """Score each photo under ``src`` and move, copy or link those scored below ``below``
+    under ``dest``, keeping the folder structure and never overwriting.
+
+    Parameters
+    ----------
+    src : str
+        The shoot: a folder, searched recursively unless ``recursive`` is false.
+    dest : str
+        Where culled photos go; it may not be inside ``src`` (nor ``src`` inside it).
+    below : float
+        The threshold (0..1): photos scored below it are culled.
+    mode : {"move", "copy", "link"}
+        What happens to a culled photo's files.
+    model : QualityModel, str or path, optional
+        A loaded model, a manifest name or a weights file (default: the manifest's default).
+    dry_run : bool
+        Plan the actions without touching any file.
+    recursive : bool
+        Search sub-folders of ``src``.
+    **score_options
+        Passed to :func:`grmpiqa.score_paths` (``batch_size``, ``workers``, ``device``,
+        ``draft``).
+
+    Returns
+    -------
+    CullRun
+        Iterate it for the :class:`CullAction` rows (one per file, and a ``skip`` row for
+        each folder that could not be read; failures carry ``error`` and never stop the
+        run). A bad ``mode`` or ``dest`` raises here,
+        before anything is scored.
+    """
+    planner = CullPlanner(src, dest, mode=mode, below=below)
+    unreadable: dict[str, str] = {}
+    groups = find_groups(src, recursive=recursive, problems=unreadable)
+    return CullRun(planner, groups, model, dry_run, score_options, unreadable)
+
+
+def cull_scored(planner: CullPlanner, groups: Sequence[PhotoGroup],
+                results: Iterable[ScoreResult], *,
+                dry_run: bool = False) -> Iterator[CullAction]:
+    """Plan (and unless ``dry_run`` perform) the actions for groups scored in order."""
+    for group, result in zip(groups, results, strict=True):
+        for action in planner.plan(group, result.score, result.error):
+            yield action if dry_run else perform(action)
+
+
+def default_log_path(dest: str, stamp: str) -> str:
+    """``DEST/grmpiqa-cull-STAMP.csv``, with a suffix if that name is taken."""
+    path = os.path.join(dest, f"grmpiqa-cull-{stamp}.csv")
+    number = 0
+    while os.path.lexists(path):
+        number += 1
+        path = os.path.join(dest, f"grmpiqa-cull-{stamp}-{number}.csv")
+    return path
+
+
+def write_log(path: str, actions: Iterable[CullAction]) -> None:
+    """The CSV log of every action, written atomically (any file name survives)."""
+    from grmpiqa.io.output import CsvWriter
+
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    with atomic_write(path) as handle:
+        writer = CsvWriter(handle, LOG_COLUMNS)
+        for action in actions:
+            writer.write(action)
+        writer.close()

@@ -57,8 +57,9 @@ def load_model(name_or_path: PathLike | None = None, *, device: str | torch.devi
     other files (``.pt``) are read as the authors' checkpoint layout on the
     backbone and preprocessing of the manifest model ``base`` (default: the
     manifest's default). The model is returned in eval mode on ``device``, with
-    ``precision`` applied (``auto``: fp16 autocast on GPUs, fp32 on the CPU;
-    ``int8``: the CPU fast path) and, if asked, ``torch.compile``.
+    ``precision`` applied (``auto``: fp16 autocast on GPUs, exact fp32 on the CPU;
+    ``fast``: bf16 on CPUs with native bf16, int8 on other CPUs, fp16 on GPUs;
+    or ``fp32``, ``fp16``, ``bf16``, ``int8``) and, if asked, ``torch.compile``.
     """
     target = resolve_device(device)
     name = os.fspath(name_or_path) if name_or_path is not None else None

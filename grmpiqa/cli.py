@@ -13,6 +13,7 @@ import typer
 
 from grmpiqa import __version__
 from grmpiqa.commands import adapt as adapt_command
+from grmpiqa.commands import bench as bench_command
 from grmpiqa.commands import cull as cull_command
 from grmpiqa.commands import evaluate as evaluate_command
 from grmpiqa.commands import models as models_command
@@ -50,6 +51,7 @@ app.command("cull", no_args_is_help=True)(cull_command.cull)
 app.command("pretrain", no_args_is_help=True)(pretrain_command.pretrain)
 app.command("adapt", no_args_is_help=True)(adapt_command.adapt)
 app.command("evaluate", no_args_is_help=True)(evaluate_command.evaluate)
+app.command("bench")(bench_command.bench)
 
 
 def main(argv: list[str] | None = None) -> None:

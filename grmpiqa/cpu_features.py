@@ -75,3 +75,15 @@ def read_flags(cpuinfo: Path = CPUINFO) -> frozenset[str]:
 def detect(cpuinfo: Path = CPUINFO) -> CpuFeatures:
     """This machine's features (all False where ``/proc/cpuinfo`` does not exist, e.g. macOS)."""
     return CpuFeatures.from_flags(read_flags(cpuinfo), platform.machine())
+
+
+def cpu_name(cpuinfo: Path = CPUINFO) -> str:
+    """The processor's marketing name (``model name``), or the platform's best guess."""
+    try:
+        for line in cpuinfo.read_text(encoding="utf-8", errors="replace").splitlines():
+            key, sep, value = line.partition(":")
+            if sep and key.strip().lower() == "model name":
+                return value.strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown CPU"

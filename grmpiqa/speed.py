@@ -121,7 +121,7 @@ def _time_batches(model: Any, pixels: torch.Tensor) -> float:
 
 
 def measure_speed(name: str | None = None, *, weights: PathLike | None = None,
-                  device: str = "auto", batch_size: int = 8, budget_s: float = 8.0,
+                  device: str = "auto", batch_size: int = 8, budget_s: float = 5.0,
                   hf_cache: PathLike | None = None, features: CpuFeatures | None = None,
                   progress: Callable[[str], None] = lambda _: None) -> SpeedReport:
     """Time each precision on random pixels of the model's input size.

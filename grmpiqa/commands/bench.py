@@ -26,7 +26,7 @@ def bench(
     batch_size: Annotated[int, typer.Option(
         "--batch-size", "-b", min=1, help="Images per timed forward pass.")] = 8,
     seconds: Annotated[float, typer.Option(
-        "--seconds", min=0.0, help="Time spent on timed passes after the warm-up ones.")] = 8.0,
+        "--seconds", min=0.0, help="Time spent on timed passes after the warm-up ones.")] = 5.0,
     quiet: QuietOption = False,
 ) -> None:
     """Measure images/s of each precision on this machine and print the command to use.

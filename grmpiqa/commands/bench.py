@@ -47,7 +47,7 @@ def bench(
 
 def render(report, model: str | None, weights: str | None) -> str:
     """The report as a few aligned lines for a terminal."""
-    where = "not downloaded: its architecture with random weights, same cost" \
+    where = "random weights, same architecture (the model is not downloaded)" \
         if report.random_weights else "its own weights"
     lines = [
         f"CPU:          {report.cpu}",

@@ -15,6 +15,7 @@ import typer.main
 
 from grmpiqa import __version__
 from grmpiqa.cli import adapt as adapt_command
+from grmpiqa.cli import bench as bench_command
 from grmpiqa.cli import cull as cull_command
 from grmpiqa.cli import evaluate as evaluate_command
 from grmpiqa.cli import models as models_command
@@ -53,6 +54,7 @@ app.command("cull", no_args_is_help=True)(cull_command.cull)
 app.command("pretrain", no_args_is_help=True)(pretrain_command.pretrain)
 app.command("adapt", no_args_is_help=True)(adapt_command.adapt)
 app.command("evaluate", no_args_is_help=True)(evaluate_command.evaluate)
+app.command("bench")(bench_command.bench)
 
 
 def readable_metavars(command: Any) -> Any:

@@ -60,7 +60,9 @@ WorkersOption = Annotated[int | None, typer.Option(
     help="Decoding processes (0: decode in the main process).")]
 PrecisionOption = Annotated[str, typer.Option(
     "--precision", metavar="MODE", show_default="auto",
-    help="auto (fp16 on GPU, fp32 on CPU), fp32, fp16, bf16, or int8 (CPU fast path).")]
+    help="auto: exact (fp32 on CPU, fp16 on GPU), comparable across machines. fast: the "
+    "quickest with fp32's ranking here (bf16 on CPUs with native bf16, else int8; fp16 on "
+    "GPU). Or fp32, fp16, bf16, int8. `grmpiqa bench` measures them.")]
 CompileOption = Annotated[bool, typer.Option(
     "--compile", help="torch.compile the image encoder (pays on GPUs for long runs).")]
 FastDecodeOption = Annotated[bool, typer.Option(

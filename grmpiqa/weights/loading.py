@@ -68,8 +68,9 @@ def load_model(name_or_path: PathLike | None = None, *, device: str | torch.devi
     base : str, optional
         The manifest model whose backbone and preprocessing an authors' ``.pt`` uses.
     precision : str
-        ``auto`` (fp16 autocast on GPUs, fp32 on the CPU), ``fp32``, ``fp16``, ``bf16``,
-        ``int8`` (the CPU fast path).
+        ``auto`` (fp16 autocast on GPUs, exact fp32 on the CPU), ``fast`` (bf16 on CPUs
+        with native bf16, int8 on other CPUs, fp16 on GPUs), ``fp32``, ``fp16``, ``bf16``
+        or ``int8``.
     compile : bool
         Wrap the model in ``torch.compile``.
 

@@ -10,9 +10,9 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch.utils.data import DataLoader, Dataset
@@ -24,6 +24,9 @@ from grmpiqa.io.inputs import DEFAULT_EXTENSIONS, expand_inputs
 from grmpiqa.io.preprocess import load_pixels
 from grmpiqa.model.acceleration import autocast_context
 from grmpiqa.results import ModelSource, ScoreResult
+
+if TYPE_CHECKING:  # pragma: no cover
+    from grmpiqa.model.network import QualityModel
 
 log = logging.getLogger("grmpiqa")
 
@@ -38,9 +41,11 @@ class Batch:
 class ImageFiles(Dataset):
     """Decodes one file per item; errors are returned, not raised, so workers never die."""
 
-    def __init__(self, paths: Sequence[str], cfg: PreprocessConfig, *, draft: bool = True,
-                 max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
+    def __init__(self, paths: Sequence[str], cfg: PreprocessConfig, *, draft: bool = False,
+                 max_pixels: int = DEFAULT_MAX_PIXELS,
+                 known_errors: Mapping[str, str] | None = None) -> None:
         self.paths = list(paths)
+        self.known_errors = dict(known_errors or {})
         self.cfg = cfg
         self.draft = draft
         self.max_pixels = max_pixels
@@ -49,6 +54,8 @@ class ImageFiles(Dataset):
         return len(self.paths)
 
     def __getitem__(self, index: int) -> tuple[int, torch.Tensor | None, str | None]:
+        if self.paths[index] in self.known_errors:
+            return index, None, self.known_errors[self.paths[index]]
         try:
             pixels = load_pixels(self.paths[index], self.cfg, draft=self.draft,
                                  max_pixels=self.max_pixels)
@@ -86,10 +93,11 @@ def _lower_priority(_: int) -> None:
 
 
 def iter_batches(paths: Sequence[str], cfg: PreprocessConfig, *, batch_size: int, workers: int,
-                 pin_memory: bool = False, draft: bool = True,
-                 max_pixels: int = DEFAULT_MAX_PIXELS, yield_cpu: bool = False
-                 ) -> Iterator[Batch]:
-    dataset = ImageFiles(paths, cfg, draft=draft, max_pixels=max_pixels)
+                 pin_memory: bool = False, draft: bool = False,
+                 max_pixels: int = DEFAULT_MAX_PIXELS, yield_cpu: bool = False,
+                 known_errors: Mapping[str, str] | None = None) -> Iterator[Batch]:
+    dataset = ImageFiles(paths, cfg, draft=draft, max_pixels=max_pixels,
+                         known_errors=known_errors)
     workers = max(0, min(workers, -(-len(dataset) // batch_size)))
     loader = DataLoader(
         dataset,
@@ -125,7 +133,7 @@ class BackoffPredictor:
     does not fit even alone gets an error row.
     """
 
-    def __init__(self, model: Any, embeddings: bool = False) -> None:
+    def __init__(self, model: QualityModel, embeddings: bool = False) -> None:
         self.model = model
         self.limit: int | None = None
         self.embeddings = embeddings
@@ -164,7 +172,7 @@ class BackoffPredictor:
         return out
 
 
-def score_batches(model: Any, batches: Iterable[Batch], paths: Sequence[str], *,
+def score_batches(model: QualityModel, batches: Iterable[Batch], paths: Sequence[str], *,
                   embeddings: bool = False) -> Iterator[ScoreResult]:
     """Run the model on decoded batches and yield one result per path, in order."""
     label = getattr(model, "label", None)
@@ -188,10 +196,11 @@ def score_batches(model: Any, batches: Iterable[Batch], paths: Sequence[str], *,
 
 
 def score_paths(paths: Iterable[str], model: ModelSource = None, *, device: str = "auto",
-                batch_size: int = 32, workers: int | None = None, draft: bool = True,
+                batch_size: int = 32, workers: int | None = None, draft: bool = False,
                 max_pixels: int = DEFAULT_MAX_PIXELS, expand: bool = True,
                 extensions: Sequence[str] = DEFAULT_EXTENSIONS,
-                recursive: bool = True, embeddings: bool = False) -> Iterator[ScoreResult]:
+                recursive: bool = True, known_errors: Mapping[str, str] | None = None,
+                embeddings: bool = False) -> Iterator[ScoreResult]:
     """Score image files (folders and globs are expanded) and yield results in input order.
 
     Parameters
@@ -208,7 +217,8 @@ def score_paths(paths: Iterable[str], model: ModelSource = None, *, device: str 
     workers : int, optional
         Decoding processes (default: chosen from the device and the CPU count).
     draft : bool
-        Let JPEG decoding reduce large images at decode time (faster, same crop).
+        Let JPEG decoding reduce large images at decode time (``--fast-decode``): faster,
+        but not the authors' exact pixels (docs/method.md).
     max_pixels : int
         Refuse images with more pixels (decompression bombs).
     expand : bool
@@ -217,6 +227,9 @@ def score_paths(paths: Iterable[str], model: ModelSource = None, *, device: str 
         Image extensions looked for in folders.
     recursive : bool
         Search sub-folders.
+    known_errors : mapping of str to str, optional
+        Entries that get their row with this error and are not opened (an unreadable
+        folder, a pattern that matched nothing; see ``expand_inputs``).
     embeddings : bool
         Also give each result the unit-length image embedding from the same forward
         pass (``ScoreResult.embedding``), e.g. to find similar photos.
@@ -234,13 +247,15 @@ def score_paths(paths: Iterable[str], model: ModelSource = None, *, device: str 
 
         model = load_model(model, device=device)
     model.eval()
-    files = expand_inputs(list(paths), extensions=extensions, recursive=recursive) \
-        if expand else list(paths)
+    known = dict(known_errors or {})
+    files = expand_inputs(list(paths), extensions=extensions, recursive=recursive,
+                          problems=known) if expand else list(paths)
     if not files:
         return
     if workers is None:
         workers = default_workers(model.device)
     batches = iter_batches(files, model.preprocess, batch_size=batch_size, workers=workers,
                            pin_memory=model.device.type == "cuda", draft=draft,
-                           max_pixels=max_pixels, yield_cpu=model.device.type == "cpu")
+                           max_pixels=max_pixels, yield_cpu=model.device.type == "cpu",
+                           known_errors=known)
     yield from score_batches(model, batches, files, embeddings=embeddings)

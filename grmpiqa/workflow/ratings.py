@@ -99,9 +99,11 @@ def read_ratings(paths: Iterable[str], *, rejected_as_lowest: bool = False,
         to :func:`grmpiqa.adapt` (or :func:`ratings_table`) to train on it.
     """
     args = list(paths)
-    files = expand_inputs(args, extensions=extensions, recursive=recursive)
+    problems: dict[str, str] = {}  # unreadable folders, patterns that match nothing
+    files = expand_inputs(args, extensions=extensions, recursive=recursive, problems=problems)
     index = SidecarIndex()
-    photos = tuple(rating_of(photo, index) for photo in files)
+    photos = tuple(PhotoRating(photo, None, error=problems[photo]) if photo in problems
+                   else rating_of(photo, index) for photo in files)
     where = ", ".join(args[:3]) + (f" and {len(args) - 3} more" if len(args) > 3 else "")
     return Ratings(photos, rejected_as_lowest, f"XMP ratings in {where or 'nothing'}")
 

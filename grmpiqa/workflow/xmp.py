@@ -23,6 +23,7 @@ from xml.parsers.expat import ExpatError
 from grmpiqa import __version__
 from grmpiqa.errors import GrmpiqaError
 from grmpiqa.io.atomic import atomic_write
+from grmpiqa.io.extensions import extension_of
 from grmpiqa.io.inputs import RAW_EXTENSIONS
 
 XMP_NS = "http://ns.adobe.com/xap/1.0/"
@@ -70,7 +71,7 @@ def rating_for(score: float, thresholds: Sequence[float] = DEFAULT_THRESHOLDS) -
 def sidecar_bases(photo: str) -> tuple[str, str, str]:
     """(folder, name, stem) of ``photo``: its sidecars are ``stem.xmp`` and ``name.xmp``."""
     folder, name = os.path.split(photo)
-    stem = name.rpartition(".")[0] if "." in name.lstrip(".") else name
+    stem = os.path.splitext(name)[0]  # the same rule as extension_of
     return folder, name, stem
 
 
@@ -277,7 +278,7 @@ class SidecarRater:
     def rate(self, photo: str, score: float, score_label: float | None = None) -> list[str]:
         """Write the rating for ``photo``; returns the sidecars written. Raises XmpError."""
         rating = self.stars(score, score_label)
-        is_raw = photo.rpartition(".")[2].lower() in RAW_EXTENSIONS
+        is_raw = extension_of(photo) in RAW_EXTENSIONS
         written, problems = [], []
         for sidecar in sidecar_paths(photo):
             if not is_raw and sidecar in self._written_for_raw:

@@ -13,9 +13,9 @@ from typer.testing import CliRunner
 
 import grmpiqa
 from grmpiqa.cli.app import app
-from grmpiqa.training.labels import LabelsError, read_labels, require_usable
+from grmpiqa.training.labels import LabelsError, ratings_table, read_labels, require_usable
 from grmpiqa.weights.formats import read_metadata
-from grmpiqa.workflow.ratings import format_counts, ratings_table, read_ratings
+from grmpiqa.workflow.ratings import format_counts, read_ratings
 from grmpiqa.workflow.xmp import XmpError, read_rating, read_sidecar, stars_for_label
 from photos import write_dng
 from xmp_photos import packet, save_with_xmp

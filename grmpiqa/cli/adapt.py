@@ -167,7 +167,8 @@ def _read_labels(labels: list[str], from_ratings: bool, rejected_as_lowest: bool
     if csvs:
         raise typer.BadParameter(f"{csvs[0]} is a labels file: give photos and folders with "
                                  "--from-ratings, or the CSV without it", param_hint="PATH")
-    from grmpiqa.workflow.ratings import format_counts, ratings_table, read_ratings
+    from grmpiqa.training.labels import ratings_table
+    from grmpiqa.workflow.ratings import format_counts, read_ratings
 
     ratings = read_ratings(labels, rejected_as_lowest=rejected_as_lowest)
     if not quiet:

@@ -27,7 +27,7 @@ from grmpiqa.progress import Progress, or_silent
 from grmpiqa.results import Ratings
 from grmpiqa.training.data import decode_rows, split_validation
 from grmpiqa.training.finetune import AdaptOptions, EvaluationRecord, FewShotTrainer, TrainingState
-from grmpiqa.training.labels import LabelTable, read_labels, require_usable
+from grmpiqa.training.labels import LabelTable, ratings_table, read_labels, require_usable
 from grmpiqa.training.teacher import SceneTeacher, differing_keys
 from grmpiqa.training.trainable import trainable_names
 from grmpiqa.weights.checkpoints import (
@@ -201,8 +201,6 @@ def adapt(labels: PathLike | LabelTable | Ratings, out: PathLike | None = None, 
     if resume and ckpt is None:
         raise ConfigError("--resume needs --out (the checkpoint lives beside it)")
     if isinstance(labels, Ratings):
-        from grmpiqa.workflow.ratings import ratings_table
-
         labels = ratings_table(labels)
     table = labels if isinstance(labels, LabelTable) else read_labels(
         labels, image_column=image_column, score_column=score_column, root=root,

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from grmpiqa.config import LabelScale
 from grmpiqa.errors import GrmpiqaError
+from grmpiqa.results import Ratings
 
 IMAGE_COLUMNS = ("path", "image", "file", "filename")
 SCORE_COLUMNS = ("score", "mos", "label", "rating")
@@ -344,3 +345,16 @@ def require_usable(table: LabelTable, extra: Sequence[Problem] = (), *,
         problems.sort(key=lambda p: (p.line is None, p.line or 0))
         raise LabelsError(table.source, problems)
     return table
+
+
+def ratings_table(ratings: Ratings) -> LabelTable:
+    """The labelled photos as adapt's label rows; unreadable photos become problems."""
+    rows, problems = [], []
+    for position, photo in enumerate(ratings.photos, start=1):
+        label = ratings.label(photo)
+        if photo.error is not None:
+            problems.append(Problem(f"{photo.path}: rating cannot be read: {photo.error}"))
+        elif label is not None:
+            rows.append(LabelRow(position, photo.path, photo.path, float(label)))
+    return LabelTable(ratings.source, tuple(rows), "path", "xmp:Rating", True, tuple(problems),
+                      numbered=False, stars=True)

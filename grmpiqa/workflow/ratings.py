@@ -18,7 +18,6 @@ from grmpiqa.io.embedded_xmp import embedded_xmp
 from grmpiqa.io.images import check_regular_file
 from grmpiqa.io.inputs import DEFAULT_EXTENSIONS, expand_inputs
 from grmpiqa.results import PhotoRating, Ratings
-from grmpiqa.training.labels import LabelRow, LabelTable, Problem
 from grmpiqa.workflow.xmp import XmpError, read_rating, read_sidecar, sidecar_bases
 
 
@@ -96,7 +95,8 @@ def read_ratings(paths: Iterable[str], *, rejected_as_lowest: bool = False,
     -------
     Ratings
         One :class:`~grmpiqa.results.PhotoRating` per photo, in input order; give it
-        to :func:`grmpiqa.adapt` (or :func:`ratings_table`) to train on it.
+        to :func:`grmpiqa.adapt` to train on it (``training.labels.ratings_table``
+        makes its label rows).
     """
     args = list(paths)
     problems: dict[str, str] = {}  # unreadable folders, patterns that match nothing
@@ -106,19 +106,6 @@ def read_ratings(paths: Iterable[str], *, rejected_as_lowest: bool = False,
                    else rating_of(photo, index) for photo in files)
     where = ", ".join(args[:3]) + (f" and {len(args) - 3} more" if len(args) > 3 else "")
     return Ratings(photos, rejected_as_lowest, f"XMP ratings in {where or 'nothing'}")
-
-
-def ratings_table(ratings: Ratings) -> LabelTable:
-    """The labelled photos as adapt's label rows; unreadable photos become problems."""
-    rows, problems = [], []
-    for position, photo in enumerate(ratings.photos, start=1):
-        label = ratings.label(photo)
-        if photo.error is not None:
-            problems.append(Problem(f"{photo.path}: rating cannot be read: {photo.error}"))
-        elif label is not None:
-            rows.append(LabelRow(position, photo.path, photo.path, float(label)))
-    return LabelTable(ratings.source, tuple(rows), "path", "xmp:Rating", True, tuple(problems),
-                      numbered=False, stars=True)
 
 
 def format_counts(ratings: Ratings) -> str:

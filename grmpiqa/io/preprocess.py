@@ -6,6 +6,7 @@ normalises on its own device with the constants its weights were trained with.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -35,10 +36,17 @@ def squash_crop(image: Image.Image, cfg: PreprocessConfig) -> torch.Tensor:
 
 
 def load_pixels(path: str, cfg: PreprocessConfig, *, draft: bool = True,
-                max_pixels: int = DEFAULT_MAX_PIXELS) -> torch.Tensor:
-    """Decode and preprocess one file; raises :class:`ImageError` with the reason."""
+                max_pixels: int = DEFAULT_MAX_PIXELS,
+                inspect: Callable[[Image.Image], None] | None = None) -> torch.Tensor:
+    """Decode and preprocess one file; raises :class:`ImageError` with the reason.
+
+    ``inspect`` sees the decoded, upright RGB image before it is squashed (burst
+    signals and report thumbnails are taken from it: no second decode).
+    """
     image = open_image(path, draft_size=draft_size(cfg) if draft else None,
                        max_pixels=max_pixels)
+    if inspect is not None:
+        inspect(image)
     try:
         return squash_crop(image, cfg)
     except (ValueError, OSError, MemoryError) as exc:

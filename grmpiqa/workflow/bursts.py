@@ -1,0 +1,283 @@
+"""Group bursts and near-duplicates, and rank the frames of each group by score.
+
+Signals (all from the scoring pass, see :class:`grmpiqa.results.PhotoFeatures`):
+EXIF capture time and camera, a 64-bit DCT perceptual hash, a 16x16 colour
+layout, and the model's image embedding.
+
+Two photos are *linked* when
+
+* they come from one camera less than ``time_gap`` seconds apart and their
+  content does not clearly differ (hash distance <= ``TIME_HASH`` or layout
+  correlation >= ``similarity - TIME_SLACK``), or
+* their content matches: hash distance <= ``NEAR_HASH`` (the same picture), or
+  hash distance <= ``LAYOUT_HASH`` and layout correlation >= ``similarity``;
+
+and, in both cases, their embeddings' cosine is at least ``embedding_floor``
+(the model's veto on two frames that only look alike in layout).
+Groups are the connected components of the links (union-find).
+
+Memory and time stay linear in the number of photos: no all-pairs matrix.
+Pairs are only looked at between neighbours: in time order (per camera), in
+input order, and in ``orderings`` sorts of the perceptual hash and of a
+sign hash of the embedding, each under its own fixed bit permutation (photos
+that agree on most bits share a long prefix in some permutation), within a
+window of ``window`` neighbours.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+
+from grmpiqa.io.signals import LAYOUT_SIDE
+from grmpiqa.results import BurstResult, ScoreResult
+
+NEAR_HASH = 8  # the same picture re-encoded or resized: bits that flip by noise alone
+LAYOUT_HASH = 20  # beyond this the hashes of two unrelated photos are the rule
+TIME_HASH = 24
+TIME_SLACK = 0.2
+LAYOUT_SHIFT = 1  # layout correlation is the best over shifts of up to 1/16 of a side
+
+
+@dataclass(frozen=True)
+class BurstOptions:
+    """How bursts are found (see the module docstring for what each threshold does)."""
+
+    similarity: float = 0.88
+    time_gap: float = 2.0
+    embedding_floor: float = 0.5
+    window: int = 6
+    orderings: int = 12
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.similarity <= 1.0:
+            raise ValueError("similarity must be between 0 and 1")
+        if self.time_gap < 0:
+            raise ValueError("time gap must be at least 0 seconds")
+        if self.window < 1 or self.orderings < 0:
+            raise ValueError("window must be at least 1 and orderings at least 0")
+
+
+@dataclass(frozen=True)
+class Burst:
+    """One group: ``frames`` best first (failed files are never in a burst)."""
+
+    id: int
+    frames: tuple[BurstResult, ...]
+
+    @property
+    def best(self) -> BurstResult:
+        return self.frames[0]
+
+    def __len__(self) -> int:
+        return len(self.frames)
+
+
+class UnionFind:
+    def __init__(self, n: int) -> None:
+        self.parent = np.arange(n)
+
+    def find(self, i: int) -> int:
+        parent = self.parent
+        root = i
+        while parent[root] != root:
+            root = parent[root]
+        while parent[i] != root:
+            parent[i], i = root, parent[i]
+        return int(root)
+
+    def union(self, a: int, b: int) -> None:
+        ra, rb = self.find(a), self.find(b)
+        if ra != rb:
+            self.parent[max(ra, rb)] = min(ra, rb)
+
+
+def hamming_many(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Bit distances between two arrays of 64-bit codes."""
+    x = np.bitwise_xor(a, b)
+    if hasattr(np, "bitwise_count"):
+        return np.bitwise_count(x).astype(np.int64)
+    bits = np.unpackbits(x.view(np.uint8).reshape(-1, 8), axis=1)
+    return bits.sum(axis=1).astype(np.int64)
+
+
+def layout_correlation(a: np.ndarray, b: np.ndarray, shift: int = LAYOUT_SHIFT) -> np.ndarray:
+    """Best normalised cross-correlation of pairs of (side, side, 3) layouts over small
+    shifts; per-channel means removed, so an exposure change does not count."""
+    side = a.shape[1]
+    best = np.full(a.shape[0], -1.0)
+    for dy in range(-shift, shift + 1):
+        for dx in range(-shift, shift + 1):
+            pa = a[:, max(0, dy):side + min(0, dy), max(0, dx):side + min(0, dx)]
+            pb = b[:, max(0, -dy):side + min(0, -dy), max(0, -dx):side + min(0, -dx)]
+            pa = pa - pa.mean(axis=(1, 2), keepdims=True)
+            pb = pb - pb.mean(axis=(1, 2), keepdims=True)
+            num = (pa * pb).sum(axis=(1, 2, 3))
+            den = np.sqrt((pa * pa).sum(axis=(1, 2, 3)) * (pb * pb).sum(axis=(1, 2, 3)))
+            best = np.maximum(best, num / np.maximum(den, 1e-6))
+    return best
+
+
+def _codes_to_bits(codes: np.ndarray) -> np.ndarray:
+    return np.unpackbits(codes.astype(">u8").view(np.uint8).reshape(-1, 8), axis=1)
+
+
+def _sign_codes(embeddings: np.ndarray) -> np.ndarray:
+    """64-bit sign hash of the embeddings against fixed random hyperplanes."""
+    planes = np.random.default_rng(7).standard_normal((embeddings.shape[1], 64))
+    bits = (embeddings @ planes > 0).astype(np.uint8)
+    return np.ascontiguousarray(np.packbits(bits, axis=1)).view(">u8").ravel().astype(np.uint64)
+
+
+def _window_pairs(order: np.ndarray, window: int) -> list[np.ndarray]:
+    return [np.stack([order[:-k], order[k:]], axis=1) for k in range(1, min(window, len(order)))]
+
+
+def _permuted_orders(codes: np.ndarray, count: int, seed: int) -> Iterable[np.ndarray]:
+    bits = _codes_to_bits(codes)
+    rng = np.random.default_rng(seed)
+    for _ in range(count):
+        permuted = np.ascontiguousarray(np.packbits(bits[:, rng.permutation(64)], axis=1)).view(">u8").ravel()
+        yield np.argsort(permuted, kind="stable")
+
+
+def content_pairs(hashes: np.ndarray, embeddings: np.ndarray | None,
+                  options: BurstOptions) -> np.ndarray:
+    """Candidate pairs (i < j) for the content test: bounded, about
+    ``(1 + 2 * orderings) * window`` per photo."""
+    n = len(hashes)
+    pairs = _window_pairs(np.arange(n), options.window)
+    for order in _permuted_orders(hashes, options.orderings, seed=1):
+        pairs += _window_pairs(order, options.window)
+    if embeddings is not None:
+        for order in _permuted_orders(_sign_codes(embeddings), options.orderings, seed=2):
+            pairs += _window_pairs(order, options.window)
+    if not pairs:
+        return np.empty((0, 2), dtype=np.int64)
+    both = np.concatenate(pairs)
+    both = np.sort(both, axis=1)
+    return np.unique(both, axis=0)
+
+
+def time_pairs(times: Sequence[float | None], cameras: Sequence[str], gap: float,
+               window: int) -> np.ndarray:
+    """Pairs of one camera within ``gap`` seconds, each photo with up to ``window`` later
+    ones, from a sort by (camera, time)."""
+    timed = sorted((cameras[i], t, i) for i, t in enumerate(times) if t is not None)
+    out = []
+    for pos, (camera, when, i) in enumerate(timed):
+        for camera2, when2, j in timed[pos + 1:pos + 1 + window]:
+            if camera2 != camera or when2 - when > gap:
+                break
+            out.append((min(i, j), max(i, j)))
+    return np.array(out, dtype=np.int64).reshape(-1, 2)
+
+
+def _cosine(embeddings: np.ndarray | None, pairs: np.ndarray) -> np.ndarray:
+    if embeddings is None:
+        return np.ones(len(pairs))
+    return np.einsum("ij,ij->i", embeddings[pairs[:, 0]], embeddings[pairs[:, 1]])
+
+
+def linked(pairs: np.ndarray, hashes: np.ndarray, layouts: np.ndarray,
+           embeddings: np.ndarray | None, options: BurstOptions, *, timed: bool
+           ) -> np.ndarray:
+    """The pairs that pass the test (the lenient one for time-adjacent pairs)."""
+    if len(pairs) == 0:
+        return pairs
+    distance = hamming_many(hashes[pairs[:, 0]], hashes[pairs[:, 1]])
+    if timed:
+        sure, threshold = distance <= TIME_HASH, options.similarity - TIME_SLACK
+        check = ~sure
+    else:
+        sure, threshold = distance <= NEAR_HASH, options.similarity
+        check = ~sure & (distance <= LAYOUT_HASH)
+    correlation = np.full(len(pairs), -1.0)
+    if check.any():
+        chosen = pairs[check]
+        correlation[check] = layout_correlation(layouts[chosen[:, 0]], layouts[chosen[:, 1]])
+    keep = (sure | (correlation >= threshold)) & (
+        _cosine(embeddings, pairs) >= options.embedding_floor)
+    return pairs[keep]
+
+
+def _arrays(results: Sequence[ScoreResult]) -> tuple[np.ndarray, np.ndarray, Any]:
+    hashes = np.array([r.features.phash for r in results], dtype=np.uint64)
+    layouts = np.stack([np.frombuffer(r.features.layout, dtype=np.uint8)
+                        .reshape(LAYOUT_SIDE, LAYOUT_SIDE, 3) for r in results]
+                       ).astype(np.float32) if results else np.empty((0, 16, 16, 3))
+    vectors = [r.features.embedding for r in results]
+    embeddings = None
+    if vectors and all(v is not None for v in vectors):
+        embeddings = np.stack(vectors).astype(np.float32)
+    return hashes, layouts, embeddings
+
+
+def find_components(results: Sequence[ScoreResult], options: BurstOptions) -> list[int]:
+    """For each scored result (all must carry features), the index of its group's first
+    member."""
+    hashes, layouts, embeddings = _arrays(results)
+    captures = [r.features.capture for r in results]
+    times = [c.time if c is not None else None for c in captures]
+    cameras = [c.camera if c is not None else "" for c in captures]
+    groups = UnionFind(len(results))
+    for pairs, timed in (
+        (time_pairs(times, cameras, options.time_gap, options.window), True),
+        (content_pairs(hashes, embeddings, options), False),
+    ):
+        for a, b in linked(pairs, hashes, layouts, embeddings, options, timed=timed):
+            groups.union(int(a), int(b))
+    return [groups.find(i) for i in range(len(results))]
+
+
+def assign(results: Sequence[ScoreResult], options: BurstOptions | None = None
+           ) -> list[tuple[int, int] | None]:
+    """(burst id, rank) for each result in input order; None for a failed one. Ids are
+    1, 2, ... in order of each burst's first photo; rank 1 is the best score."""
+    options = options or BurstOptions()
+    scored = [i for i, r in enumerate(results) if r.score is not None]
+    for i in scored:
+        if results[i].features is None:
+            raise ValueError(f"{results[i].path}: no burst features; score with features=True")
+    members: dict[int, list[int]] = {}
+    roots = find_components([results[i] for i in scored], options)
+    for index, root in zip(scored, roots, strict=True):
+        members.setdefault(root, []).append(index)
+    out: list[tuple[int, int] | None] = [None] * len(results)
+    for number, indices in enumerate(sorted(members.values(), key=lambda m: m[0]), start=1):
+        best_first = sorted(indices, key=lambda i: (-(results[i].score or 0.0), i))
+        for rank, i in enumerate(best_first, start=1):
+            out[i] = (number, rank)
+    return out
+
+
+def with_burst_columns(results: Sequence[ScoreResult], options: BurstOptions | None = None
+                       ) -> list[ScoreResult]:
+    """The results in input order; scored ones become :class:`BurstResult` rows."""
+    return [r if place is None else BurstResult.of(r, *place)
+            for r, place in zip(results, assign(results, options), strict=True)]
+
+
+def rank_bursts(results: Sequence[ScoreResult], options: BurstOptions | None = None
+                ) -> tuple[list[Burst], list[ScoreResult]]:
+    """The bursts (frames best first, ordered by id) and the failed results."""
+    frames: dict[int, list[BurstResult]] = {}
+    failed = []
+    for row in with_burst_columns(results, options):
+        if isinstance(row, BurstResult):
+            frames.setdefault(row.burst, []).append(row)
+        else:
+            failed.append(row)
+    bursts = [Burst(number, tuple(sorted(rows, key=lambda r: r.burst_rank)))
+              for number, rows in sorted(frames.items())]
+    return bursts, failed
+
+
+def strip_thumbnail(result: ScoreResult) -> ScoreResult:
+    """The result without its thumbnail bytes (kept on disk by the report, not in memory)."""
+    if result.features is None or result.features.thumbnail is None:
+        return result
+    return replace(result, features=replace(result.features, thumbnail=None))

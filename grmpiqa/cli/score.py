@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from grmpiqa.cli import bursts_options as grouping
 from grmpiqa.cli import score_workflow as workflow
 from grmpiqa.cli.common import (
     EXIT_OK,
@@ -80,11 +81,15 @@ def score(
     xmp: workflow.XmpOption = False,
     rating_thresholds: workflow.RatingThresholdsOption = workflow.DEFAULT_RATING_THRESHOLDS,
     summary: workflow.SummaryOption = False,
+    bursts: grouping.BurstsOption = False,
+    similarity: grouping.SimilarityOption = grouping.BurstOptions.similarity,
+    time_gap: grouping.TimeGapOption = grouping.BurstOptions.time_gap,
+    report: grouping.ReportOption = None,
 ) -> None:
     """Score photos: P(high quality) in 0..1, higher is better, one row per image.
 
-    Rows stream in input order with the columns path, score, error (--sort and
-    --top wait for the last photo). A file that cannot be scored keeps its row
+    Rows stream in input order with the columns path, score, error (--sort,
+    --top and --bursts wait for the last photo). A file that cannot be scored keeps its row
     (with the error) and the run goes on; --format paths, --min-score and
     --max-score leave such files out.
     Exit status: 0 all scored, 1 some failed, 2 usage error, 130 interrupted (Ctrl-C),
@@ -98,6 +103,8 @@ def score(
     extras = workflow.ScoreWorkflow.from_options(
         sort=sort, top=top, min_score=min_score, max_score=max_score, xmp=xmp,
         rating_thresholds=rating_thresholds, summary=summary)
+    grouping.check_resume(resume, bursts, report)
+    options = grouping.burst_options(similarity, time_gap)
 
     stdin_paths = read_path_list(sys.stdin.buffer, null) if "-" in paths else []
     skipped: Counter[str] = Counter()
@@ -128,15 +135,21 @@ def score(
                                     precision=precision, compile=compile_model),
         score=lambda loaded_model, mine: score_paths(
             mine, loaded_model, batch_size=batch_size, workers=workers, draft=draft,
-            max_pixels=max_pixels, expand=False),
+            max_pixels=max_pixels, expand=False, features=bursts or report is not None,
+            thumbnails=grouping.THUMBNAIL_SIZE if report else 0),
     )
     if results is None:  # a torchrun rank other than 0: its share is done, rank 0 writes
         raise typer.Exit(EXIT_OK)
     columns = [*BASE_COLUMNS, "score_label"] if loaded.label is not None else list(BASE_COLUMNS)
+    if bursts:
+        columns += ["burst", "burst_rank"]
 
     target = OutputFile(output) if output else None
     stream = target.stream if target else sys.stdout.buffer
     writer = extras.wrap(make_writer(fmt, stream, columns, null=null), quiet=quiet)
+    if bursts:
+        writer = grouping.HeldRows(writer, options)
+    page = grouping.ScoreReport.open(report, writer if bursts else None)
     if not files and not done:
         say("warning: no image files found")
 
@@ -150,6 +163,7 @@ def score(
             extras.observe(row, say, rate=False)
         with Reporter(len(files), quiet=quiet) as reporter:
             for result in results:
+                result = page.add(result) if page is not None else result
                 writer.write(result)
                 stream.flush()  # a pipe sees each row as soon as it is scored
                 written += 1
@@ -160,6 +174,8 @@ def score(
                 reporter.advance()
     except KeyboardInterrupt as exc:
         writer.close()
+        if page is not None:
+            page.write()
         total = len(files) + len(done)
         if target is not None:
             target.commit()
@@ -171,8 +187,12 @@ def score(
     except BaseException:
         if target is not None:
             target.discard()
+        if page is not None:
+            page.discard()
         raise
     writer.close()
+    if page is not None:
+        page.write()
     if target is not None:
         target.commit()
     if failed and not quiet:

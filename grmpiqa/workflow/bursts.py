@@ -140,7 +140,8 @@ def _permuted_orders(codes: np.ndarray, count: int, seed: int) -> Iterable[np.nd
     bits = _codes_to_bits(codes)
     rng = np.random.default_rng(seed)
     for _ in range(count):
-        permuted = np.ascontiguousarray(np.packbits(bits[:, rng.permutation(64)], axis=1)).view(">u8").ravel()
+        packed = np.packbits(bits[:, rng.permutation(64)], axis=1)
+        permuted = np.ascontiguousarray(packed).view(">u8").ravel()
         yield np.argsort(permuted, kind="stable")
 
 

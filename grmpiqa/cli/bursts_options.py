@@ -104,3 +104,28 @@ def check_resume(resume: bool, bursts: bool, report: str | None) -> None:
     if resume and (bursts or report):
         raise typer.BadParameter("cannot be combined with --bursts or --report (they need "
                                  "every photo from this run)", param_hint="--resume")
+
+
+def open_report(path: str | None) -> Any:
+    if path is None:
+        return None
+    from grmpiqa.workflow.report import Report
+
+    return Report(path, "grmpiqa cull report")
+
+
+def write_cull_report(report: Any, run: Any, *, dry_run: bool) -> None:
+    """The cull's page: each photo with what became of it; kept frames of bursts marked."""
+    if report is None:
+        return
+    sizes: dict[int | None, int] = {}
+    for decision in run.decisions:
+        sizes[decision.burst] = sizes.get(decision.burst, 0) + 1
+    verb = "would go" if dry_run else "culled"
+    entries = [report.entry(d.result, burst=d.burst,
+                            note=f"{verb}: {d.reason}" if d.reason else "",
+                            marked=not d.reason and d.burst is not None and sizes[d.burst] > 1)
+               for d in run.decisions]
+    heading = ("Dry run: nothing was moved. " if dry_run else "") + (
+        f"{run.culled} of {len(run.groups)} photos culled; notes say why.")
+    report.write(entries, heading=heading)

@@ -19,7 +19,7 @@ import shutil
 import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from grmpiqa.errors import ConfigError
 from grmpiqa.io.atomic import atomic_write
@@ -33,10 +33,16 @@ from grmpiqa.io.inputs import (
 from grmpiqa.progress import Progress, or_silent
 from grmpiqa.results import ModelSource, ScoreResult
 
+if TYPE_CHECKING:  # pragma: no cover
+    from grmpiqa.workflow.bursts import BurstOptions
+    from grmpiqa.workflow.report import Report
+
 MODES = ("move", "copy", "link")
 SIDECAR_EXTENSIONS = ("xmp", "pp3", "dop", "aae")
 PHOTO_EXTENSIONS = PILLOW_EXTENSIONS + HEIF_EXTENSIONS + RAW_EXTENSIONS
+REPORT_THUMBNAIL = 320
 LOG_COLUMNS = ("action", "source", "destination", "score", "error")
+BURST_LOG_COLUMNS = (*LOG_COLUMNS, "reason")
 
 
 @dataclass(frozen=True)
@@ -73,6 +79,7 @@ class CullAction:
     destination: str
     score: float | None
     error: str | None = None
+    reason: str = ""
 
 
 def _extension(path: str) -> str:
@@ -121,7 +128,7 @@ def check_destination(src: str, dest: str) -> None:
 class CullPlanner:
     """Decides, photo by photo, what happens and where; remembers names it has handed out."""
 
-    def __init__(self, src: str, dest: str, *, mode: str, below: float) -> None:
+    def __init__(self, src: str, dest: str, *, mode: str, below: float | None) -> None:
         if mode not in MODES:
             raise ValueError(f"mode must be one of {', '.join(MODES)}")
         check_destination(src, dest)
@@ -129,12 +136,19 @@ class CullPlanner:
         self.taken: set[str] = set()
         self.culled = 0  # photos (groups), not files
 
-    def plan(self, group: PhotoGroup, score: float | None, error: str | None = None
-             ) -> list[CullAction]:
+    def reason(self, score: float, burst: str | None = None) -> str:
+        """Why a photo goes ("" if it stays): below the threshold, not among its burst's best
+        (``burst`` says so), or both."""
+        low = f"below {self.below:g}" if self.below is not None and score < self.below else ""
+        return "; ".join(part for part in (low, burst or "") if part)
+
+    def plan(self, group: PhotoGroup, score: float | None, error: str | None = None,
+             burst: str | None = None) -> list[CullAction]:
         """No actions for a photo that stays; one per file for a culled one."""
         if score is None:
             return [CullAction("skip", group.scored, "", None, error or "not scored")]
-        if score >= self.below:
+        reason = self.reason(score, burst)
+        if not reason:
             return []
         folder = os.path.join(self.dest, os.path.relpath(group.folder, self.src))
         stem = self._free_stem(folder, group)
@@ -144,7 +158,7 @@ class CullPlanner:
             name = os.path.basename(path)
             target = os.path.normpath(os.path.join(folder, stem + name[len(group.stem):]))
             self.taken.add(target)
-            actions.append(CullAction(self.mode, path, target, score))
+            actions.append(CullAction(self.mode, path, target, score, reason=reason))
         return actions
 
     def _free_stem(self, folder: str, group: PhotoGroup) -> str:
@@ -220,14 +234,28 @@ def perform(action: CullAction) -> CullAction:
     return action
 
 
+@dataclass(frozen=True)
+class Decision:
+    """What became of one photo (for the report): ``reason`` is empty for a kept one."""
+
+    result: ScoreResult
+    burst: int | None
+    reason: str
+
+
 class CullRun:
     """One cull: the destination is checked and the photos grouped when it is made;
-    iterating (or :meth:`actions`) scores them and yields every action as it happens."""
+    iterating (or :meth:`actions`) scores them and yields every action as it happens
+    (with bursts, once every photo is scored and grouped)."""
 
     def __init__(self, planner: CullPlanner, groups: list[PhotoGroup], model: ModelSource,
-                 dry_run: bool, score_options: dict[str, Any]) -> None:
+                 dry_run: bool, score_options: dict[str, Any], *,
+                 bursts: BurstOptions | None = None, keep: int = 1,
+                 report: Report | None = None) -> None:
         self.planner, self.groups, self.model = planner, groups, model
         self.dry_run, self.score_options = dry_run, score_options
+        self.bursts, self.keep, self.report = bursts, keep, report
+        self.decisions: list[Decision] = []
 
     @property
     def culled(self) -> int:
@@ -241,14 +269,45 @@ class CullRun:
         from grmpiqa.scoring.engine import score_paths
 
         report_to = or_silent(progress)
-        results = score_paths([g.scored for g in self.groups], self.model, expand=False,
-                              **self.score_options)
-        for action in cull_scored(self.planner, self.groups, _advancing(results, report_to),
-                                  dry_run=self.dry_run):
-            if action.error:
-                report_to.message(f"{display_path(action.source)}: {action.action}: "
-                                  f"{action.error}")
-            yield action
+        wanted = self.bursts is not None or self.report is not None
+        results: Iterable[ScoreResult] = score_paths(
+            [g.scored for g in self.groups], self.model, expand=False, features=wanted,
+            thumbnails=REPORT_THUMBNAIL if self.report is not None else 0,
+            **self.score_options)
+        results = _advancing(results, report_to)
+        if self.report is not None:
+            results = map(self.report.add, results)
+        triples = (self._with_bursts(results) if self.bursts is not None
+                   else ((r, None, None) for r in results))
+        for group, (result, burst, note) in zip(self.groups, triples, strict=True):
+            reason = self.planner.reason(result.score, note) if result.score is not None else ""
+            self.decisions.append(Decision(result, burst, reason))
+            for action in self.planner.plan(group, result.score, result.error, note):
+                action = action if self.dry_run else perform(action)
+                if action.error:
+                    report_to.message(f"{display_path(action.source)}: {action.action}: "
+                                      f"{action.error}")
+                yield action
+
+    def _with_bursts(self, results: Iterable[ScoreResult]
+                     ) -> Iterator[tuple[ScoreResult, int | None, str | None]]:
+        """Waits for every result; then each with its burst and why it goes (or None)."""
+        from grmpiqa.workflow.bursts import assign
+
+        held = list(results)
+        places = assign(held, self.bursts)
+        sizes: dict[int, int] = {}
+        for place in places:
+            if place is not None:
+                sizes[place[0]] = sizes.get(place[0], 0) + 1
+        for result, place in zip(held, places, strict=True):
+            if place is None:
+                yield result, None, None
+                continue
+            burst, rank = place
+            note = (f"burst {burst}: rank {rank} of {sizes[burst]}, keeping {self.keep}"
+                    if rank > self.keep else None)
+            yield result, burst, note
 
     def __iter__(self) -> Iterator[CullAction]:
         return self.actions()
@@ -261,10 +320,13 @@ def _advancing(results: Iterable[ScoreResult], progress: Progress
         progress.advance()
 
 
-def cull(src: str, dest: str, *, below: float, mode: str, model: ModelSource = None,
-         dry_run: bool = False, recursive: bool = True, **score_options: Any) -> CullRun:
+def cull(src: str, dest: str, *, below: float | None = None, mode: str,
+         model: ModelSource = None, dry_run: bool = False, recursive: bool = True,
+         bursts: BurstOptions | None = None, keep: int = 1, report: Report | None = None,
+         **score_options: Any) -> CullRun:
     """Score each photo under ``src`` and move, copy or link those scored below ``below``
-    under ``dest``, keeping the folder structure and never overwriting.
+    (and, with ``bursts``, all but the best ``keep`` frames of each burst) under ``dest``,
+    keeping the folder structure and never overwriting.
 
     Parameters
     ----------
@@ -272,7 +334,7 @@ def cull(src: str, dest: str, *, below: float, mode: str, model: ModelSource = N
         The shoot: a folder, searched recursively unless ``recursive`` is false.
     dest : str
         Where culled photos go; it may not be inside ``src`` (nor ``src`` inside it).
-    below : float
+    below : float, optional
         The threshold (0..1): photos scored below it are culled.
     mode : {"move", "copy", "link"}
         What happens to a culled photo's files.
@@ -282,6 +344,13 @@ def cull(src: str, dest: str, *, below: float, mode: str, model: ModelSource = N
         Plan the actions without touching any file.
     recursive : bool
         Search sub-folders of ``src``.
+    bursts : BurstOptions, optional
+        Group bursts and near-duplicates and cull all but the best ``keep`` of each
+        (a photo goes if either rule says so). Actions then come once all are scored.
+    keep : int
+        Frames kept per burst.
+    report : grmpiqa.workflow.report.Report, optional
+        Collects thumbnails while scoring; write it from :attr:`CullRun.decisions`.
     **score_options
         Passed to :func:`grmpiqa.score_paths` (``batch_size``, ``workers``, ``device``).
 
@@ -289,21 +358,17 @@ def cull(src: str, dest: str, *, below: float, mode: str, model: ModelSource = N
     -------
     CullRun
         Iterate it for the :class:`CullAction` rows (one per file; failures carry
-        ``error`` and never stop the run). A bad ``mode`` or ``dest`` raises here,
-        before anything is scored.
+        ``error`` and never stop the run). A bad ``mode`` or ``dest``, or neither
+        ``below`` nor ``bursts``, raises here, before anything is scored.
     """
+    if below is None and bursts is None:
+        raise ValueError("give below, bursts or both")
+    if keep < 1:
+        raise ValueError("keep must be at least 1")
     planner = CullPlanner(src, dest, mode=mode, below=below)
     groups = find_groups(src, recursive=recursive)
-    return CullRun(planner, groups, model, dry_run, score_options)
-
-
-def cull_scored(planner: CullPlanner, groups: Sequence[PhotoGroup],
-                results: Iterable[ScoreResult], *,
-                dry_run: bool = False) -> Iterator[CullAction]:
-    """Plan (and unless ``dry_run`` perform) the actions for groups scored in order."""
-    for group, result in zip(groups, results, strict=True):
-        for action in planner.plan(group, result.score, result.error):
-            yield action if dry_run else perform(action)
+    return CullRun(planner, groups, model, dry_run, score_options, bursts=bursts, keep=keep,
+                   report=report)
 
 
 def default_log_path(dest: str, stamp: str) -> str:
@@ -316,13 +381,14 @@ def default_log_path(dest: str, stamp: str) -> str:
     return path
 
 
-def write_log(path: str, actions: Iterable[CullAction]) -> None:
+def write_log(path: str, actions: Iterable[CullAction],
+              columns: Sequence[str] = LOG_COLUMNS) -> None:
     """The CSV log of every action, written atomically (any file name survives)."""
     from grmpiqa.io.output import CsvWriter
 
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     with atomic_write(path) as handle:
-        writer = CsvWriter(handle, LOG_COLUMNS)
+        writer = CsvWriter(handle, columns)
         for action in actions:
             writer.write(action)
         writer.close()

@@ -282,3 +282,49 @@ def strip_thumbnail(result: ScoreResult) -> ScoreResult:
     if result.features is None or result.features.thumbnail is None:
         return result
     return replace(result, features=replace(result.features, thumbnail=None))
+
+
+def group_bursts(results_or_paths: Iterable[Any], model: Any = None, *,
+                 similarity: float = BurstOptions.similarity,
+                 time_gap: float = BurstOptions.time_gap,
+                 embedding_floor: float = BurstOptions.embedding_floor,
+                 **score_options: Any) -> list[Burst]:
+    """Group photos into bursts and near-duplicate groups, frames ranked by score.
+
+    Parameters
+    ----------
+    results_or_paths : iterable of ScoreResult, or of str / path
+        Results of ``score_paths(..., features=True)``, or files, folders and globs to
+        score now (with ``model`` and ``score_options``).
+    model : QualityModel, str or path, optional
+        Used only for paths: a loaded model, a manifest name or a weights file.
+    similarity : float
+        Layout correlation (0..1) at which two photos with close perceptual hashes
+        are grouped; lower groups more.
+    time_gap : float
+        Seconds: frames of one camera (EXIF) closer than this are one burst unless
+        their content clearly differs.
+    embedding_floor : float
+        Cosine of the model's image embeddings below which two photos are never
+        grouped.
+    **score_options
+        Passed to :func:`grmpiqa.score_paths` when scoring paths.
+
+    Returns
+    -------
+    list of Burst
+        Every scored photo in exactly one burst (a single photo is a burst of one),
+        ids 1, 2, ... in input order; ``frames`` best first, each a
+        :class:`~grmpiqa.results.BurstResult` with ``burst`` and ``burst_rank``. Files
+        that could not be scored are left out.
+    """
+    items = list(results_or_paths)
+    if items and not all(isinstance(item, ScoreResult) for item in items):
+        from grmpiqa.scoring.engine import score_paths
+
+        items = list(score_paths([str(item) for item in items], model, features=True,
+                                 **score_options))
+    options = BurstOptions(similarity=similarity, time_gap=time_gap,
+                           embedding_floor=embedding_floor)
+    bursts, _ = rank_bursts(items, options)
+    return bursts

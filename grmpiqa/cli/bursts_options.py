@@ -9,10 +9,8 @@ from typing import Annotated, Any
 
 import typer
 
+from grmpiqa.config import BurstOptions
 from grmpiqa.results import ScoreResult
-from grmpiqa.workflow.bursts import BurstOptions
-
-_DEFAULTS = BurstOptions()
 
 BurstsOption = Annotated[bool, typer.Option(
     "--bursts", help="Group bursts and near-duplicates (EXIF capture time, perceptual hash, "
@@ -30,7 +28,6 @@ ReportOption = Annotated[str | None, typer.Option(
     "--report", metavar="FILE.html", show_default=False,
     help="Also write an HTML page of thumbnails sorted by score (bursts together, a "
          "histogram, failed files), with its thumbnails in FILE_files/; works offline.")]
-THUMBNAIL_SIZE = 320  # pixels a side: sharp at the page's 160-pixel boxes on HiDPI screens
 
 
 def burst_options(similarity: float, time_gap: float) -> BurstOptions:

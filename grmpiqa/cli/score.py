@@ -27,7 +27,7 @@ from grmpiqa.cli.common import (
     interrupt_exit_code,
     say,
 )
-from grmpiqa.config import DEFAULT_MAX_PIXELS
+from grmpiqa.config import DEFAULT_MAX_PIXELS, REPORT_THUMBNAIL
 from grmpiqa.io.inputs import DEFAULT_EXTENSIONS, expand_inputs, read_path_list
 from grmpiqa.io.output import BASE_COLUMNS, FORMATS, OutputFile, display_path, format_for_path
 from grmpiqa.scoring.distributed import parse_shard
@@ -136,7 +136,7 @@ def score(
         score=lambda loaded_model, mine: score_paths(
             mine, loaded_model, batch_size=batch_size, workers=workers, draft=draft,
             max_pixels=max_pixels, expand=False, features=bursts or report is not None,
-            thumbnails=grouping.THUMBNAIL_SIZE if report else 0),
+            thumbnails=REPORT_THUMBNAIL if report else 0),
     )
     if results is None:  # a torchrun rank other than 0: its share is done, rank 0 writes
         raise typer.Exit(EXIT_OK)

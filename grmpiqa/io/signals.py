@@ -19,7 +19,7 @@ from grmpiqa.results import Capture
 HASH_SIDE = 32  # the DCT runs on a 32x32 grey image ...
 HASH_KEEP = 8  # ... and keeps its 8x8 lowest frequencies: 64 bits
 LAYOUT_SIDE = 16
-THUMBNAIL_QUALITY = 78
+THUMBNAIL_QUALITY = 72
 
 # EXIF tags (CIPA DC-008)
 _EXIF_IFD = 0x8769

@@ -32,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from grmpiqa.config import BurstOptions
 from grmpiqa.io.signals import LAYOUT_SIDE
 from grmpiqa.results import BurstResult, ScoreResult
 
@@ -40,25 +41,6 @@ LAYOUT_HASH = 20  # beyond this the hashes of two unrelated photos are the rule
 TIME_HASH = 24
 TIME_SLACK = 0.2
 LAYOUT_SHIFT = 1  # layout correlation is the best over shifts of up to 1/16 of a side
-
-
-@dataclass(frozen=True)
-class BurstOptions:
-    """How bursts are found (see the module docstring for what each threshold does)."""
-
-    similarity: float = 0.88
-    time_gap: float = 2.0
-    embedding_floor: float = 0.5
-    window: int = 6
-    orderings: int = 12
-
-    def __post_init__(self) -> None:
-        if not 0.0 <= self.similarity <= 1.0:
-            raise ValueError("similarity must be between 0 and 1")
-        if self.time_gap < 0:
-            raise ValueError("time gap must be at least 0 seconds")
-        if self.window < 1 or self.orderings < 0:
-            raise ValueError("window must be at least 1 and orderings at least 0")
 
 
 @dataclass(frozen=True)

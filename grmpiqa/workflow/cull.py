@@ -21,6 +21,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
+from grmpiqa.config import REPORT_THUMBNAIL
 from grmpiqa.errors import ConfigError
 from grmpiqa.io.atomic import atomic_write
 from grmpiqa.io.inputs import (
@@ -40,7 +41,6 @@ if TYPE_CHECKING:  # pragma: no cover
 MODES = ("move", "copy", "link")
 SIDECAR_EXTENSIONS = ("xmp", "pp3", "dop", "aae")
 PHOTO_EXTENSIONS = PILLOW_EXTENSIONS + HEIF_EXTENSIONS + RAW_EXTENSIONS
-REPORT_THUMBNAIL = 320
 LOG_COLUMNS = ("action", "source", "destination", "score", "error")
 BURST_LOG_COLUMNS = (*LOG_COLUMNS, "reason")
 

@@ -140,7 +140,7 @@ def _figure(entry: Entry, files: str, base: Path) -> str:
              if entry.thumbnail else '<span class="none">no thumbnail</span>')
     badge = '<span class="badge">kept</span>' if entry.marked else ""
     note = f'<span class="note">{_text(entry.note)}</span>' if entry.note else ""
-    classes = "photo kept" if entry.marked else "photo"
+    classes = "photo kept" if entry.marked else "photo culled" if entry.note else "photo"
     return (f'<figure class="{classes}" data-score="{score:.6f}" data-path="{_text(entry.path)}">'
             f'<a href="{_link(entry.path, base)}" title="{_text(entry.path)}">{image}</a>'
             f'{badge}<figcaption><b class="score">{score:.3f}</b> '
@@ -204,7 +204,8 @@ h1{font-size:18px;margin:0}.histogram{width:300px;height:100px}
 .badge{position:absolute;top:8px;left:8px;background:#2e9d4f;color:#fff;font-size:11px;
  padding:1px 5px;border-radius:3px}
 figcaption{font-size:12px;overflow:hidden;text-overflow:ellipsis;white-space:nowrap}
-.stars{color:#c58a00}.note{display:block;color:#a33}.hidden{display:none}
+.stars{color:#c58a00}.note{display:block;color:#a33;white-space:normal}
+.photo.culled img{opacity:.55}.hidden{display:none}
 #failed{padding:0 16px 16px}#failed td{padding:2px 8px;vertical-align:top}
 """
 

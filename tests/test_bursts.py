@@ -191,3 +191,30 @@ def test_score_bursts_columns_and_usage_errors(shoots, use_tiny_manifest, tmp_pa
     assert bad.exit_code == 2
     none = runner.invoke(app, ["cull", str(folder), "--move-to", str(tmp_path / "r")])
     assert none.exit_code == 2
+
+
+def test_features_come_from_the_same_pass_and_leave_scores_alone(tiny_model, tmp_path):
+    from grmpiqa.scoring.engine import score_paths
+
+    paths = []
+    for seed in range(5):
+        path = tmp_path / f"{seed}.jpg"
+        _scene(seed, 200).save(path)
+        paths.append(str(path))
+    plain = list(score_paths(paths, tiny_model, workers=0))
+    rich = list(score_paths(paths, tiny_model, workers=0, features=True, thumbnails=64))
+    assert [r.score for r in rich] == pytest.approx([r.score for r in plain], abs=1e-6)
+    assert all(r.features is None for r in plain)
+    for result in rich:
+        assert np.linalg.norm(result.features.embedding) == pytest.approx(1.0, abs=1e-5)
+        thumb = Image.open(io.BytesIO(result.features.thumbnail))
+        assert max(thumb.size) == 64 and result.features.capture is None
+    assert tiny_model.text_encodings >= 1
+
+
+def test_empty_and_single_inputs():
+    assert assign([]) == []
+    assert assign([_result("one", 0.5, _scene(0))]) == [(1, 1)]
+    assert assign([ScoreResult("x", None, "broken")]) == [None]
+    with pytest.raises(ValueError, match="no burst features"):
+        assign([ScoreResult("x", 0.5)])

@@ -77,6 +77,12 @@ def test_score_report_lists_every_photo_in_order(rendered, use_tiny_manifest):
     _check_order_and_groups(parser.figures, shots)
     link = re.search(r'<a href="([^"]+)"', page).group(1)
     assert not link.startswith("/") and (report.parent / link).is_file()
+    (root / "out" / "report_files" / "stale.jpg").write_bytes(b"from before")
+    again = runner.invoke(app, ["score", str(root / "shoot"), "--report", str(report),
+                                "-j", "0", "-q"])
+    assert again.exit_code == 1, again.output
+    assert sorted(os.listdir(root / "out")) == ["report.html", "report_files"]
+    assert "stale.jpg" not in os.listdir(root / "out" / "report_files")
 
 
 def _check_order_and_groups(figures, shots):

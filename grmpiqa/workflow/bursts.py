@@ -89,6 +89,7 @@ def hamming_many(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 def layout_correlation(a: np.ndarray, b: np.ndarray, shift: int = LAYOUT_SHIFT) -> np.ndarray:
     """Best normalised cross-correlation of pairs of (side, side, 3) layouts over small
     shifts; per-channel means removed, so an exposure change does not count."""
+    a, b = a.astype(np.float32), b.astype(np.float32)
     side = a.shape[1]
     best = np.full(a.shape[0], -1.0)
     for dy in range(-shift, shift + 1):
@@ -182,16 +183,15 @@ def linked(pairs: np.ndarray, hashes: np.ndarray, layouts: np.ndarray,
     if check.any():
         chosen = pairs[check]
         correlation[check] = layout_correlation(layouts[chosen[:, 0]], layouts[chosen[:, 1]])
-    keep = (sure | (correlation >= threshold)) & (
-        _cosine(embeddings, pairs) >= options.embedding_floor)
-    return pairs[keep]
+    alike = pairs[sure | (correlation >= threshold)]
+    return alike[_cosine(embeddings, alike) >= options.embedding_floor]
 
 
 def _arrays(results: Sequence[ScoreResult]) -> tuple[np.ndarray, np.ndarray, Any]:
     hashes = np.array([r.features.phash for r in results], dtype=np.uint64)
     layouts = np.stack([np.frombuffer(r.features.layout, dtype=np.uint8)
                         .reshape(LAYOUT_SIDE, LAYOUT_SIDE, 3) for r in results]
-                       ).astype(np.float32) if results else np.empty((0, 16, 16, 3))
+                       ) if results else np.empty((0, LAYOUT_SIDE, LAYOUT_SIDE, 3), np.uint8)
     vectors = [r.features.embedding for r in results]
     embeddings = None
     if vectors and all(v is not None for v in vectors):

@@ -137,3 +137,12 @@ def test_report_renders_in_chromium(rendered, use_tiny_manifest, tmp_path):
     assert (thumbs < 100).mean() > 0.05  # photo content below the header
     if os.environ.get("GRMPIQA_KEEP_SCREENSHOT"):
         shutil.copy(shot, os.environ["GRMPIQA_KEEP_SCREENSHOT"])
+
+
+def test_a_report_that_cannot_be_written_is_a_usage_error(use_tiny_manifest, tmp_path):
+    (tmp_path / "a.jpg").write_bytes(b"")
+    (tmp_path / "file").write_text("not a folder")
+    out = runner.invoke(app, ["score", str(tmp_path / "a.jpg"), "--report",
+                              str(tmp_path / "file" / "r.html")])
+    assert out.exit_code == 2
+    assert "cannot write the report" in out.output and "Traceback" not in out.output

@@ -9,6 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
+from grmpiqa.cli.common import say
 from grmpiqa.config import BurstOptions
 from grmpiqa.results import ScoreResult
 
@@ -79,8 +80,9 @@ class ScoreReport:
             self.rows.append(result)
         return result
 
-    def write(self) -> None:
-        """After the writer was closed (so that ``held`` has grouped its rows)."""
+    def write(self) -> int:
+        """After the writer was closed (so that ``held`` has grouped its rows); 1 if the
+        page could not be written (said on stderr), else 0."""
         from collections import Counter
 
         rows = self.held.rows if self.held is not None else self.rows
@@ -91,7 +93,7 @@ class ScoreReport:
                                      and sizes[getattr(row, "burst", None)] > 1)
                    for row in rows]
         heading = "Bursts: the best frame of each is marked kept." if grouped else ""
-        self.report.write(entries, heading=heading)
+        return write_page(self.report, entries, heading)
 
     def discard(self) -> None:
         self.report.discard()
@@ -111,10 +113,21 @@ def open_report(path: str | None) -> Any:
     return Report(path, "grmpiqa cull report")
 
 
-def write_cull_report(report: Any, run: Any, *, dry_run: bool) -> None:
-    """The cull's page: each photo with what became of it; kept frames of bursts marked."""
+def write_page(report: Any, entries: list[Any], heading: str) -> int:
+    try:
+        report.write(entries, heading=heading)
+    except OSError as exc:
+        report.discard()
+        say(f"error: cannot write the report {report.path} ({exc.strerror or exc})")
+        return 1
+    return 0
+
+
+def write_cull_report(report: Any, run: Any, *, dry_run: bool) -> int:
+    """The cull's page: each photo with what became of it; kept frames of bursts marked.
+    1 if it could not be written (said on stderr), else 0."""
     if report is None:
-        return
+        return 0
     sizes: dict[int | None, int] = {}
     for decision in run.decisions:
         sizes[decision.burst] = sizes.get(decision.burst, 0) + 1
@@ -125,4 +138,4 @@ def write_cull_report(report: Any, run: Any, *, dry_run: bool) -> None:
                for d in run.decisions]
     heading = ("Dry run: nothing was moved. " if dry_run else "") + (
         f"{run.culled} of {len(run.groups)} photos culled; notes say why.")
-    report.write(entries, heading=heading)
+    return write_page(report, entries, heading)

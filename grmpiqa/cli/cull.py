@@ -123,10 +123,15 @@ def cull(
     loaded = load_model(weights or model, device=device, base=model, precision=precision,
                         compile=compile_model)
     page = grouping.open_report(report)
-    run = run_cull(src, dest, below=below, mode=mode, model=loaded, dry_run=dry_run,
-                   recursive=recursive, batch_size=batch_size, workers=workers,
-                   bursts=grouping.burst_options(similarity, time_gap) if bursts else None,
-                   keep=keep, report=page)
+    try:
+        run = run_cull(src, dest, below=below, mode=mode, model=loaded, dry_run=dry_run,
+                       recursive=recursive, batch_size=batch_size, workers=workers,
+                       bursts=grouping.burst_options(similarity, time_gap) if bursts else None,
+                       keep=keep, report=page)
+    except BaseException:
+        if page is not None:
+            page.discard()
+        raise
     if not run.groups:
         say(f"warning: no photos found in {src}")
     writer = make_writer(fmt, sys.stdout.buffer, BURST_LOG_COLUMNS if bursts else LOG_COLUMNS)
@@ -140,7 +145,7 @@ def cull(
     finally:
         writer.close()
         log_failed = _write_log(log_path, done, bursts)
-        grouping.write_cull_report(page, run, dry_run=dry_run)
+        log_failed += grouping.write_cull_report(page, run, dry_run=dry_run)
     problems = sum(1 for a in done if a.error) + log_failed
     files = sum(1 for a in done if a.action == mode and not a.error)
     verb = _VERBS[mode][1 if dry_run else 0]

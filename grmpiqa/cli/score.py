@@ -191,12 +191,11 @@ def score(
             page.discard()
         raise
     writer.close()
-    if page is not None:
-        page.write()
+    page_failed = page.write() if page is not None else 0
     if target is not None:
         target.commit()
     if failed and not quiet:
         say(f"{failed} of {written} files could not be scored")
-    if extras.finish(quiet) or failed:
+    if extras.finish(quiet) or failed or page_failed:
         raise typer.Exit(EXIT_SOME_FAILED)
     raise typer.Exit(EXIT_OK)

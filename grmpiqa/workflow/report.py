@@ -24,6 +24,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from urllib.parse import quote
 
+from grmpiqa.errors import ConfigError
 from grmpiqa.io.atomic import atomic_write
 from grmpiqa.results import ScoreResult
 from grmpiqa.workflow.xmp import DEFAULT_THRESHOLDS, rating_for
@@ -53,10 +54,14 @@ class Report:
         self.path = Path(path)
         self.title = title
         folder = self.path.parent if str(self.path.parent) else Path(".")
-        folder.mkdir(parents=True, exist_ok=True)
         self.files_name = f"{self.path.stem}_files"
-        self.tmp = Path(tempfile.mkdtemp(prefix=f".{self.files_name}.", suffix=".tmp",
-                                         dir=folder))
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            self.tmp = Path(tempfile.mkdtemp(prefix=f".{self.files_name}.", suffix=".tmp",
+                                             dir=folder))
+        except OSError as exc:  # before any photo is scored: a usage error
+            raise ConfigError(f"cannot write the report {path} "
+                              f"({exc.strerror or exc})") from None
         self.thumbnails: dict[str, str] = {}
 
     def add(self, result: ScoreResult) -> ScoreResult:

@@ -186,6 +186,9 @@ def test_score_bursts_columns_and_usage_errors(shoots, use_tiny_manifest, tmp_pa
     rows = list(csv.DictReader(io.StringIO(out.stdout)))
     assert list(rows[0]) == ["path", "score", "error", "burst", "burst_rank"]
     assert len({r["burst"] for r in rows}) == len({s.truth for s in shoots[True]})
+    table = runner.invoke(app, ["score", str(folder), "--bursts", "-f", "table", "-j", "0",
+                                "-q"])
+    assert table.stdout.splitlines()[0].split() == ["score", "burst", "rank", "path"]
     bad = runner.invoke(app, ["score", str(folder), "--bursts", "--resume", "-o",
                               str(tmp_path / "x.csv")])
     assert bad.exit_code == 2

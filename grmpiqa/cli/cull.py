@@ -60,7 +60,8 @@ def cull(
                                        show_default=False)],
     below: Annotated[float | None, typer.Option(
         "--below", metavar="X", min=0.0, max=1.0, show_default=False,
-        help="Cull the photos scored below X (0..1).")] = None,
+        help="Cull the photos scored below X (0..1); with --bursts too, a photo goes if "
+             "either rule says so.")] = None,
     move_to: Annotated[str | None, typer.Option(
         "--move-to", metavar="DIR", help="Move them under DIR, keeping the folder structure.")
     ] = None,
@@ -113,6 +114,8 @@ def cull(
     mode, dest = _destination(move_to, copy_to, link_to)
     if below is None and not bursts:
         raise typer.BadParameter("give --below X, --bursts or both", param_hint="--below")
+    if keep != 1 and not bursts:
+        raise typer.BadParameter("only means something with --bursts", param_hint="--keep")
 
     from grmpiqa.cli.progress import Reporter
     from grmpiqa.io.output import make_writer

@@ -89,9 +89,9 @@ def score(
     """Score photos: P(high quality) in 0..1, higher is better, one row per image.
 
     Rows stream in input order with the columns path, score, error (--sort,
-    --top and --bursts wait for the last photo). A file that cannot be scored keeps its row
-    (with the error) and the run goes on; --format paths, --min-score and
-    --max-score leave such files out.
+    --top and --bursts wait for the last photo). A file that cannot be scored
+    keeps its row (with the error) and the run goes on; --format paths,
+    --min-score and --max-score leave such files out.
     Exit status: 0 all scored, 1 some failed, 2 usage error, 130 interrupted (Ctrl-C),
     143 terminated (SIGTERM); with --output, rows scored before a stop are saved.
     """

@@ -103,6 +103,14 @@ def quality(model, shoots: dict[bool, list]) -> None:  # type: ignore[no-untyped
         print(f"{'with' if exif else 'without'} EXIF: {len(shots)} photos, "
               f"{len({s.truth for s in shots})} true groups, {len(set(found))} found, "
               f"ARI {ari:.3f}")
+    embeddings = np.stack([r.features.embedding for r in results])
+    cosine = embeddings @ embeddings.T
+    truth = np.array([s.truth for s in shots])
+    same = (truth[:, None] == truth[None, :]) & ~np.eye(len(truth), dtype=bool)
+    unrelated = truth[:, None] != truth[None, :]
+    print(f"embedding cosine (all pairs, for scale): same burst min {cosine[same].min():.3f} | "
+          f"unrelated min {cosine[unrelated].min():.3f}, median "
+          f"{np.median(cosine[unrelated]):.3f}, max {cosine[unrelated].max():.3f}")
 
 
 def synthetic(n: int, rng: np.random.Generator) -> list[ScoreResult]:

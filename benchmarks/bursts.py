@@ -39,6 +39,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--workdir", type=Path, default=ROOT / ".bench",
                    help="the random-weight Hub cache is kept here (shared with throughput.py)")
     p.add_argument("--livec", type=Path, default=ROOT.parent / "shared" / "data" / "livec")
+    p.add_argument("--skip", nargs="*", default=[], choices=["cost", "quality", "scaling"])
     return p.parse_args()
 
 
@@ -161,9 +162,12 @@ def main() -> None:
         shoots = {exif: make_shoot(Path(tmp) / str(exif), sources, bursts=ARGS.bursts,
                                    singles=ARGS.singles, exif=exif, seed=2)
                   for exif in (True, False)}
-        cost(model, [str(s.path) for s in shoots[True]])
-        quality(model, shoots)
-    scaling()
+        if "cost" not in ARGS.skip:
+            cost(model, [str(s.path) for s in shoots[True]])
+        if "quality" not in ARGS.skip:
+            quality(model, shoots)
+    if "scaling" not in ARGS.skip:
+        scaling()
 
 
 if __name__ == "__main__":

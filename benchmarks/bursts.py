@@ -68,21 +68,29 @@ def timed(action):  # type: ignore[no-untyped-def]
 
 
 def cost(model, paths: list[str]) -> None:  # type: ignore[no-untyped-def]
+    """Rounds of (plain, with signals) runs, the order swapped every round so that a
+    drifting machine load cancels; the ratio is taken within each round."""
     list(score_paths(paths[:8], model, workers=1))  # warm-up
-    plain, signals, grouping = [], [], []
-    results: list[ScoreResult] = []
-    for _ in range(ARGS.rounds):
-        plain.append(timed(lambda: list(score_paths(paths, model, workers=1)))[0])
-        seconds, results = timed(lambda: list(score_paths(paths, model, workers=1,
-                                                          features=True)))
-        signals.append(seconds)
-        grouping.append(timed(lambda results=results: assign(results))[0])
+    plain, signals, grouping, ratios = [], [], [], []
+    for round_number in range(ARGS.rounds):
+        times = {}
+        for features in ((False, True) if round_number % 2 == 0 else (True, False)):
+            seconds, results = timed(lambda features=features: list(
+                score_paths(paths, model, workers=1, features=features)))
+            times[features] = seconds
+            if features:
+                times["group"] = timed(lambda results=results: assign(results))[0]
+        plain.append(times[False])
+        signals.append(times[True])
+        grouping.append(times["group"])
+        ratios.append((times[True] + times["group"]) / times[False] - 1)
     n = len(paths)
     base, with_signals, group = (statistics.median(plain), statistics.median(signals),
                                  statistics.median(grouping))
     print(f"score {n} photos: plain {base:6.1f} s | with burst signals {with_signals:6.1f} s | "
-          f"grouping {group * 1000:6.1f} ms | --bursts adds "
-          f"{(with_signals + group) / base - 1:+.1%} to the run (median of {ARGS.rounds})")
+          f"grouping {group * 1000:6.1f} ms | --bursts adds {statistics.median(ratios):+.1%} "
+          f"to the run (median of {ARGS.rounds} rounds; each round "
+          + ", ".join(f"{r:+.1%}" for r in ratios) + ")")
     decoded = [open_image(p, draft_size=488) for p in paths[:50]]
     start = time.perf_counter()
     for image, path in zip(decoded, paths, strict=False):

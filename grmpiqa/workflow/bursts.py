@@ -40,6 +40,7 @@ NEAR_HASH = 8  # the same picture re-encoded or resized: bits that flip by noise
 LAYOUT_HASH = 20  # beyond this the hashes of two unrelated photos are the rule
 TIME_HASH = 24
 TIME_SLACK = 0.2
+CHUNK = 4096  # pairs compared at once
 LAYOUT_SHIFT = 1  # layout correlation is the best over shifts of up to 1/16 of a side
 
 
@@ -89,18 +90,22 @@ def hamming_many(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 def layout_correlation(a: np.ndarray, b: np.ndarray, shift: int = LAYOUT_SHIFT) -> np.ndarray:
     """Best normalised cross-correlation of pairs of (side, side, 3) layouts over small
     shifts; per-channel means removed, so an exposure change does not count."""
-    a, b = a.astype(np.float32), b.astype(np.float32)
-    side = a.shape[1]
-    best = np.full(a.shape[0], -1.0)
+    # channels first, so that every shifted window is a run of contiguous rows
+    a = np.ascontiguousarray(a.transpose(0, 3, 1, 2), dtype=np.float32)
+    b = np.ascontiguousarray(b.transpose(0, 3, 1, 2), dtype=np.float32)
+    side = a.shape[2]
+    best = np.full(a.shape[0], -1.0, dtype=np.float32)
     for dy in range(-shift, shift + 1):
         for dx in range(-shift, shift + 1):
-            pa = a[:, max(0, dy):side + min(0, dy), max(0, dx):side + min(0, dx)]
-            pb = b[:, max(0, -dy):side + min(0, -dy), max(0, -dx):side + min(0, -dx)]
-            pa = pa - pa.mean(axis=(1, 2), keepdims=True)
-            pb = pb - pb.mean(axis=(1, 2), keepdims=True)
-            num = (pa * pb).sum(axis=(1, 2, 3))
-            den = np.sqrt((pa * pa).sum(axis=(1, 2, 3)) * (pb * pb).sum(axis=(1, 2, 3)))
-            best = np.maximum(best, num / np.maximum(den, 1e-6))
+            pa = a[:, :, max(0, dy):side + min(0, dy), max(0, dx):side + min(0, dx)]
+            pb = b[:, :, max(0, -dy):side + min(0, -dy), max(0, -dx):side + min(0, -dx)]
+            count = pa.shape[2] * pa.shape[3]
+            sum_a, sum_b = pa.sum(axis=(2, 3)), pb.sum(axis=(2, 3))  # (m, 3)
+            num = np.einsum("mchw,mchw->mc", pa, pb) - sum_a * sum_b / count
+            var_a = np.einsum("mchw,mchw->mc", pa, pa) - sum_a * sum_a / count
+            var_b = np.einsum("mchw,mchw->mc", pb, pb) - sum_b * sum_b / count
+            den = np.sqrt(np.maximum(var_a.sum(axis=1), 0) * np.maximum(var_b.sum(axis=1), 0))
+            best = np.maximum(best, num.sum(axis=1) / np.maximum(den, 1e-6))
     return best
 
 
@@ -141,9 +146,10 @@ def content_pairs(hashes: np.ndarray, embeddings: np.ndarray | None,
             pairs += _window_pairs(order, options.window)
     if not pairs:
         return np.empty((0, 2), dtype=np.int64)
-    both = np.concatenate(pairs)
-    both = np.sort(both, axis=1)
-    return np.unique(both, axis=0)
+    both = np.sort(np.concatenate(pairs), axis=1)
+    keys = np.sort(both[:, 0] * n + both[:, 1])  # one int64 a pair: a fast 1-D sort
+    keys = keys[np.concatenate([[True], keys[1:] != keys[:-1]])]
+    return np.stack([keys // n, keys % n], axis=1)
 
 
 def time_pairs(times: Sequence[float | None], cameras: Sequence[str], gap: float,
@@ -180,9 +186,10 @@ def linked(pairs: np.ndarray, hashes: np.ndarray, layouts: np.ndarray,
         sure, threshold = distance <= NEAR_HASH, options.similarity
         check = ~sure & (distance <= LAYOUT_HASH)
     correlation = np.full(len(pairs), -1.0)
-    if check.any():
-        chosen = pairs[check]
-        correlation[check] = layout_correlation(layouts[chosen[:, 0]], layouts[chosen[:, 1]])
+    chosen = np.flatnonzero(check)
+    for start in range(0, len(chosen), CHUNK):  # bounded memory: 6 kB of floats a pair
+        part = chosen[start:start + CHUNK]
+        correlation[part] = layout_correlation(layouts[pairs[part, 0]], layouts[pairs[part, 1]])
     alike = pairs[sure | (correlation >= threshold)]
     return alike[_cosine(embeddings, alike) >= options.embedding_floor]
 

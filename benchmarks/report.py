@@ -1,7 +1,7 @@
 """Size on disk and time to first paint of the HTML report at 1,000 and 10,000 photos.
 
-The thumbnails are made from the LIVEC photos (cycled, 320 px a side like the
-workers make them), scores are random, one photo in three is in a burst of 3
+The thumbnails are made from the LIVEC photos (cycled) by the workers' own
+function at the report's size, scores are random, one photo in three is in a burst of 3
 to 6. Chromium (headless) opens a copy of each page with a paint-timing observer
 added; the first contentful paint and the DOM-ready time are read back from
 the DOM it dumps. The wall time of a whole ``chromium --screenshot`` run
@@ -13,7 +13,6 @@ the DOM it dumps. The wall time of a whole ``chromium --screenshot`` run
 from __future__ import annotations
 
 import argparse
-import io
 import os
 import re
 import shutil
@@ -29,6 +28,8 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from grmpiqa.config import REPORT_THUMBNAIL  # noqa: E402
+from grmpiqa.io.signals import thumbnail_jpeg  # noqa: E402
 from grmpiqa.results import PhotoFeatures, ScoreResult  # noqa: E402
 from grmpiqa.workflow.report import Report  # noqa: E402
 
@@ -43,14 +44,11 @@ document.addEventListener('DOMContentLoaded',function(){
 
 
 def thumbnails(count: int) -> list[bytes]:
+    """The workers' thumbnails of the LIVEC photos (same function, same size)."""
     out = []
     for path in sorted(LIVEC.glob("*.JPG"))[:count]:
         with Image.open(path) as image:
-            small = image.convert("RGB")
-            small.thumbnail((320, 320))
-            buffer = io.BytesIO()
-            small.save(buffer, "JPEG", quality=78)
-            out.append(buffer.getvalue())
+            out.append(thumbnail_jpeg(image.convert("RGB"), REPORT_THUMBNAIL))
     return out
 
 

@@ -221,3 +221,24 @@ def test_empty_and_single_inputs():
     assert assign([ScoreResult("x", None, "broken")]) == [None]
     with pytest.raises(ValueError, match="no burst features"):
         assign([ScoreResult("x", 0.5)])
+
+
+def test_cull_bursts_moves_sidecars_with_their_frame(shoots, use_tiny_manifest, tmp_path):
+    import shutil
+
+    shots = [s for s in shoots[True] if s.burst]
+    folder = tmp_path / "shoot"
+    folder.mkdir()
+    for shot in shots:
+        shutil.copy(shot.path, folder / shot.path.name)
+    for shot in shots:
+        (folder / shot.path.with_suffix(".xmp").name).write_text("<x/>")
+    out = runner.invoke(app, ["cull", str(folder), "--bursts", "--move-to",
+                              str(tmp_path / "r"), "-j", "0", "-q"])
+    assert out.exit_code == 0, out.output
+    moved = sorted(p.name for p in (tmp_path / "r").iterdir() if p.suffix == ".jpg")
+    assert moved and len(moved) == len(shots) - len({s.truth for s in shots})
+    for name in moved:
+        assert (tmp_path / "r" / name.replace(".jpg", ".xmp")).is_file()
+    left = sorted(p.name for p in folder.iterdir())
+    assert len(left) == 2 * len({s.truth for s in shots})  # each best frame and its sidecar

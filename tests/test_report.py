@@ -128,6 +128,7 @@ def test_report_renders_in_chromium(rendered, use_tiny_manifest, tmp_path):
     _check_order_and_groups(parser.figures, shots)
     text = dom.stdout.decode("utf-8")
     assert f"{len(shots)} shown" in text and "would go: burst" in text
+    assert 'data-ready="1"' in text  # the page's script ran without an error
     shot = tmp_path / "shot.png"
     result = _chromium(f"--screenshot={shot}", "--window-size=1200,900", report.as_uri())
     assert result.returncode == 0 and shot.is_file(), result.stderr[-2000:]

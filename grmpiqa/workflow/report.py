@@ -232,6 +232,7 @@ function filter(){var a=parseFloat(lo.value),b=parseFloat(hi.value),n=0;
    var on=s>=a&&s<=b;p.classList.toggle('hidden',!on);if(on){any=true;n++;}});
   g.classList.toggle('hidden',!any);});shown.textContent=n+' shown';}
 lo.addEventListener('input',filter);hi.addEventListener('input',filter);
+document.documentElement.dataset.ready='1';
 })();
 """
 

@@ -53,9 +53,9 @@ import numpy as np  # noqa: E402
 
 from bursts_set import adjusted_rand_index, make_shoot  # noqa: E402
 from fakehub import VIT_B_16_REPO, repo_folder, write_vit_b16_cache  # noqa: E402
-from grmpiqa.config import BurstOptions  # noqa: E402
+from grmpiqa.config import REPORT_THUMBNAIL, BurstOptions  # noqa: E402
 from grmpiqa.io.images import open_image  # noqa: E402
-from grmpiqa.io.signals import hash_and_layout, read_capture  # noqa: E402
+from grmpiqa.io.signals import hash_and_layout, read_capture, thumbnail_jpeg  # noqa: E402
 from grmpiqa.results import PhotoFeatures, ScoreResult  # noqa: E402
 from grmpiqa.scoring.engine import score_paths  # noqa: E402
 from grmpiqa.workflow.bursts import assign  # noqa: E402
@@ -115,10 +115,16 @@ def cost(model, paths: list[str]) -> None:  # type: ignore[no-untyped-def]
         hash_and_layout(image)
         read_capture(path)
     per_photo = (time.perf_counter() - start) / len(decoded)
+    start = time.perf_counter()
+    for image in decoded:
+        thumbnail_jpeg(image, REPORT_THUMBNAIL)
+    thumbnail = (time.perf_counter() - start) / len(decoded)
     model_per_photo = base / n
     print(f"parts per photo: worker signals (hash, layout, EXIF) {per_photo * 1000:5.2f} ms | "
           f"grouping {group / n * 1000:5.3f} ms | model {model_per_photo * 1000:6.1f} ms | "
-          f"(signals + grouping) / model {(per_photo + group / n) / model_per_photo:.2%}")
+          f"(signals + grouping) / model {(per_photo + group / n) / model_per_photo:.2%} | "
+          f"--report's thumbnail {thumbnail * 1000:5.2f} ms "
+          f"({thumbnail / model_per_photo:.2%} of the model)")
 
 
 def quality(model, shoots: dict[bool, list]) -> None:  # type: ignore[no-untyped-def]

@@ -21,7 +21,8 @@ ModelSource = Union["QualityModel", str, "os.PathLike[str]", None]
 class Capture:
     """When and with what a photo was taken, from its EXIF. ``time`` is seconds since the
     epoch (``DateTimeOriginal`` + ``SubSecTimeOriginal``, in UTC when ``OffsetTimeOriginal``
-    is given); ``camera`` is make, model and body serial, as far as the file says."""
+    or ``OffsetTime`` is given); ``camera`` is make, model and body serial, as far as the
+    file says."""
 
     time: float
     camera: str = ""

@@ -66,6 +66,10 @@ def test_capture_is_read_from_the_header(tmp_path):
     _scene(0).save(path, exif=exif_for(datetime(2024, 5, 1, 10, 0, 0, 120000),
                                        ("Canon", "EOS R6", "42")))
     assert read_capture(str(path)) == Capture(pytest.approx(1714557600.12), "Canon EOS R6 42")
+    exif = exif_for(datetime(2024, 5, 1, 12, 0, 0), ("Sony", "A7", ""))
+    exif.get_ifd(0x8769)[0x9010] = "+02:00"  # OffsetTime when OffsetTimeOriginal is absent
+    _scene(0).save(tmp_path / "zoned.jpg", exif=exif)
+    assert read_capture(str(tmp_path / "zoned.jpg")) == Capture(1714557600.0, "Sony A7")
     _scene(0).save(tmp_path / "plain.jpg")
     assert read_capture(str(tmp_path / "plain.jpg")) is None
     (tmp_path / "bad.jpg").write_bytes(b"\xff\xd8 not really")

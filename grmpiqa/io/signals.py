@@ -25,7 +25,7 @@ THUMBNAIL_QUALITY = 72
 _EXIF_IFD = 0x8769
 _MAKE, _MODEL = 0x010F, 0x0110
 _DATETIME_ORIGINAL, _DATETIME_DIGITIZED = 0x9003, 0x9004
-_SUBSEC_ORIGINAL, _OFFSET_ORIGINAL = 0x9291, 0x9011
+_SUBSEC_ORIGINAL, _OFFSET, _OFFSET_ORIGINAL = 0x9291, 0x9010, 0x9011
 _BODY_SERIAL = 0xA431
 
 
@@ -118,7 +118,8 @@ def read_capture(path: str) -> Capture | None:
         return None
     stamp = _text(details.get(_DATETIME_ORIGINAL) or details.get(_DATETIME_DIGITIZED))
     seconds = parse_exif_time(stamp, _text(details.get(_SUBSEC_ORIGINAL)),
-                              _text(details.get(_OFFSET_ORIGINAL))) if stamp else None
+                              _text(details.get(_OFFSET_ORIGINAL) or details.get(_OFFSET))
+                              ) if stamp else None
     if seconds is None:
         return None
     camera = " ".join(part for part in (_text(exif.get(_MAKE)), _text(exif.get(_MODEL)),

@@ -129,6 +129,7 @@ def test_report_renders_in_chromium(rendered, use_tiny_manifest, tmp_path):
     text = dom.stdout.decode("utf-8")
     assert f"{len(shots)} shown" in text and "would go: burst" in text
     assert 'data-ready="1"' in text  # the page's script ran without an error
+    _check_controls(report, parser.figures)
     shot = tmp_path / "shot.png"
     result = _chromium(f"--screenshot={shot}", "--window-size=1200,900", report.as_uri())
     assert result.returncode == 0 and shot.is_file(), result.stderr[-2000:]
@@ -147,3 +148,26 @@ def test_a_report_that_cannot_be_written_is_a_usage_error(use_tiny_manifest, tmp
                               str(tmp_path / "file" / "r.html")])
     assert out.exit_code == 2
     assert "cannot write the report" in out.output and "Traceback" not in out.output
+
+
+def _check_controls(report, figures):
+    """Click "best first" and set the lower bound of the filter, as a person would."""
+    scores = sorted(float(f["data-score"]) for f in figures)
+    cut = scores[len(scores) // 2]
+    probe = report.with_name("probe.html")
+    probe.write_text(report.read_text().replace("</body>", (
+        "<script>document.getElementById('order').click();"
+        f"var lo=document.getElementById('lo');lo.value='{cut}';"
+        "lo.dispatchEvent(new Event('input'));</script></body>")))
+    dom = _chromium("--dump-dom", probe.as_uri())
+    after = Figures()
+    after.feed(dom.stdout.decode("utf-8"))
+    best = []
+    for figure in after.figures:
+        if figure["group"] not in [b[0] for b in best]:
+            best.append((figure["group"], float(figure["data-score"])))
+    assert [b[1] for b in best] == sorted((b[1] for b in best), reverse=True)  # best first
+    hidden = [float(f["data-score"]) < cut for f in after.figures]
+    assert hidden == ["hidden" in f["class"] for f in after.figures]
+    assert f"{sum(not h for h in hidden)} shown" in dom.stdout.decode("utf-8")
+    assert "Worst first" in dom.stdout.decode("utf-8")

@@ -5,12 +5,13 @@ Kept apart from the commands so that their loops stay short. No torch here.
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Annotated, Any
 
 import typer
 
 from grmpiqa.cli.common import say
-from grmpiqa.config import BurstOptions
+from grmpiqa.config import REPORT_THUMBNAIL, BurstOptions
 from grmpiqa.results import ScoreResult
 
 BurstsOption = Annotated[bool, typer.Option(
@@ -57,52 +58,71 @@ class HeldRows:
         self.inner.close()
 
 
-class ScoreReport:
-    """The --report of ``score``: thumbnails stored as rows arrive, the page written at the
-    end from the rows (with their bursts when ``held`` grouped them)."""
+class ScoreGrouping:
+    """--bursts and --report of ``score``: which signals to ask for, the burst columns,
+    the held rows, and the page written from them at the end."""
 
-    def __init__(self, report: Any, held: HeldRows | None) -> None:
-        self.report = report
-        self.held = held
+    def __init__(self, bursts: bool, options: BurstOptions, report: str | None) -> None:
+        self.bursts, self.options, self.report_path = bursts, options, report
+        check_report(report)
+        self.features = bursts or report is not None
+        self.thumbnails = REPORT_THUMBNAIL if report else 0
+        self.held: HeldRows | None = None
+        self.report: Any = None
         self.rows: list[ScoreResult] = []
 
-    @classmethod
-    def open(cls, path: str | None, held: HeldRows | None) -> ScoreReport | None:
-        if path is None:
-            return None
-        from grmpiqa.workflow.report import Report
+    def columns(self, columns: list[str]) -> list[str]:
+        return [*columns, "burst", "burst_rank"] if self.bursts else columns
 
-        return cls(Report(path), held)
+    def wrap(self, writer: Any) -> Any:
+        """Hold the rows for grouping (with --bursts); start the report's folder."""
+        if self.bursts:
+            writer = self.held = HeldRows(writer, self.options)
+        if self.report_path is not None:
+            from grmpiqa.workflow.report import Report
+
+            self.report = Report(self.report_path)
+        return writer
 
     def add(self, result: ScoreResult) -> ScoreResult:
+        """Store the result's thumbnail; the row goes on without its bytes."""
+        if self.report is None:
+            return result
         result = self.report.add(result)
         if self.held is None:
             self.rows.append(result)
         return result
 
-    def write(self) -> int:
+    def write_page(self) -> int:
         """After the writer was closed (so that ``held`` has grouped its rows); 1 if the
         page could not be written (said on stderr), else 0."""
-        from collections import Counter
-
+        if self.report is None:
+            return 0
         rows = self.held.rows if self.held is not None else self.rows
-        grouped = self.held is not None
         sizes = Counter(getattr(row, "burst", None) for row in rows)
         entries = [self.report.entry(row, burst=getattr(row, "burst", None),
-                                     marked=grouped and getattr(row, "burst_rank", 0) == 1
+                                     marked=self.bursts and getattr(row, "burst_rank", 0) == 1
                                      and sizes[getattr(row, "burst", None)] > 1)
                    for row in rows]
-        heading = "Bursts: the best frame of each is marked kept." if grouped else ""
+        heading = "Bursts: the best frame of each is marked kept." if self.bursts else ""
         return write_page(self.report, entries, heading)
 
     def discard(self) -> None:
-        self.report.discard()
+        if self.report is not None:
+            self.report.discard()
 
 
 def check_resume(resume: bool, bursts: bool, report: str | None) -> None:
     if resume and (bursts or report):
         raise typer.BadParameter("cannot be combined with --bursts or --report (they need "
                                  "every photo from this run)", param_hint="--resume")
+
+
+def check_report(path: str | None) -> None:
+    if path is not None:
+        from grmpiqa.workflow.report import check_report_path
+
+        check_report_path(path)
 
 
 def open_report(path: str | None) -> Any:

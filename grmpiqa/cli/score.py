@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import sys
 from collections import Counter
-from typing import Annotated
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 
@@ -16,21 +17,35 @@ from grmpiqa.cli.common import (
     BatchSizeOption,
     CompileOption,
     DeviceOption,
+    FastDecodeOption,
     ModelOption,
     PrecisionOption,
     QuietOption,
     WeightsOption,
     WorkersOption,
+    check_model_options,
     cli_errors,
     configure_logging,
     install_signal_handlers,
     interrupt_exit_code,
     say,
 )
-from grmpiqa.config import DEFAULT_MAX_PIXELS, REPORT_THUMBNAIL
+from grmpiqa.config import DEFAULT_MAX_PIXELS
 from grmpiqa.io.inputs import DEFAULT_EXTENSIONS, expand_inputs, read_path_list
-from grmpiqa.io.output import BASE_COLUMNS, FORMATS, OutputFile, display_path, format_for_path
+from grmpiqa.io.output import (
+    BASE_COLUMNS,
+    FORMATS,
+    OutputFile,
+    check_not_an_input,
+    check_output_path,
+    display_path,
+    format_for_path,
+)
 from grmpiqa.scoring.distributed import parse_shard
+from grmpiqa.workflow.summary import Tally
+
+if TYPE_CHECKING:
+    from grmpiqa.results import ScoreResult
 
 
 @cli_errors
@@ -44,31 +59,31 @@ def score(
     batch_size: BatchSizeOption = 32,
     workers: WorkersOption = None,
     fmt: Annotated[str | None, typer.Option(
-        "--format", "-f", show_default="table on a terminal, else CSV",
+        "--format", "-f", metavar="FORMAT", show_default="table on a terminal, else CSV",
         help=f"Output format: {', '.join(FORMATS)}. With --output, taken from its extension "
-             "(.csv, .tsv, .jsonl) unless given.")] = None,
+             "(.csv, .tsv, .jsonl, .ndjson) unless given.")] = None,
     output: Annotated[str | None, typer.Option(
-        "--output", "-o", help="Write rows to this file (atomically) instead of stdout.")] = None,
+        "--output", "-o", metavar="FILE",
+        help="Write rows to this file (atomically) instead of stdout; its folder is created. "
+             "Refused: a folder, one of the photos, a photo extension.")] = None,
     recursive: Annotated[bool, typer.Option(
         "--recursive/--no-recursive", help="Search folders recursively.")] = True,
     ext: Annotated[list[str] | None, typer.Option(
-        "--ext", show_default=",".join(DEFAULT_EXTENSIONS),
+        "--ext", metavar="EXTS", show_default=",".join(DEFAULT_EXTENSIONS),
         help="File extensions picked up in folders (repeat or comma-separate).")] = None,
     null: Annotated[bool, typer.Option(
         "--null", "-0", help="NUL ends each record, like sort -z: in the list read from stdin "
                              "(-) and after each path of --format paths (for xargs -0).")] = False,
     max_pixels: Annotated[int, typer.Option(
-        "--max-pixels", min=1, help="Refuse images with more pixels (decompression bombs).")
+        "--max-pixels", min=1, metavar="N",
+        help="Refuse images with more pixels (decompression bombs).")
     ] = DEFAULT_MAX_PIXELS,
     precision: PrecisionOption = "auto",
     compile_model: CompileOption = False,
     shard: Annotated[str | None, typer.Option(
-        "--shard", help="Score only shard K of N (0 <= K < N) of the sorted input list; N jobs "
-        "with K = 0..N-1 cover every image exactly once.")] = None,
-    draft: Annotated[bool, typer.Option(
-        "--draft/--no-draft", hidden=True,
-        help="Let libjpeg decode big JPEGs at a reduced scale (at least 2x the model's size).")
-    ] = True,
+        "--shard", metavar="K/N", help="Score only shard K of N (0 <= K < N) of the sorted "
+        "input list; N jobs with K = 0..N-1 cover every image exactly once.")] = None,
+    draft: FastDecodeOption = False,
     quiet: QuietOption = False,
     resume: Annotated[bool, typer.Option(
         "--resume", help="With --output FILE: keep the rows FILE already holds (or FILE.part, "
@@ -96,6 +111,8 @@ def score(
     143 terminated (SIGTERM); with --output, rows scored before a stop are saved.
     """
     configure_logging(quiet)
+    if output:
+        check_output_path(output)
     if fmt is not None and fmt not in FORMATS:
         raise typer.BadParameter(f"use one of {', '.join(FORMATS)}", param_hint="--format")
     if fmt is None:
@@ -103,99 +120,133 @@ def score(
     extras = workflow.ScoreWorkflow.from_options(
         sort=sort, top=top, min_score=min_score, max_score=max_score, xmp=xmp,
         rating_thresholds=rating_thresholds, summary=summary)
+    if resume and not output:
+        raise typer.BadParameter("needs --output FILE", param_hint="--resume")
     grouping.check_resume(resume, bursts, report)
-    options = grouping.burst_options(similarity, time_gap)
+    groups = grouping.ScoreGrouping(bursts, grouping.burst_options(similarity, time_gap),
+                                    report)
+    selected_shard = parse_shard(shard) if shard is not None else None
+    check_model_options(model, weights, device, precision)
 
-    stdin_paths = read_path_list(sys.stdin.buffer, null) if "-" in paths else []
-    skipped: Counter[str] = Counter()
-    files = expand_inputs(paths, extensions=ext or DEFAULT_EXTENSIONS, recursive=recursive,
-                          stdin_paths=stdin_paths, skipped=None if ext else skipped)
-    workflow.warn_skipped(skipped)
-    if shard is not None:
-        files = parse_shard(shard).take(files)
-    done = []
+    files, problems = _inputs(paths, ext, recursive, null, selected_shard)
+    if output:
+        check_not_an_input(output, files)
+    done: list[ScoreResult] = []
     if resume:
-        if not output:
-            raise typer.BadParameter("needs --output FILE", param_hint="--resume")
-        from grmpiqa.io.resume import done_rows
+        from grmpiqa.io.resume import done_rows, partial_path
 
         done = done_rows(output, fmt)
         already = {row.path for row in done}
         files = [f for f in files if f not in already]
+        if not files and not partial_path(output).exists():
+            _nothing_left(output, done)
     install_signal_handlers()
 
-    from grmpiqa.io.output import make_writer
+    from grmpiqa.cli.progress import Reporter
     from grmpiqa.scoring import distributed
+
+    reporter = Reporter(len(files), quiet=quiet)
+    if not files:  # nothing to load a model for; a .part's rows still become FILE
+        rank = distributed.torchrun_rank()
+        if rank is not None and not rank.is_main:
+            raise typer.Exit(EXIT_OK)  # rank 0 writes
+        columns = list(BASE_COLUMNS) + (["score_label"] if any(
+            r.score_label is not None for r in done) else [])
+        _write_rows(reporter, extras, output, fmt, groups.columns(columns), done, iter(()),
+                    null=null, quiet=quiet, problems=problems, groups=groups)
+
     from grmpiqa.scoring.engine import score_paths
     from grmpiqa.weights.loading import load_model
 
+    def load(dev: str) -> Any:
+        with reporter.loading(f"model {weights or model or 'default'}"):
+            return load_model(weights or model, device=dev, base=model, precision=precision,
+                              compile=compile_model)
+
     loaded, results = distributed.score_here(
-        files, device,
-        load=lambda dev: load_model(weights or model, device=dev, base=model,
-                                    precision=precision, compile=compile_model),
+        files, device, load=load,
         score=lambda loaded_model, mine: score_paths(
             mine, loaded_model, batch_size=batch_size, workers=workers, draft=draft,
-            max_pixels=max_pixels, expand=False, features=bursts or report is not None,
-            thumbnails=REPORT_THUMBNAIL if report else 0),
+            max_pixels=max_pixels, expand=False, known_errors=problems,
+            features=groups.features, thumbnails=groups.thumbnails),
     )
     if results is None:  # a torchrun rank other than 0: its share is done, rank 0 writes
         raise typer.Exit(EXIT_OK)
     columns = [*BASE_COLUMNS, "score_label"] if loaded.label is not None else list(BASE_COLUMNS)
-    if bursts:
-        columns += ["burst", "burst_rank"]
+    _write_rows(reporter, extras, output, fmt, groups.columns(columns), done, results,
+                null=null, quiet=quiet, problems=problems, groups=groups)
+
+
+def _inputs(paths: list[str], ext: list[str] | None, recursive: bool, null: bool,
+            shard: Any) -> tuple[list[str], dict[str, str]]:
+    """The files to score, and the entries known to fail already (see expand_inputs)."""
+    stdin_paths = read_path_list(sys.stdin.buffer, null) if "-" in paths else []
+    skipped: Counter[str] = Counter()
+    problems: dict[str, str] = {}
+    files = expand_inputs(paths, extensions=ext or DEFAULT_EXTENSIONS, recursive=recursive,
+                          stdin_paths=stdin_paths, skipped=None if ext else skipped,
+                          problems=problems)
+    workflow.warn_skipped(skipped)
+    return (shard.take(files) if shard is not None else files), problems
+
+
+def _nothing_left(output: str, done: list[ScoreResult]) -> NoReturn:
+    """--resume on a finished file: say so at once, without loading the model."""
+    failed = sum(not row.ok for row in done)
+    say(f"nothing left to score: all {len(done)} photos are in {display_path(output)}"
+        + (f" ({failed} of them with an error)" if failed else ""))
+    raise typer.Exit(EXIT_SOME_FAILED if failed else EXIT_OK)
+
+
+def _write_rows(reporter: Any, extras: workflow.ScoreWorkflow, output: str | None, fmt: str,
+                columns: list[str], done: list[ScoreResult], results: Iterator[ScoreResult], *,
+                null: bool, quiet: bool, problems: dict[str, str],
+                groups: grouping.ScoreGrouping) -> NoReturn:
+    """Write the kept rows, then each new one as it is scored; exits with the run's status."""
+    from grmpiqa.io.output import make_writer
 
     target = OutputFile(output) if output else None
     stream = target.stream if target else sys.stdout.buffer
-    writer = extras.wrap(make_writer(fmt, stream, columns, null=null), quiet=quiet)
-    if bursts:
-        writer = grouping.HeldRows(writer, options)
-    page = grouping.ScoreReport.open(report, writer if bursts else None)
-    if not files and not done:
+    writer = groups.wrap(extras.wrap(make_writer(fmt, stream, columns, null=null), quiet=quiet))
+    if not reporter.total and not done:
         say("warning: no image files found")
-
-    from grmpiqa.cli.progress import Reporter
-
-    failed = sum(not row.ok for row in done)
-    written = len(done)
+    tally = Tally(done)
     try:
         for row in done:  # rows of the earlier run come first, as they were
             writer.write(row)
             extras.observe(row, say, rate=False)
-        with Reporter(len(files), quiet=quiet) as reporter:
+        with reporter:
             for result in results:
-                result = page.add(result) if page is not None else result
-                writer.write(result)
-                stream.flush()  # a pipe sees each row as soon as it is scored
-                written += 1
+                result = groups.add(result)
+                reporter.write_row(lambda r=result: (writer.write(r), stream.flush()))
+                tally.add(result, problems)
                 if not result.ok:
-                    failed += 1
                     reporter.message(f"{display_path(result.path)}: {result.error}")
                 extras.observe(result, reporter.message)
                 reporter.advance()
     except KeyboardInterrupt as exc:
         writer.close()
-        if page is not None:
-            page.write()
-        total = len(files) + len(done)
+        groups.write_page()
+        total = reporter.total + len(done)
         if target is not None:
             target.commit()
-            say(f"stopped: {written} of {total} rows saved in {output} (--resume finishes it)")
+            say(f"stopped: {tally.written} of {total} rows saved in {output} "
+                "(--resume finishes it)")
         else:
-            say(f"stopped after {written} of {total} images")
-        extras.finish(quiet)
+            say(f"stopped after {tally.written} of {total} images")
+        extras.finish()
         raise typer.Exit(interrupt_exit_code(exc)) from None
     except BaseException:
         if target is not None:
             target.discard()
-        if page is not None:
-            page.discard()
+        groups.discard()
         raise
     writer.close()
-    page_failed = page.write() if page is not None else 0
+    page_failed = groups.write_page()
     if target is not None:
         target.commit()
-    if failed and not quiet:
-        say(f"{failed} of {written} files could not be scored")
-    if extras.finish(quiet) or failed or page_failed:
-        raise typer.Exit(EXIT_SOME_FAILED)
-    raise typer.Exit(EXIT_OK)
+    extras.finish()
+    closing = tally.closing_line(extras.problems, extras.left_out)
+    if closing:
+        say(closing)  # also with -q: a non-zero exit always says why
+    raise typer.Exit(EXIT_SOME_FAILED if closing or page_failed else EXIT_OK)

@@ -54,7 +54,8 @@ def phash_of_grey(grey: np.ndarray) -> int:
 def hash_and_layout(image: Image.Image) -> tuple[int, bytes]:
     """The perceptual hash and the 16x16 RGB layout of a decoded image, from one 32x32
     box reduction."""
-    small = image.convert("RGB").resize((HASH_SIDE, HASH_SIDE), Image.Resampling.BOX)
+    rgb = image if image.mode == "RGB" else image.convert("RGB")
+    small = rgb.resize((HASH_SIDE, HASH_SIDE), Image.Resampling.BOX, reducing_gap=2.0)
     layout = small.reduce(HASH_SIDE // LAYOUT_SIDE)
     return phash_of_grey(np.asarray(small.convert("L"))), layout.tobytes()
 
@@ -63,10 +64,18 @@ def hamming(a: int, b: int) -> int:
     return (a ^ b).bit_count()
 
 
+def reduced(image: Image.Image, side: int) -> Image.Image:
+    """The image shrunk by a whole factor (a fast box average) while its short side stays
+    at least ``side``: everything the signals need, from a fraction of the pixels."""
+    factor = min(image.size) // max(side, 1)
+    return image.reduce(factor) if factor > 1 else image
+
+
 def thumbnail_jpeg(image: Image.Image, size: int) -> bytes:
     """A JPEG of at most ``size`` pixels a side, aspect kept, from the decoded image."""
-    small = image.copy()
-    small.thumbnail((size, size), Image.Resampling.BILINEAR, reducing_gap=2.0)
+    scale = min(1.0, size / max(image.size))
+    target = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+    small = image.resize(target, Image.Resampling.BILINEAR, reducing_gap=2.0)
     buffer = io.BytesIO()
     small.save(buffer, "JPEG", quality=THUMBNAIL_QUALITY, optimize=False)
     return buffer.getvalue()

@@ -10,9 +10,9 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch.utils.data import DataLoader, Dataset
@@ -24,6 +24,9 @@ from grmpiqa.io.inputs import DEFAULT_EXTENSIONS, expand_inputs
 from grmpiqa.io.preprocess import load_pixels
 from grmpiqa.model.acceleration import autocast_context
 from grmpiqa.results import ModelSource, PhotoFeatures, ScoreResult
+
+if TYPE_CHECKING:  # pragma: no cover
+    from grmpiqa.model.network import QualityModel
 
 log = logging.getLogger("grmpiqa")
 Prediction = tuple[float, Any]  # a score and the image embedding (None unless asked for)
@@ -58,20 +61,23 @@ class _Signals:
         self.thumbnail: bytes | None = None
 
     def __call__(self, image: Any) -> None:
-        from grmpiqa.io.signals import hash_and_layout, thumbnail_jpeg
+        from grmpiqa.io.signals import HASH_SIDE, hash_and_layout, reduced, thumbnail_jpeg
 
-        self.hash, self.layout = hash_and_layout(image)
+        small = reduced(image, max(2 * HASH_SIDE, self.options.thumbnail))
+        self.hash, self.layout = hash_and_layout(small)
         if self.options.thumbnail > 0:
-            self.thumbnail = thumbnail_jpeg(image, self.options.thumbnail)
+            self.thumbnail = thumbnail_jpeg(small, self.options.thumbnail)
 
 
 class ImageFiles(Dataset):
     """Decodes one file per item; errors are returned, not raised, so workers never die."""
 
-    def __init__(self, paths: Sequence[str], cfg: PreprocessConfig, *, draft: bool = True,
+    def __init__(self, paths: Sequence[str], cfg: PreprocessConfig, *, draft: bool = False,
                  max_pixels: int = DEFAULT_MAX_PIXELS,
+                 known_errors: Mapping[str, str] | None = None,
                  signals: SignalOptions | None = None) -> None:
         self.paths = list(paths)
+        self.known_errors = dict(known_errors or {})
         self.cfg = cfg
         self.draft = draft
         self.max_pixels = max_pixels
@@ -82,6 +88,8 @@ class ImageFiles(Dataset):
 
     def __getitem__(self, index: int) -> Item:
         path = self.paths[index]
+        if path in self.known_errors:
+            return index, None, self.known_errors[path], None
         seen = _Signals(self.signals) if self.signals is not None else None
         try:
             pixels = load_pixels(path, self.cfg, draft=self.draft,
@@ -127,10 +135,12 @@ def _lower_priority(_: int) -> None:
 
 
 def iter_batches(paths: Sequence[str], cfg: PreprocessConfig, *, batch_size: int, workers: int,
-                 pin_memory: bool = False, draft: bool = True,
+                 pin_memory: bool = False, draft: bool = False,
                  max_pixels: int = DEFAULT_MAX_PIXELS, yield_cpu: bool = False,
+                 known_errors: Mapping[str, str] | None = None,
                  signals: SignalOptions | None = None) -> Iterator[Batch]:
-    dataset = ImageFiles(paths, cfg, draft=draft, max_pixels=max_pixels, signals=signals)
+    dataset = ImageFiles(paths, cfg, draft=draft, max_pixels=max_pixels,
+                         known_errors=known_errors, signals=signals)
     workers = max(0, min(workers, -(-len(dataset) // batch_size)))
     loader = DataLoader(
         dataset,
@@ -166,7 +176,7 @@ class BackoffPredictor:
     does not fit even alone gets an error row.
     """
 
-    def __init__(self, model: Any, *, embeddings: bool = False) -> None:
+    def __init__(self, model: QualityModel, *, embeddings: bool = False) -> None:
         self.model = model
         self.embeddings = embeddings
         self.limit: int | None = None
@@ -205,7 +215,7 @@ class BackoffPredictor:
         return out
 
 
-def score_batches(model: Any, batches: Iterable[Batch], paths: Sequence[str], *,
+def score_batches(model: QualityModel, batches: Iterable[Batch], paths: Sequence[str], *,
                   embeddings: bool = False) -> Iterator[ScoreResult]:
     """Run the model on decoded batches and yield one result per path, in order.
 
@@ -236,11 +246,11 @@ def score_batches(model: Any, batches: Iterable[Batch], paths: Sequence[str], *,
 
 
 def score_paths(paths: Iterable[str], model: ModelSource = None, *, device: str = "auto",
-                batch_size: int = 32, workers: int | None = None, draft: bool = True,
+                batch_size: int = 32, workers: int | None = None, draft: bool = False,
                 max_pixels: int = DEFAULT_MAX_PIXELS, expand: bool = True,
                 extensions: Sequence[str] = DEFAULT_EXTENSIONS,
-                recursive: bool = True, features: bool = False,
-                thumbnails: int = 0) -> Iterator[ScoreResult]:
+                recursive: bool = True, known_errors: Mapping[str, str] | None = None,
+                features: bool = False, thumbnails: int = 0) -> Iterator[ScoreResult]:
     """Score image files (folders and globs are expanded) and yield results in input order.
 
     Parameters
@@ -257,7 +267,8 @@ def score_paths(paths: Iterable[str], model: ModelSource = None, *, device: str 
     workers : int, optional
         Decoding processes (default: chosen from the device and the CPU count).
     draft : bool
-        Let JPEG decoding reduce large images at decode time (faster, same crop).
+        Let JPEG decoding reduce large images at decode time (``--fast-decode``): faster,
+        but not the authors' exact pixels (docs/method.md).
     max_pixels : int
         Refuse images with more pixels (decompression bombs).
     expand : bool
@@ -266,6 +277,9 @@ def score_paths(paths: Iterable[str], model: ModelSource = None, *, device: str 
         Image extensions looked for in folders.
     recursive : bool
         Search sub-folders.
+    known_errors : mapping of str to str, optional
+        Entries that get their row with this error and are not opened (an unreadable
+        folder, a pattern that matched nothing; see ``expand_inputs``).
     features : bool
         Also give each result :class:`~grmpiqa.results.PhotoFeatures`: the model's
         normalised image embedding (same forward pass), a perceptual hash and the
@@ -287,8 +301,9 @@ def score_paths(paths: Iterable[str], model: ModelSource = None, *, device: str 
 
         model = load_model(model, device=device)
     model.eval()
-    files = expand_inputs(list(paths), extensions=extensions, recursive=recursive) \
-        if expand else list(paths)
+    known = dict(known_errors or {})
+    files = expand_inputs(list(paths), extensions=extensions, recursive=recursive,
+                          problems=known) if expand else list(paths)
     if not files:
         return
     if workers is None:
@@ -296,5 +311,6 @@ def score_paths(paths: Iterable[str], model: ModelSource = None, *, device: str 
     batches = iter_batches(files, model.preprocess, batch_size=batch_size, workers=workers,
                            pin_memory=model.device.type == "cuda", draft=draft,
                            max_pixels=max_pixels, yield_cpu=model.device.type == "cpu",
+                           known_errors=known,
                            signals=SignalOptions(thumbnails) if features else None)
     yield from score_batches(model, batches, files, embeddings=features)

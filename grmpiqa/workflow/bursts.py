@@ -26,8 +26,9 @@ window of ``window`` neighbours.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, replace
+from collections import Counter
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -266,11 +267,21 @@ def rank_bursts(results: Sequence[ScoreResult], options: BurstOptions | None = N
     return bursts, failed
 
 
-def strip_thumbnail(result: ScoreResult) -> ScoreResult:
-    """The result without its thumbnail bytes (kept on disk by the report, not in memory)."""
-    if result.features is None or result.features.thumbnail is None:
-        return result
-    return replace(result, features=replace(result.features, thumbnail=None))
+def cull_notes(results: Iterable[ScoreResult], options: BurstOptions, keep: int
+               ) -> Iterator[tuple[ScoreResult, int | None, str | None]]:
+    """Waits for every result; then each with its burst and, for a frame beyond the best
+    ``keep`` of its burst, why it goes (else None)."""
+    held = list(results)
+    places = assign(held, options)
+    sizes = Counter(place[0] for place in places if place is not None)
+    for result, place in zip(held, places, strict=True):
+        if place is None:
+            yield result, None, None
+            continue
+        burst, rank = place
+        note = (f"burst {burst}: rank {rank} of {sizes[burst]}, keeping {keep}"
+                if rank > keep else None)
+        yield result, burst, note
 
 
 def group_bursts(results_or_paths: Iterable[Any], model: Any = None, *,

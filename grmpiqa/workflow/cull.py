@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from grmpiqa.config import REPORT_THUMBNAIL
 from grmpiqa.errors import ConfigError
 from grmpiqa.io.atomic import atomic_write
+from grmpiqa.io.extensions import extension_of
 from grmpiqa.io.inputs import (
     HEIF_EXTENSIONS,
     PILLOW_EXTENSIONS,
@@ -59,7 +60,7 @@ class PhotoGroup:
         """The member scored for the whole group: what Pillow reads (a JPEG), then HEIF,
         then RAW, so a pair needs no extra and no demosaic."""
         def rank(path: str) -> int:
-            ext = _extension(path)
+            ext = extension_of(path)
             return 2 if ext in RAW_EXTENSIONS else 1 if ext in HEIF_EXTENSIONS else 0
 
         return min(self.photos, key=lambda p: (rank(p), p))
@@ -82,11 +83,6 @@ class CullAction:
     reason: str = ""
 
 
-def _extension(path: str) -> str:
-    name = os.path.basename(path)
-    return name.rpartition(".")[2].lower() if "." in name.lstrip(".") else ""
-
-
 def _split(name: str) -> tuple[str, str]:
     """(stem, kind) where kind is 'photo', 'sidecar' or ''; ``IMG_1.CR2.xmp`` -> IMG_1."""
     base, _, ext = name.rpartition(".")
@@ -99,12 +95,16 @@ def _split(name: str) -> tuple[str, str]:
     return base, "photo" if ext in PHOTO_EXTENSIONS else ""
 
 
-def find_groups(src: str, *, recursive: bool = True) -> list[PhotoGroup]:
-    """Photo groups under ``src`` in walk order (folders sorted, hidden ones skipped)."""
+def find_groups(src: str, *, recursive: bool = True,
+                problems: dict[str, str] | None = None) -> list[PhotoGroup]:
+    """Photo groups under ``src`` in walk order (folders sorted, hidden ones skipped);
+    ``problems`` gets each folder that could not be read, with the reason."""
     wanted = normalise_extensions(PHOTO_EXTENSIONS + SIDECAR_EXTENSIONS)
     photos: dict[tuple[str, str], list[str]] = {}
     sidecars: dict[tuple[str, str], list[str]] = {}
-    for path in walk_folder(src, wanted, recursive):
+    for path in walk_folder(src, wanted, recursive, problems=problems):
+        if problems is not None and path in problems:
+            continue
         folder, name = os.path.split(path)
         stem, kind = _split(name)
         (photos if kind == "photo" else sidecars).setdefault((folder, stem), []).append(path)
@@ -249,11 +249,13 @@ class CullRun:
     (with bursts, once every photo is scored and grouped)."""
 
     def __init__(self, planner: CullPlanner, groups: list[PhotoGroup], model: ModelSource,
-                 dry_run: bool, score_options: dict[str, Any], *,
+                 dry_run: bool, score_options: dict[str, Any],
+                 unreadable: dict[str, str] | None = None, *,
                  bursts: BurstOptions | None = None, keep: int = 1,
                  report: Report | None = None) -> None:
         self.planner, self.groups, self.model = planner, groups, model
         self.dry_run, self.score_options = dry_run, score_options
+        self.unreadable = dict(unreadable or {})
         self.bursts, self.keep, self.report = bursts, keep, report
         self.decisions: list[Decision] = []
 
@@ -269,6 +271,10 @@ class CullRun:
         from grmpiqa.scoring.engine import score_paths
 
         report_to = or_silent(progress)
+        for folder, reason in self.unreadable.items():
+            # nothing under a folder that cannot be read can be culled: it gets a skip row
+            report_to.message(f"{display_path(folder)}: skip: {reason}")
+            yield CullAction("skip", folder, "", None, reason)
         wanted = self.bursts is not None or self.report is not None
         results: Iterable[ScoreResult] = score_paths(
             [g.scored for g in self.groups], self.model, expand=False, features=wanted,
@@ -277,8 +283,12 @@ class CullRun:
         results = _advancing(results, report_to)
         if self.report is not None:
             results = map(self.report.add, results)
-        triples = (self._with_bursts(results) if self.bursts is not None
-                   else ((r, None, None) for r in results))
+        if self.bursts is not None:
+            from grmpiqa.workflow.bursts import cull_notes
+
+            triples = cull_notes(results, self.bursts, self.keep)
+        else:
+            triples = ((r, None, None) for r in results)
         for group, (result, burst, note) in zip(self.groups, triples, strict=True):
             reason = self.planner.reason(result.score, note) if result.score is not None else ""
             self.decisions.append(Decision(result, burst, reason))
@@ -288,26 +298,6 @@ class CullRun:
                     report_to.message(f"{display_path(action.source)}: {action.action}: "
                                       f"{action.error}")
                 yield action
-
-    def _with_bursts(self, results: Iterable[ScoreResult]
-                     ) -> Iterator[tuple[ScoreResult, int | None, str | None]]:
-        """Waits for every result; then each with its burst and why it goes (or None)."""
-        from grmpiqa.workflow.bursts import assign
-
-        held = list(results)
-        places = assign(held, self.bursts)
-        sizes: dict[int, int] = {}
-        for place in places:
-            if place is not None:
-                sizes[place[0]] = sizes.get(place[0], 0) + 1
-        for result, place in zip(held, places, strict=True):
-            if place is None:
-                yield result, None, None
-                continue
-            burst, rank = place
-            note = (f"burst {burst}: rank {rank} of {sizes[burst]}, keeping {self.keep}"
-                    if rank > self.keep else None)
-            yield result, burst, note
 
     def __iter__(self) -> Iterator[CullAction]:
         return self.actions()
@@ -352,23 +342,26 @@ def cull(src: str, dest: str, *, below: float | None = None, mode: str,
     report : grmpiqa.workflow.report.Report, optional
         Collects thumbnails while scoring; write it from :attr:`CullRun.decisions`.
     **score_options
-        Passed to :func:`grmpiqa.score_paths` (``batch_size``, ``workers``, ``device``).
+        Passed to :func:`grmpiqa.score_paths` (``batch_size``, ``workers``, ``device``,
+        ``draft``).
 
     Returns
     -------
     CullRun
-        Iterate it for the :class:`CullAction` rows (one per file; failures carry
-        ``error`` and never stop the run). A bad ``mode`` or ``dest``, or neither
-        ``below`` nor ``bursts``, raises here, before anything is scored.
+        Iterate it for the :class:`CullAction` rows (one per file, and a ``skip`` row for
+        each folder that could not be read; failures carry ``error`` and never stop the
+        run). A bad ``mode`` or ``dest``, or neither ``below`` nor ``bursts``, raises
+        here, before anything is scored.
     """
     if below is None and bursts is None:
         raise ValueError("give below, bursts or both")
     if keep < 1:
         raise ValueError("keep must be at least 1")
     planner = CullPlanner(src, dest, mode=mode, below=below)
-    groups = find_groups(src, recursive=recursive)
-    return CullRun(planner, groups, model, dry_run, score_options, bursts=bursts, keep=keep,
-                   report=report)
+    unreadable: dict[str, str] = {}
+    groups = find_groups(src, recursive=recursive, problems=unreadable)
+    return CullRun(planner, groups, model, dry_run, score_options, unreadable, bursts=bursts,
+                   keep=keep, report=report)
 
 
 def default_log_path(dest: str, stamp: str) -> str:

@@ -47,6 +47,20 @@ class Entry:
     marked: bool = False
 
 
+def check_report_path(path: str | os.PathLike[str]) -> None:
+    """Before anything is scored: the page's folder exists (it is made) and is writable."""
+    target = Path(path)
+    folder = target.parent if str(target.parent) else Path(".")
+    if target.is_dir():
+        raise ConfigError(f"cannot write the report {path} (it is a folder)")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"cannot write the report {path} ({exc.strerror or exc})") from None
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise ConfigError(f"cannot write the report {path} (permission denied)")
+
+
 class Report:
     """Collects thumbnails while scoring runs; :meth:`write` makes the page."""
 

@@ -3,7 +3,7 @@
 1. Reading ratings: milliseconds per photo for a sidecar and for XMP inside a
    JPEG, against decoding that photo for the model (what ``adapt`` then does).
 2. Embeddings: the model on one decoded batch with and without embeddings,
-   interleaved runs (what ``score_paths(embeddings=True)`` adds to a batch).
+   interleaved runs (what ``score_paths(features=True)`` adds to a batch).
 3. Coverage: mean distance from each photo to its nearest chosen one, for the
    ``suggest`` choice and for a random choice of as many (mean of 20 draws).
 
@@ -100,7 +100,7 @@ def embeddings_cost(model, photos: list[str], repeats: int = 5) -> None:
             for wanted in (False, True):
                 start = time.perf_counter()
                 if wanted:
-                    model.predict_with_embeddings(batch)
+                    model.predict_with_embedding(batch)
                 else:
                     model.predict(batch)
                 times[wanted].append(time.perf_counter() - start)
@@ -110,7 +110,7 @@ def embeddings_cost(model, photos: list[str], repeats: int = 5) -> None:
 
 
 def coverage_figures(model, photos: list[str], n: int) -> None:
-    results = [r for r in score_paths(photos, model, workers=1, embeddings=True) if r.ok]
+    results = [r for r in score_paths(photos, model, workers=1, features=True) if r.ok]
     embeddings = np.array([r.embedding for r in results])
     for weight in (1.0, 0.0):
         points = suggestion_space(embeddings, [r.score for r in results], weight)

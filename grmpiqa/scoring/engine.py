@@ -11,7 +11,7 @@ import contextlib
 import logging
 import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -23,12 +23,13 @@ from grmpiqa.io.images import DEFAULT_MAX_PIXELS
 from grmpiqa.io.inputs import DEFAULT_EXTENSIONS, expand_inputs
 from grmpiqa.io.preprocess import load_pixels
 from grmpiqa.model.acceleration import autocast_context
-from grmpiqa.results import ModelSource, ScoreResult
+from grmpiqa.results import ModelSource, PhotoFeatures, ScoreResult
 
 if TYPE_CHECKING:  # pragma: no cover
     from grmpiqa.model.network import QualityModel
 
 log = logging.getLogger("grmpiqa")
+Prediction = tuple[float, Any]  # a score and the image embedding (None unless asked for)
 
 
 @dataclass
@@ -36,6 +37,36 @@ class Batch:
     indices: list[int]
     pixels: torch.Tensor | None
     errors: dict[int, str]
+    features: dict[int, PhotoFeatures] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SignalOptions:
+    """What the workers take besides the pixels: the perceptual hash and EXIF capture
+    time always, a JPEG thumbnail of at most ``thumbnail`` pixels a side when it is > 0."""
+
+    thumbnail: int = 0
+
+
+Item = tuple[int, "torch.Tensor | None", "str | None", "PhotoFeatures | None"]
+
+
+class _Signals:
+    """Collects the signals of one decoded image (called before it is squashed)."""
+
+    def __init__(self, options: SignalOptions) -> None:
+        self.options = options
+        self.hash = 0
+        self.layout = b""
+        self.thumbnail: bytes | None = None
+
+    def __call__(self, image: Any) -> None:
+        from grmpiqa.io.signals import HASH_SIDE, hash_and_layout, reduced, thumbnail_jpeg
+
+        small = reduced(image, max(2 * HASH_SIDE, self.options.thumbnail))
+        self.hash, self.layout = hash_and_layout(small)
+        if self.options.thumbnail > 0:
+            self.thumbnail = thumbnail_jpeg(small, self.options.thumbnail)
 
 
 class ImageFiles(Dataset):
@@ -43,38 +74,49 @@ class ImageFiles(Dataset):
 
     def __init__(self, paths: Sequence[str], cfg: PreprocessConfig, *, draft: bool = False,
                  max_pixels: int = DEFAULT_MAX_PIXELS,
-                 known_errors: Mapping[str, str] | None = None) -> None:
+                 known_errors: Mapping[str, str] | None = None,
+                 signals: SignalOptions | None = None) -> None:
         self.paths = list(paths)
         self.known_errors = dict(known_errors or {})
         self.cfg = cfg
         self.draft = draft
         self.max_pixels = max_pixels
+        self.signals = signals
 
     def __len__(self) -> int:
         return len(self.paths)
 
-    def __getitem__(self, index: int) -> tuple[int, torch.Tensor | None, str | None]:
-        if self.paths[index] in self.known_errors:
-            return index, None, self.known_errors[self.paths[index]]
+    def __getitem__(self, index: int) -> Item:
+        path = self.paths[index]
+        if path in self.known_errors:
+            return index, None, self.known_errors[path], None
+        seen = _Signals(self.signals) if self.signals is not None else None
         try:
-            pixels = load_pixels(self.paths[index], self.cfg, draft=self.draft,
-                                 max_pixels=self.max_pixels)
-            return index, pixels, None
+            pixels = load_pixels(path, self.cfg, draft=self.draft,
+                                 max_pixels=self.max_pixels, inspect=seen)
         except ImageError as exc:
-            return index, None, str(exc)
+            return index, None, str(exc), None
         except MemoryError:
-            return index, None, "out of memory while decoding"
+            return index, None, "out of memory while decoding", None
         except Exception as exc:  # a decoder bug must not cost the other photos
-            return index, None, f"unexpected {type(exc).__name__}: {exc}"
+            return index, None, f"unexpected {type(exc).__name__}: {exc}", None
+        if seen is None:
+            return index, pixels, None, None
+        from grmpiqa.io.signals import read_capture
+
+        features = PhotoFeatures(seen.hash, seen.layout, capture=read_capture(path),
+                                 thumbnail=seen.thumbnail)
+        return index, pixels, None, features
 
 
-def collate(items: list[tuple[int, torch.Tensor | None, str | None]]) -> Batch:
-    good = [(i, px) for i, px, _ in items if px is not None]
+def collate(items: list[Item]) -> Batch:
+    good = [(i, px) for i, px, _, _ in items if px is not None]
     pixels = torch.stack([px for _, px in good]) if good else None
     return Batch(
-        indices=[i for i, _, _ in items],
+        indices=[i for i, _, _, _ in items],
         pixels=pixels,
-        errors={i: err for i, _, err in items if err is not None},
+        errors={i: err for i, _, err, _ in items if err is not None},
+        features={i: f for i, _, _, f in items if f is not None},
     )
 
 
@@ -95,9 +137,10 @@ def _lower_priority(_: int) -> None:
 def iter_batches(paths: Sequence[str], cfg: PreprocessConfig, *, batch_size: int, workers: int,
                  pin_memory: bool = False, draft: bool = False,
                  max_pixels: int = DEFAULT_MAX_PIXELS, yield_cpu: bool = False,
-                 known_errors: Mapping[str, str] | None = None) -> Iterator[Batch]:
+                 known_errors: Mapping[str, str] | None = None,
+                 signals: SignalOptions | None = None) -> Iterator[Batch]:
     dataset = ImageFiles(paths, cfg, draft=draft, max_pixels=max_pixels,
-                         known_errors=known_errors)
+                         known_errors=known_errors, signals=signals)
     workers = max(0, min(workers, -(-len(dataset) // batch_size)))
     loader = DataLoader(
         dataset,
@@ -133,25 +176,26 @@ class BackoffPredictor:
     does not fit even alone gets an error row.
     """
 
-    def __init__(self, model: QualityModel, embeddings: bool = False) -> None:
+    def __init__(self, model: QualityModel, *, embeddings: bool = False) -> None:
         self.model = model
+        self.embeddings = embeddings
         self.limit: int | None = None
         self.embeddings = embeddings
 
-    def _run(self, pixels: torch.Tensor) -> list[Any]:
-        """Scores, or (score, embedding) pairs with ``embeddings``."""
+    def _run(self, pixels: torch.Tensor) -> list[Prediction]:
         device = self.model.device
+        pixels = pixels.to(device, non_blocking=True)
         with torch.inference_mode(), autocast_context(device, self.model.precision):
-            if self.embeddings:
-                quality, features = self.model.predict_with_embeddings(
-                    pixels.to(device, non_blocking=True))
-                return list(zip(quality.float().cpu().tolist(),
-                                map(tuple, features.float().cpu().tolist()), strict=True))
-            quality = self.model.predict(pixels.to(device, non_blocking=True))
-        return quality.float().cpu().tolist()
+            if not self.embeddings:
+                quality = self.model.predict(pixels)
+                return [(q, None) for q in quality.float().cpu().tolist()]
+            quality, embedding = self.model.predict_with_embedding(pixels)
+        vectors = list(embedding.float().cpu().numpy())
+        return list(zip(quality.float().cpu().tolist(), vectors, strict=True))
 
-    def __call__(self, pixels: torch.Tensor) -> list[Any]:
-        out: list[Any] = []
+    def __call__(self, pixels: torch.Tensor) -> list[Prediction | None]:
+        """(score, embedding or None) per image; None for one that never fits in memory."""
+        out: list[Prediction | None] = []
         start, total = 0, pixels.shape[0]
         while start < total:
             size = min(self.limit or total, total - start)
@@ -174,21 +218,28 @@ class BackoffPredictor:
 
 def score_batches(model: QualityModel, batches: Iterable[Batch], paths: Sequence[str], *,
                   embeddings: bool = False) -> Iterator[ScoreResult]:
-    """Run the model on decoded batches and yield one result per path, in order."""
+    """Run the model on decoded batches and yield one result per path, in order.
+
+    With ``embeddings`` each result's ``features`` (taken by the workers) also
+    gets the image embedding of the same forward pass.
+    """
     label = getattr(model, "label", None)
-    predict = BackoffPredictor(model, embeddings)
+    predict = BackoffPredictor(model, embeddings=embeddings)
     for batch in batches:
-        scores: dict[int, Any] = {}
+        scores: dict[int, Prediction | None] = {}
         if batch.pixels is not None:
             good = [i for i in batch.indices if i not in batch.errors]
             scores = dict(zip(good, predict(batch.pixels), strict=True))
         for index in batch.indices:
-            value = scores.get(index)
-            if value is not None:
-                value, embedding = value if embeddings else (value, None)
+            prediction = scores.get(index)
+            if prediction is not None:
+                value, vector = prediction
+                features = batch.features.get(index)
+                if features is not None and vector is not None:
+                    features = replace(features, embedding=vector)
                 yield ScoreResult(paths[index], value, None,
                                   label.to_label(value) if label is not None else None,
-                                  embedding)
+                                  features)
             elif index in scores:
                 yield ScoreResult(paths[index], None, "out of memory even at batch size 1")
             else:
@@ -200,7 +251,7 @@ def score_paths(paths: Iterable[str], model: ModelSource = None, *, device: str 
                 max_pixels: int = DEFAULT_MAX_PIXELS, expand: bool = True,
                 extensions: Sequence[str] = DEFAULT_EXTENSIONS,
                 recursive: bool = True, known_errors: Mapping[str, str] | None = None,
-                embeddings: bool = False) -> Iterator[ScoreResult]:
+                features: bool = False, thumbnails: int = 0) -> Iterator[ScoreResult]:
     """Score image files (folders and globs are expanded) and yield results in input order.
 
     Parameters
@@ -230,9 +281,13 @@ def score_paths(paths: Iterable[str], model: ModelSource = None, *, device: str 
     known_errors : mapping of str to str, optional
         Entries that get their row with this error and are not opened (an unreadable
         folder, a pattern that matched nothing; see ``expand_inputs``).
-    embeddings : bool
-        Also give each result the unit-length image embedding from the same forward
-        pass (``ScoreResult.embedding``), e.g. to find similar photos.
+    features : bool
+        Also give each result :class:`~grmpiqa.results.PhotoFeatures`: the model's
+        normalised image embedding (same forward pass), a perceptual hash and the
+        EXIF capture time; burst grouping needs them.
+    thumbnails : int
+        With ``features``: also a JPEG thumbnail of at most this many pixels a side,
+        made from the decoded image (for reports).
 
     Yields
     ------
@@ -257,5 +312,6 @@ def score_paths(paths: Iterable[str], model: ModelSource = None, *, device: str 
     batches = iter_batches(files, model.preprocess, batch_size=batch_size, workers=workers,
                            pin_memory=model.device.type == "cuda", draft=draft,
                            max_pixels=max_pixels, yield_cpu=model.device.type == "cpu",
-                           known_errors=known)
-    yield from score_batches(model, batches, files, embeddings=embeddings)
+                           known_errors=known,
+                           signals=SignalOptions(thumbnails) if features else None)
+    yield from score_batches(model, batches, files, embeddings=features)

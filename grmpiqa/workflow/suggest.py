@@ -77,7 +77,7 @@ def suggest(paths: Iterable[str], n: int = 50, *, model: ModelSource = None, see
     failed: list[ScoreResult] = []
     for result in score_paths(paths, model, device=device, batch_size=batch_size,
                               workers=workers, extensions=extensions, recursive=recursive,
-                              embeddings=True):
+                              features=True):
         (scored if result.ok else failed).append(result)
         if not result.ok:
             report.message(f"{result.path}: {result.error}")

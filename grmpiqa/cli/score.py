@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from collections import Counter
-from typing import Annotated
+from typing import IO, Annotated, Any
 
 import typer
 
@@ -27,7 +27,12 @@ from grmpiqa.cli.common import (
     say,
 )
 from grmpiqa.config import DEFAULT_MAX_PIXELS
-from grmpiqa.io.inputs import DEFAULT_EXTENSIONS, expand_inputs, read_path_list
+from grmpiqa.io.inputs import (
+    DEFAULT_EXTENSIONS,
+    expand_inputs,
+    normalise_extensions,
+    read_path_list,
+)
 from grmpiqa.io.output import BASE_COLUMNS, FORMATS, OutputFile, display_path, format_for_path
 from grmpiqa.scoring.distributed import parse_shard
 
@@ -35,8 +40,9 @@ from grmpiqa.scoring.distributed import parse_shard
 @cli_errors
 def score(
     paths: Annotated[list[str], typer.Argument(
-        help="Image files, folders (searched recursively), globs, or - to read a list of "
-             "paths from stdin.", show_default=False)],
+        help="Image files, folders (searched recursively), globs, WebDataset .tar shards "
+             "(rows SHARD.tar/MEMBER), or - to read a list of paths from stdin.",
+        show_default=False)],
     model: ModelOption = None,
     weights: WeightsOption = None,
     device: DeviceOption = "auto",
@@ -45,7 +51,8 @@ def score(
     fmt: Annotated[str | None, typer.Option(
         "--format", "-f", show_default="table on a terminal, else CSV",
         help=f"Output format: {', '.join(FORMATS)}. With --output, taken from its extension "
-             "(.csv, .tsv, .jsonl) unless given.")] = None,
+             "(.csv, .tsv, .jsonl, .parquet) unless given; parquet needs --output and the "
+             "extra grmpiqa[parquet].")] = None,
     output: Annotated[str | None, typer.Option(
         "--output", "-o", help="Write rows to this file (atomically) instead of stdout.")] = None,
     recursive: Annotated[bool, typer.Option(
@@ -62,8 +69,13 @@ def score(
     precision: PrecisionOption = "auto",
     compile_model: CompileOption = False,
     shard: Annotated[str | None, typer.Option(
-        "--shard", help="Score only shard K of N (0 <= K < N) of the sorted input list; N jobs "
-        "with K = 0..N-1 cover every image exactly once.")] = None,
+        "--shard", help="Score only shard K of N (0 <= K < N) of the sorted input list (a .tar "
+        "shard counts as one entry); N jobs with K = 0..N-1 cover every image exactly once.")
+    ] = None,
+    gpu_decode: Annotated[str, typer.Option(
+        "--gpu-decode", metavar="auto|on|off",
+        help="Decode JPEGs on the GPU (nvJPEG) and squash them there with the same kernel; "
+             "auto: on CUDA devices.")] = "auto",
     draft: Annotated[bool, typer.Option(
         "--draft/--no-draft", hidden=True,
         help="Let libjpeg decode big JPEGs at a reduced scale (at least 2x the model's size).")
@@ -95,6 +107,13 @@ def score(
         raise typer.BadParameter(f"use one of {', '.join(FORMATS)}", param_hint="--format")
     if fmt is None:
         fmt = format_for_path(output) if output else ("table" if sys.stdout.isatty() else "csv")
+    if fmt == "parquet" and not output:
+        raise typer.BadParameter("parquet is written to a file: add --output FILE.parquet",
+                                 param_hint="--format")
+    if fmt == "parquet":
+        from grmpiqa.io.parquet import require_pyarrow
+
+        require_pyarrow()  # a missing extra is a usage error before any model loads
     extras = workflow.ScoreWorkflow.from_options(
         sort=sort, top=top, min_score=min_score, max_score=max_score, xmp=xmp,
         rating_thresholds=rating_thresholds, summary=summary)
@@ -106,18 +125,17 @@ def score(
     workflow.warn_skipped(skipped)
     if shard is not None:
         files = parse_shard(shard).take(files)
+    from grmpiqa.io.shards import ShardIndex, expand_shards
+
+    tars = ShardIndex(normalise_extensions(ext or DEFAULT_EXTENSIONS))
+    files = expand_shards(files, tars)
     done = []
     if resume:
         if not output:
             raise typer.BadParameter("needs --output FILE", param_hint="--resume")
-        from grmpiqa.io.resume import done_rows
-
-        done = done_rows(output, fmt)
-        already = {row.path for row in done}
-        files = [f for f in files if f not in already]
+        files, done = _not_done(files, output, fmt)
     install_signal_handlers()
 
-    from grmpiqa.io.output import make_writer
     from grmpiqa.scoring import distributed
     from grmpiqa.scoring.engine import score_paths
     from grmpiqa.weights.loading import load_model
@@ -128,15 +146,14 @@ def score(
                                     precision=precision, compile=compile_model),
         score=lambda loaded_model, mine: score_paths(
             mine, loaded_model, batch_size=batch_size, workers=workers, draft=draft,
-            max_pixels=max_pixels, expand=False),
+            max_pixels=max_pixels, expand=False, gpu_decode=gpu_decode, shards=tars),
     )
     if results is None:  # a torchrun rank other than 0: its share is done, rank 0 writes
         raise typer.Exit(EXIT_OK)
     columns = [*BASE_COLUMNS, "score_label"] if loaded.label is not None else list(BASE_COLUMNS)
 
-    target = OutputFile(output) if output else None
-    stream = target.stream if target else sys.stdout.buffer
-    writer = extras.wrap(make_writer(fmt, stream, columns, null=null), quiet=quiet)
+    target, stream, rows = _open_output(output, fmt, columns, null=null, resume=resume)
+    writer = extras.wrap(rows, quiet=quiet)
     if not files and not done:
         say("warning: no image files found")
 
@@ -151,7 +168,8 @@ def score(
         with Reporter(len(files), quiet=quiet) as reporter:
             for result in results:
                 writer.write(result)
-                stream.flush()  # a pipe sees each row as soon as it is scored
+                if stream is not None:
+                    stream.flush()  # a pipe sees each row as soon as it is scored
                 written += 1
                 if not result.ok:
                     failed += 1
@@ -180,3 +198,32 @@ def score(
     if extras.finish(quiet) or failed:
         raise typer.Exit(EXIT_SOME_FAILED)
     raise typer.Exit(EXIT_OK)
+
+
+def _not_done(files: list[str], output: str, fmt: str) -> tuple[list[str], list]:
+    """--resume: the rows ``output`` holds already, and the files still to score."""
+    from grmpiqa.io.resume import done_rows
+
+    done = done_rows(output, fmt)
+    already = {row.path for row in done}
+    if fmt == "parquet":  # Parquet holds names that are not UTF-8 as \\xNN text
+        from grmpiqa.io.parquet import text_path
+
+        return [f for f in files if text_path(f) not in already], done
+    return [f for f in files if f not in already], done
+
+
+def _open_output(output: str | None, fmt: str, columns: list[str], *, null: bool,
+                 resume: bool) -> tuple[Any, IO[bytes] | None, Any]:
+    """(target to commit or discard or None for stdout, stream to flush or None, row writer)."""
+    if fmt == "parquet":
+        from grmpiqa.io.parquet import ParquetOutput
+
+        assert output is not None
+        target = ParquetOutput(output, columns, resume=resume)
+        return target, None, target
+    from grmpiqa.io.output import make_writer
+
+    file = OutputFile(output) if output else None
+    stream = file.stream if file else sys.stdout.buffer
+    return file, stream, make_writer(fmt, stream, columns, null=null)

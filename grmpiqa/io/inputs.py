@@ -123,7 +123,8 @@ def expand_inputs(args: Sequence[str], *, extensions: Sequence[str] = DEFAULT_EX
     """Files for ``args`` in a deterministic order, each file once.
 
     Folders expand to their sorted image files; globs (``*``, ``?``, ``[``,
-    and ``**`` for any depth) expand to sorted matches; anything else, even a
+    and ``**`` for any depth) expand to sorted matches (images and ``.tar``
+    shards, which stay one entry each here); anything else, even a
     file with another extension, is taken as named. ``-`` stands for
     ``stdin_paths``, a list of files taken literally, like ``xargs`` would (a
     folder there gets an error row instead of being searched). ``skipped``:
@@ -153,8 +154,8 @@ def expand_inputs(args: Sequence[str], *, extensions: Sequence[str] = DEFAULT_EX
                 if os.path.isdir(match):
                     for path in walk_folder(match, exts, recursive, skipped):
                         add(path)
-                elif _has_extension(match, exts):
-                    add(match)
+                elif _has_extension(match, exts) or match.lower().endswith(".tar"):
+                    add(match)  # a tar is a WebDataset shard (grmpiqa.io.shards)
         else:
             add(arg)
     return files

@@ -20,7 +20,7 @@ from typing import IO, Any, Protocol
 
 from grmpiqa.io.atomic import file_mode_for
 
-FORMATS = ("table", "csv", "jsonl", "tsv", "paths")
+FORMATS = ("table", "csv", "jsonl", "tsv", "paths", "parquet")
 BASE_COLUMNS = ("path", "score", "error")
 
 
@@ -174,12 +174,15 @@ def make_writer(fmt: str, stream: IO[bytes], columns: Sequence[str], *,
         return JsonlWriter(stream, columns)
     if fmt == "table":
         return TableWriter(stream, columns)
+    if fmt == "parquet":
+        raise ValueError("parquet is written by grmpiqa.io.parquet.ParquetOutput, to a file")
     raise ValueError(f"unknown format {fmt!r}")
 
 
 def format_for_path(path: str) -> str:
     suffix = Path(path).suffix.lower()
-    by_suffix = {".jsonl": "jsonl", ".ndjson": "jsonl", ".tsv": "tsv", ".txt": "table"}
+    by_suffix = {".jsonl": "jsonl", ".ndjson": "jsonl", ".tsv": "tsv", ".txt": "table",
+                 ".parquet": "parquet"}
     return by_suffix.get(suffix, "csv")
 
 

@@ -34,15 +34,29 @@ def squash_crop(image: Image.Image, cfg: PreprocessConfig) -> torch.Tensor:
     return torch.from_numpy(array.copy()).permute(2, 0, 1).contiguous()
 
 
+def _checked_squash(image: Image.Image, cfg: PreprocessConfig) -> torch.Tensor:
+    try:
+        return squash_crop(image, cfg)
+    except (ValueError, OSError, MemoryError) as exc:
+        raise ImageError(f"cannot resize ({type(exc).__name__}: {exc})") from None
+
+
 def load_pixels(path: str, cfg: PreprocessConfig, *, draft: bool = True,
                 max_pixels: int = DEFAULT_MAX_PIXELS) -> torch.Tensor:
     """Decode and preprocess one file; raises :class:`ImageError` with the reason."""
     image = open_image(path, draft_size=draft_size(cfg) if draft else None,
                        max_pixels=max_pixels)
-    try:
-        return squash_crop(image, cfg)
-    except (ValueError, OSError, MemoryError) as exc:
-        raise ImageError(f"cannot resize ({type(exc).__name__}: {exc})") from None
+    return _checked_squash(image, cfg)
+
+
+def load_encoded_pixels(data: bytes, name: str, cfg: PreprocessConfig, *, draft: bool = True,
+                        max_pixels: int = DEFAULT_MAX_PIXELS) -> torch.Tensor:
+    """:func:`load_pixels` for a photo in memory (a tar member); ``name`` gives its type."""
+    from grmpiqa.io.encoded import open_encoded
+
+    image = open_encoded(data, name, draft_size=draft_size(cfg) if draft else None,
+                         max_pixels=max_pixels)
+    return _checked_squash(image, cfg)
 
 
 def _tensor_input(tensor: torch.Tensor, cfg: PreprocessConfig) -> torch.Tensor:

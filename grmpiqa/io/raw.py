@@ -9,8 +9,9 @@ turned upright the way the camera recorded it.
 
 from __future__ import annotations
 
+import contextlib
 import io
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 from PIL import Image
@@ -42,14 +43,17 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
-def open_raw(path: str, *, draft_size: int | None = None,
+def open_raw(source: str | IO[bytes], *, draft_size: int | None = None,
              max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
-    """Decode a camera RAW file to an upright RGB image (preview or half-size demosaic)."""
+    """Decode a camera RAW file (a path or an in-memory file) to an upright RGB image
+    (preview or half-size demosaic)."""
     rawpy = _import_rawpy()
     min_side = draft_size or DEFAULT_PREVIEW_MIN_SIDE
     try:
         # A file object, not the path: LibRaw cannot open names that are not valid UTF-8.
-        with open(path, "rb") as handle, rawpy.imread(handle) as raw:
+        opened = open(source, "rb") if isinstance(source, str) \
+            else contextlib.nullcontext(source)  # noqa: SIM115 (closed by the with below)
+        with opened as handle, rawpy.imread(handle) as raw:
             sizes = raw.sizes
             if sizes.raw_width * sizes.raw_height > max_pixels:
                 raise ImageError(

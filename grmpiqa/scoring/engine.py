@@ -11,7 +11,7 @@ import contextlib
 import logging
 import os
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -19,11 +19,13 @@ from torch.utils.data import DataLoader, Dataset
 
 from grmpiqa.config import PreprocessConfig
 from grmpiqa.errors import ImageError
-from grmpiqa.io.images import DEFAULT_MAX_PIXELS
-from grmpiqa.io.inputs import DEFAULT_EXTENSIONS, expand_inputs
-from grmpiqa.io.preprocess import load_pixels
+from grmpiqa.io.images import DEFAULT_MAX_PIXELS, check_regular_file
+from grmpiqa.io.inputs import DEFAULT_EXTENSIONS, expand_inputs, normalise_extensions
+from grmpiqa.io.preprocess import load_encoded_pixels, load_pixels
+from grmpiqa.io.shards import ShardIndex, expand_shards
 from grmpiqa.model.acceleration import autocast_context
 from grmpiqa.results import ModelSource, ScoreResult
+from grmpiqa.scoring.gpu_decode import EncodedJpeg, GpuDecoder, probe_jpeg, resolve_gpu_decode
 
 log = logging.getLogger("grmpiqa")
 
@@ -33,26 +35,32 @@ class Batch:
     indices: list[int]
     pixels: torch.Tensor | None
     errors: dict[int, str]
+    encoded: dict[int, EncodedJpeg] = field(default_factory=dict)  # left for the GPU
+
+
+Item = tuple[int, "torch.Tensor | EncodedJpeg | None", "str | None"]
 
 
 class ImageFiles(Dataset):
-    """Decodes one file per item; errors are returned, not raised, so workers never die."""
+    """Decodes one file or tar member per item; errors are returned, not raised, so workers
+    never die. With ``gpu_jpeg``, JPEGs come back encoded for :class:`GpuDecoder`."""
 
     def __init__(self, paths: Sequence[str], cfg: PreprocessConfig, *, draft: bool = True,
-                 max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
+                 max_pixels: int = DEFAULT_MAX_PIXELS, shards: ShardIndex | None = None,
+                 gpu_jpeg: bool = False) -> None:
         self.paths = list(paths)
         self.cfg = cfg
         self.draft = draft
         self.max_pixels = max_pixels
+        self.shards = shards if shards is not None else ShardIndex(DEFAULT_EXTENSIONS)
+        self.gpu_jpeg = gpu_jpeg
 
     def __len__(self) -> int:
         return len(self.paths)
 
-    def __getitem__(self, index: int) -> tuple[int, torch.Tensor | None, str | None]:
+    def __getitem__(self, index: int) -> Item:
         try:
-            pixels = load_pixels(self.paths[index], self.cfg, draft=self.draft,
-                                 max_pixels=self.max_pixels)
-            return index, pixels, None
+            return index, self._load(self.paths[index]), None
         except ImageError as exc:
             return index, None, str(exc)
         except MemoryError:
@@ -60,14 +68,46 @@ class ImageFiles(Dataset):
         except Exception as exc:  # a decoder bug must not cost the other photos
             return index, None, f"unexpected {type(exc).__name__}: {exc}"
 
+    def _load(self, path: str) -> torch.Tensor | EncodedJpeg:
+        if self.shards.is_member(path):
+            data = self.shards.read(path)
+        elif self.gpu_jpeg and (data := read_jpeg(path)) is not None:
+            pass
+        else:
+            return load_pixels(path, self.cfg, draft=self.draft, max_pixels=self.max_pixels)
+        if self.gpu_jpeg and (orientation := probe_jpeg(data, self.max_pixels)) is not None:
+            return EncodedJpeg(torch.frombuffer(bytearray(data), dtype=torch.uint8),
+                               orientation, path)
+        return load_encoded_pixels(data, path, self.cfg, draft=self.draft,
+                                   max_pixels=self.max_pixels)
 
-def collate(items: list[tuple[int, torch.Tensor | None, str | None]]) -> Batch:
-    good = [(i, px) for i, px, _ in items if px is not None]
+    def decode_on_cpu(self, jpeg: EncodedJpeg) -> torch.Tensor:
+        """For a JPEG the GPU refused: Pillow, in the main process."""
+        return load_encoded_pixels(jpeg.data.numpy().tobytes(), jpeg.name, self.cfg,
+                                   draft=False, max_pixels=self.max_pixels)
+
+
+def read_jpeg(path: str) -> bytes | None:
+    """The bytes of a file that starts like a JPEG, None for any other file."""
+    check_regular_file(path)
+    try:
+        with open(path, "rb") as handle:
+            if handle.read(3) != b"\xff\xd8\xff":
+                return None
+            handle.seek(0)
+            return handle.read()
+    except OSError:
+        return None  # the usual path reports it
+
+
+def collate(items: list[Item]) -> Batch:
+    good = [(i, px) for i, px, _ in items if isinstance(px, torch.Tensor)]
     pixels = torch.stack([px for _, px in good]) if good else None
     return Batch(
         indices=[i for i, _, _ in items],
         pixels=pixels,
         errors={i: err for i, _, err in items if err is not None},
+        encoded={i: px for i, px, _ in items if isinstance(px, EncodedJpeg)},
     )
 
 
@@ -85,11 +125,16 @@ def _lower_priority(_: int) -> None:
         os.nice(10)
 
 
-def iter_batches(paths: Sequence[str], cfg: PreprocessConfig, *, batch_size: int, workers: int,
-                 pin_memory: bool = False, draft: bool = True,
+def iter_batches(paths: Sequence[str] | ImageFiles, cfg: PreprocessConfig | None = None, *,
+                 batch_size: int, workers: int, pin_memory: bool = False, draft: bool = True,
                  max_pixels: int = DEFAULT_MAX_PIXELS, yield_cpu: bool = False
                  ) -> Iterator[Batch]:
-    dataset = ImageFiles(paths, cfg, draft=draft, max_pixels=max_pixels)
+    """Decoded batches of ``paths`` (or of a ready :class:`ImageFiles`), in order."""
+    if isinstance(paths, ImageFiles):
+        dataset = paths
+    else:
+        assert cfg is not None, "cfg is needed to decode paths"
+        dataset = ImageFiles(paths, cfg, draft=draft, max_pixels=max_pixels)
     workers = max(0, min(workers, -(-len(dataset) // batch_size)))
     loader = DataLoader(
         dataset,
@@ -157,16 +202,23 @@ class BackoffPredictor:
         return out
 
 
-def score_batches(model: Any, batches: Iterable[Batch], paths: Sequence[str]
-                  ) -> Iterator[ScoreResult]:
-    """Run the model on decoded batches and yield one result per path, in order."""
+def score_batches(model: Any, batches: Iterable[Batch], paths: Sequence[str],
+                  gpu: GpuDecoder | None = None) -> Iterator[ScoreResult]:
+    """Run the model on decoded batches and yield one result per path, in order; ``gpu``
+    decodes the JPEGs a batch holds encoded."""
     label = getattr(model, "label", None)
     predict = BackoffPredictor(model)
     for batch in batches:
         scores: dict[int, float | None] = {}
-        if batch.pixels is not None:
-            good = [i for i in batch.indices if i not in batch.errors]
-            scores = dict(zip(good, predict(batch.pixels), strict=True))
+        if batch.encoded:
+            if gpu is None:
+                raise ValueError("a batch holds encoded JPEGs but no GPU decoder was given")
+            pixels, good, errors = gpu.assemble(batch)
+        else:
+            pixels, errors = batch.pixels, batch.errors
+            good = [i for i in batch.indices if i not in errors]
+        if pixels is not None:
+            scores = dict(zip(good, predict(pixels), strict=True))
         for index in batch.indices:
             value = scores.get(index)
             if value is not None:
@@ -175,20 +227,22 @@ def score_batches(model: Any, batches: Iterable[Batch], paths: Sequence[str]
             elif index in scores:
                 yield ScoreResult(paths[index], None, "out of memory even at batch size 1")
             else:
-                yield ScoreResult(paths[index], None, batch.errors.get(index, "not scored"))
+                yield ScoreResult(paths[index], None, errors.get(index, "not scored"))
 
 
 def score_paths(paths: Iterable[str], model: ModelSource = None, *, device: str = "auto",
                 batch_size: int = 32, workers: int | None = None, draft: bool = True,
                 max_pixels: int = DEFAULT_MAX_PIXELS, expand: bool = True,
                 extensions: Sequence[str] = DEFAULT_EXTENSIONS,
-                recursive: bool = True) -> Iterator[ScoreResult]:
+                recursive: bool = True, gpu_decode: str = "auto",
+                shards: ShardIndex | None = None) -> Iterator[ScoreResult]:
     """Score image files (folders and globs are expanded) and yield results in input order.
 
     Parameters
     ----------
     paths : iterable of str
-        Files, folders (searched for images) and globs.
+        Files, folders (searched for images), globs, WebDataset ``.tar`` shards (one row
+        per sample, path ``SHARD.tar/MEMBER``) and such member paths.
     model : QualityModel, str or path, optional
         A loaded model, a manifest name or a weights path (default: the manifest's
         default model, loaded on ``device``).
@@ -208,6 +262,11 @@ def score_paths(paths: Iterable[str], model: ModelSource = None, *, device: str 
         Image extensions looked for in folders.
     recursive : bool
         Search sub-folders.
+    gpu_decode : {"auto", "on", "off"}
+        Decode JPEGs on the GPU (nvJPEG) and squash them there with the exact kernel;
+        ``auto``: when the model is on a CUDA device.
+    shards : ShardIndex, optional
+        Tar shards listed already (by :func:`grmpiqa.io.shards.expand_shards`).
 
     Yields
     ------
@@ -222,13 +281,20 @@ def score_paths(paths: Iterable[str], model: ModelSource = None, *, device: str 
 
         model = load_model(model, device=device)
     model.eval()
-    files = expand_inputs(list(paths), extensions=extensions, recursive=recursive) \
-        if expand else list(paths)
+    use_gpu = resolve_gpu_decode(gpu_decode, model.device, model.preprocess)
+    shards = shards if shards is not None else ShardIndex(normalise_extensions(extensions))
+    files = list(paths)
+    if expand:
+        files = expand_shards(expand_inputs(files, extensions=extensions, recursive=recursive),
+                              shards)
     if not files:
         return
     if workers is None:
         workers = default_workers(model.device)
-    batches = iter_batches(files, model.preprocess, batch_size=batch_size, workers=workers,
-                           pin_memory=model.device.type == "cuda", draft=draft,
-                           max_pixels=max_pixels, yield_cpu=model.device.type == "cpu")
-    yield from score_batches(model, batches, files)
+    dataset = ImageFiles(files, model.preprocess, draft=draft, max_pixels=max_pixels,
+                         shards=shards, gpu_jpeg=use_gpu)
+    batches = iter_batches(dataset, batch_size=batch_size, workers=workers,
+                           pin_memory=model.device.type == "cuda",
+                           yield_cpu=model.device.type == "cpu")
+    gpu = GpuDecoder(model.preprocess, model.device, dataset.decode_on_cpu) if use_gpu else None
+    yield from score_batches(model, batches, files, gpu)

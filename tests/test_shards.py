@@ -28,7 +28,8 @@ def _two_shards(folder):
     """Shard 0: 5 good samples, a corrupt JPEG, a text file named .jpg, a sample without an
     image, a sample with a PNG and a JPEG; shard 1: 4 good samples in a sub-folder."""
     folder.mkdir(parents=True, exist_ok=True)
-    write_shard(folder / "00000.tar", good_samples(0, 5) + [
+    write_shard(folder / "00000.tar", [
+        *good_samples(0, 5),
         ("corrupt", {"jpg": jpeg_bytes(50)[:200], "json": b"{}"}),
         ("notimage", {"jpg": b"this is text, not a photo"}),
         ("captiononly", {"txt": b"a caption", "json": b"{}"}),

@@ -120,16 +120,19 @@ def _decode_all(jpegs: Sequence[EncodedJpeg], device: torch.device
     from torchvision.io import ImageReadMode, decode_jpeg
 
     datas = [j.data for j in jpegs]
-    try:
-        return list(decode_jpeg(datas, mode=ImageReadMode.RGB, device=device))
-    except (RuntimeError, ValueError):
-        pass
-    out: list[torch.Tensor | None] = []
-    for data in datas:
+    with warnings.catch_warnings():
+        # torchvision 0.29 announces a move to torchcodec; decode_jpeg still works
+        warnings.simplefilter("ignore", DeprecationWarning)
         try:
-            out.append(decode_jpeg(data, mode=ImageReadMode.RGB, device=device))
+            return list(decode_jpeg(datas, mode=ImageReadMode.RGB, device=device))
         except (RuntimeError, ValueError):
-            out.append(None)
+            pass
+        out: list[torch.Tensor | None] = []
+        for data in datas:
+            try:
+                out.append(decode_jpeg(data, mode=ImageReadMode.RGB, device=device))
+            except (RuntimeError, ValueError):
+                out.append(None)
     return out
 
 

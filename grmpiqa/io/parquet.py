@@ -33,7 +33,7 @@ from grmpiqa.results import ScoreResult
 
 ROWS_PER_PART = 4096  # GRMPIQA_PARQUET_PART_ROWS overrides it
 SECONDS_PER_PART = 30.0
-ROWS_PER_GROUP = 65536  # row groups of the final file
+ROWS_PER_GROUP = 16384  # row groups of the final file (about 1 MB each)
 _PART = re.compile(r"^g(\d{4,})-(\d{6,})\.parquet$")
 
 

@@ -12,7 +12,6 @@ every 4,096 rows, then the merge into row groups) and reports its peak RSS
 from __future__ import annotations
 
 import json
-import os
 import resource
 import subprocess
 import sys

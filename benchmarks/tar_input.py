@@ -34,9 +34,10 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--livec", type=Path, default=DEFAULT_LIVEC)
     parser.add_argument("--images", type=int, default=627)
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--workers", type=int, default=1, help="decoding processes")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--model", choices=("tiny", "vit-b16"), default="tiny")
+    parser.add_argument("--device", default="cpu")
     parser.add_argument("--workdir", type=Path,
                         default=Path(tempfile.gettempdir()) / "grmpiqa-tar-bench")
     return parser.parse_args()
@@ -83,9 +84,10 @@ def pack_shards(files: list[Path], folder: Path, per_shard: int = 128) -> list[s
 def load() -> object:
     if ARGS.model == "vit-b16":
         write_vit_b16_cache(HF_CACHE)
-        return load_model("grmp-clive50", device="cpu")
+        return load_model("grmp-clive50", device=ARGS.device)
     manifest = tiny_manifest(HF_CACHE)
-    return load_model("grmp-tiny", device="cpu", manifest=parse_manifest(manifest, "tiny"))
+    return load_model("grmp-tiny", device=ARGS.device,
+                      manifest=parse_manifest(manifest, "tiny"))
 
 
 def timed(model: object, inputs: list[str]) -> tuple[float, list[float]]:
@@ -111,6 +113,7 @@ def main() -> None:
         as_tars.append(seconds)
     files_s, tars_s = statistics.median(as_files), statistics.median(as_tars)
     result = {"images": len(files), "shards": len(shards), "model": ARGS.model,
+              "device": ARGS.device,
               "workers": ARGS.workers, "files_s": round(files_s, 3),
               "tars_s": round(tars_s, 3), "ratio_tar_to_files": round(tars_s / files_s, 3),
               "scores_identical": file_scores == tar_scores, "cpu": cpu_features(),

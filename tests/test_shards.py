@@ -127,6 +127,12 @@ def test_shard_option_splits_by_tar_file(use_tiny_manifest, tmp_path):
         expand_shards([str(s) for s in shards], ShardIndex(DEFAULT_EXTENSIONS)))
 
 
+def test_xmp_refuses_tar_shards(use_tiny_manifest, tmp_path):
+    shards = _two_shards(tmp_path / "shards")
+    result = runner.invoke(app, ["score", str(shards[1]), "--xmp"])
+    assert result.exit_code == 2 and "tar shards" in result.output
+
+
 def test_parquet_needs_an_output_file(use_tiny_manifest, tmp_path):
     result = runner.invoke(app, ["score", str(tmp_path), "-f", "parquet"])
     assert result.exit_code == 2 and "--output" in result.output

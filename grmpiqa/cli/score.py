@@ -129,6 +129,9 @@ def score(
 
     tars = ShardIndex(normalise_extensions(ext or DEFAULT_EXTENSIONS))
     files = expand_shards(files, tars)
+    if xmp and tars.listings:
+        raise typer.BadParameter("XMP sidecars go beside files; members of tar shards have "
+                                 "none", param_hint="--xmp")
     done = []
     if resume:
         if not output:

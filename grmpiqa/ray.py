@@ -128,21 +128,24 @@ def with_results(batch: Any, results: Sequence[ScoreResult]) -> Any:
             import pyarrow as pa
 
             table = pa.table({name: np.asarray(column) for name, column in batch.items()})
-            return table.append_column("score", pa.array(scores, pa.float32())) \
-                .append_column("error", pa.array(errors, pa.string()))
+            return _append(table, scores, errors)
         except (ImportError, ValueError, TypeError, NotImplementedError):
             pass  # pyarrow.ArrowInvalid is a ValueError
     if type(batch).__module__.startswith("pyarrow"):
-        import pyarrow as pa
-
-        return batch.append_column("score", pa.array(scores, pa.float32())) \
-            .append_column("error", pa.array(errors, pa.string()))
+        return _append(batch, scores, errors)
     numeric = np.array([np.nan if v is None else v for v in scores], dtype=np.float32)
     if isinstance(batch, dict):
         return {**batch, "score": numeric, "error": np.array(errors, dtype=object)}
     out = batch.copy()
     out["score"], out["error"] = numeric, errors
     return out
+
+
+def _append(table: Any, scores: list[float | None], errors: list[str | None]) -> Any:
+    import pyarrow as pa
+
+    return table.append_column("score", pa.array(scores, pa.float32())) \
+        .append_column("error", pa.array(errors, pa.string()))
 
 
 def _as_pil(image: Any) -> Any:

@@ -171,3 +171,15 @@ def test_kill_9_then_resume_parquet(use_tiny_manifest, tmp_path):
     assert len(paths) == len(set(paths)) == 160
     assert set(paths[:len(kept)]) == kept  # the kept rows come first
     assert all(r["error"] is None for r in rows) and not parts.exists()
+
+
+def test_score_paths_expands_shards_and_reads_member_paths(tiny_model, tmp_path):
+    from grmpiqa.scoring.engine import score_paths
+
+    shards = _two_shards(tmp_path / "shards")
+    rows = list(score_paths([str(shards[1])], tiny_model, workers=2, batch_size=3))
+    assert [r.path for r in rows] == [f"{shards[1]}/sub/{i:06d}.jpg" for i in range(5, 9)]
+    member = rows[2].path  # a member path alone, as a Ray batch or a stdin list gives it
+    again = list(score_paths([member, f"{shards[1]}/sub/missing.jpg"], tiny_model, workers=0))
+    assert again[0].score == rows[2].score
+    assert again[1].error and "no image member" in again[1].error

@@ -183,3 +183,43 @@ def test_score_paths_expands_shards_and_reads_member_paths(tiny_model, tmp_path)
     again = list(score_paths([member, f"{shards[1]}/sub/missing.jpg"], tiny_model, workers=0))
     assert again[0].score == rows[2].score
     assert again[1].error and "no image member" in again[1].error
+
+
+@pytest.mark.parametrize("fmt", ["ustar", "gnu", "pax"])
+def test_quick_header_scan_agrees_with_tarfile(tmp_path, fmt):
+    import tarfile
+
+    from grmpiqa.io.shards import _scan, _Unusual, _with_tarfile
+
+    path = tmp_path / f"{fmt}.tar"
+    long_dir = "d" * 120 + "/sub"
+    form = {"ustar": tarfile.USTAR_FORMAT, "gnu": tarfile.GNU_FORMAT,
+            "pax": tarfile.PAX_FORMAT}[fmt]
+    with tarfile.open(path, "w", format=form) as tar:
+        for i, name in enumerate(["a.jpg", f"{long_dir}/b.jpg", "c/", "c/d.txt", "e.jpg"]):
+            info = tarfile.TarInfo(name.rstrip("/"))
+            if name.endswith("/"):
+                info.type = tarfile.DIRTYPE
+                tar.addfile(info)
+                continue
+            data = jpeg_bytes(i)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    expected = list(_with_tarfile(str(path)))
+    assert [e[0] for e in expected] == ["a.jpg", f"{long_dir}/b.jpg", "c/d.txt", "e.jpg"]
+    try:
+        assert list(_scan(str(path))) == expected
+    except _Unusual:
+        assert fmt != "ustar"  # GNU long names and pax headers are left to tarfile
+    listing = list_shard(str(path), DEFAULT_EXTENSIONS)
+    assert list(listing.images) == ["a.jpg", f"{long_dir}/b.jpg", "e.jpg"]
+
+
+def test_a_shard_with_a_bad_header_checksum_is_reported(tmp_path):
+    shard = write_shard(tmp_path / "t.tar", good_samples(0, 3))
+    data = bytearray(shard.read_bytes())
+    second_header = 512 + -(-len(jpeg_bytes(0)) // 512) * 512
+    data[second_header + 10] ^= 0xFF
+    shard.write_bytes(bytes(data))
+    listing = list_shard(str(shard), DEFAULT_EXTENSIONS)
+    assert listing.problem and "cannot read tar shard" in listing.problem

@@ -7,9 +7,10 @@ img2dataset and webdataset write them. Each sample's image is the member
 whose extension comes first in the extension list (``--ext`` order), and its
 row's path is ``SHARD.tar/MEMBER`` (``shards/00000.tar/000042.jpg``).
 
-Listing a shard reads only its 512-byte headers (``tarfile`` seeks over the
-data), so it costs one small read per member; a decoder then reads a member
-with one ``pread`` at its offset. Plain ``tarfile`` rather than the
+Listing a shard reads only its 512-byte headers, one ``pread`` each (plain
+ustar/GNU headers are parsed here, anything else by ``tarfile``, which also
+seeks over the data); a decoder then reads a member with one ``pread`` at its
+offset. Plain ``tarfile`` rather than the
 ``webdataset`` package: the index gives every member its own row, error and
 resume key, and reading by offset lets the engine's decoding processes share
 one shard while reading the same bytes a stream would.
@@ -18,8 +19,9 @@ one shard while reading the same bytes a stream would.
 from __future__ import annotations
 
 import os
+import struct
 import tarfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from grmpiqa.errors import ImageError
@@ -65,22 +67,90 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
+_BLOCK = 512
+_PLAIN_TYPES = {b"0": True, b"\0": True, b"7": True, b"5": False, b"1": False, b"2": False,
+                b"3": False, b"4": False, b"6": False}  # type flag -> regular file?
+
+
+class _Unusual(Exception):
+    """A header the quick scan leaves to ``tarfile`` (pax, GNU long names, sparse, ...)."""
+
+
+def _octal(field: bytes) -> int:
+    if field[:1] and field[0] & 0x80:
+        raise _Unusual  # base-256 size
+    text = field.split(b"\0", 1)[0].strip()
+    return int(text, 8) if text else 0
+
+
+def _checksum_ok(header: bytes) -> bool:
+    stored = _octal(header[148:156])
+    if stored == sum(header[:148]) + 256 + sum(header[156:]):
+        return True
+    signed = sum(struct.unpack("148b", header[:148])) + 256 + \
+        sum(struct.unpack("356b", header[156:]))
+    return stored == signed  # old tars summed signed bytes
+
+
+def _scan(path: str) -> Iterator[tuple[str, int, int]]:
+    """(name, data offset, size) of each regular member, reading only the 512-byte headers.
+
+    Plain ustar and GNU headers only, about 4x faster than ``tarfile``; anything
+    else raises :class:`_Unusual`. A bad checksum raises ValueError and a file
+    that ends inside a member EOFError.
+    """
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        offset = 0
+        while True:
+            header = os.pread(fd, _BLOCK, offset)
+            if len(header) < _BLOCK:
+                if not header and offset == os.fstat(fd).st_size:
+                    return  # no end-of-archive blocks, as some writers leave it
+                raise EOFError(f"the file ends inside the member before byte {offset}")
+            if header.count(0) == _BLOCK:
+                return
+            if not _checksum_ok(header):  # tarfile would end the listing here, silently
+                raise ValueError(f"bad tar header checksum at byte {offset}")
+            kind = header[156:157]
+            if kind not in _PLAIN_TYPES:
+                raise _Unusual
+            size = _octal(header[124:136])
+            name = header[:100].split(b"\0", 1)[0]
+            if header[257:262] == b"ustar" and header[345:500].strip(b"\0"):
+                name = header[345:500].split(b"\0", 1)[0] + b"/" + name
+            if _PLAIN_TYPES[kind]:
+                yield os.fsdecode(name), offset + _BLOCK, size
+            offset += _BLOCK + -(-size // _BLOCK) * _BLOCK
+    finally:
+        os.close(fd)
+
+
+def _with_tarfile(path: str) -> Iterator[tuple[str, int, int]]:
+    with tarfile.open(path, mode="r:") as tar:
+        for info in tar:
+            if info.isfile():
+                yield info.name, info.offset_data, info.size
+
+
 def list_shard(path: str, extensions: Sequence[str]) -> ShardListing:
     """Index ``path``'s samples; a shard that breaks part-way keeps the samples before."""
     rank = {ext: i for i, ext in enumerate(extensions)}
     samples: dict[str, list[tuple[str, str, Member]]] = {}
     listing = ShardListing()
-    try:
-        with tarfile.open(path, mode="r:") as tar:
-            for info in tar:
-                if not info.isfile():
-                    continue
-                key, ext = sample_key(info.name)
-                samples.setdefault(key, []).append((ext, info.name,
-                                                    Member(info.offset_data, info.size)))
-    except (tarfile.TarError, OSError, EOFError) as exc:
-        got = f" after {len(samples)} samples" if samples else ""
-        listing.problem = f"cannot read tar shard{got} ({_describe(exc)})"
+    for reader in (_scan, _with_tarfile):
+        samples.clear()
+        try:
+            for name, offset, size in reader(path):
+                key, ext = sample_key(name)
+                samples.setdefault(key, []).append((ext, name, Member(offset, size)))
+            break
+        except _Unusual:
+            continue
+        except (tarfile.TarError, OSError, EOFError, ValueError) as exc:
+            got = f" after {len(samples)} samples" if samples else ""
+            listing.problem = f"cannot read tar shard{got} ({_describe(exc)})"
+            break
     for key, members in samples.items():
         images = [m for m in members if m[0] in rank]
         if images:

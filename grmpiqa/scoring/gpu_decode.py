@@ -82,10 +82,10 @@ def orient(image: torch.Tensor, orientation: int) -> torch.Tensor:
 
 
 def squash_crop_tensor(image: torch.Tensor, cfg: PreprocessConfig) -> torch.Tensor:
-    """uint8 (3, H, W) upright -> (3, crop, crop): whole image squashed, centre crop."""
+    """uint8 (..., 3, H, W) upright -> (..., 3, crop, crop): whole image squashed, centre crop."""
     squashed = resize_cubic(image, cfg.resize, cfg.resize)
     offset = (cfg.resize - cfg.crop) // 2
-    return squashed[:, offset:offset + cfg.crop, offset:offset + cfg.crop]
+    return squashed[..., offset:offset + cfg.crop, offset:offset + cfg.crop]
 
 
 def exact_kernel(cfg: PreprocessConfig) -> bool:
@@ -154,18 +154,24 @@ class GpuDecoder:
         if not jpegs:
             return []
         decoded = self.decode(jpegs, self.device)
-        out: list[torch.Tensor | str] = []
-        for jpeg, image in zip(jpegs, decoded, strict=True):
+        out: list[torch.Tensor | str | None] = [None] * len(jpegs)
+        by_shape: dict[tuple[int, ...], list[tuple[int, torch.Tensor]]] = {}
+        for i, (jpeg, image) in enumerate(zip(jpegs, decoded, strict=True)):
             if image is not None:
-                out.append(squash_crop_tensor(orient(image, jpeg.orientation), self.cfg))
+                upright = orient(image, jpeg.orientation)
+                by_shape.setdefault(tuple(upright.shape), []).append((i, upright))
                 continue
             self.fallbacks += 1
             log.debug("%s: nvJPEG refused it; decoding on the CPU", jpeg.name)
             try:
-                out.append(self.cpu_fallback(jpeg).to(self.device))
+                out[i] = self.cpu_fallback(jpeg).to(self.device)
             except Exception as exc:
-                out.append(str(exc))
-        return out
+                out[i] = str(exc)
+        for group in by_shape.values():  # one resize per image size, not per image
+            squashed = squash_crop_tensor(torch.stack([image for _, image in group]), self.cfg)
+            for (i, _), pixels in zip(group, squashed, strict=True):
+                out[i] = pixels
+        return [item if item is not None else "not decoded" for item in out]
 
     def assemble(self, batch: Any) -> tuple[torch.Tensor | None, list[int], dict[int, str]]:
         """A batch's model input in index order: CPU-decoded images and the JPEGs decoded

@@ -10,6 +10,8 @@ Only the source rows the taps touch are read, so a 12 MP photo costs little.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import torch
 
@@ -53,6 +55,25 @@ def _pass(values: torch.Tensor, dim: int, index: torch.Tensor, weights: torch.Te
     return total
 
 
+@functools.lru_cache(maxsize=64)
+def _plan(src_h: int, src_w: int, height: int, width: int, device: torch.device
+          ) -> tuple[bool, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Taps for one size change, on ``device``: photos of one size share them (no copies)."""
+    fixed = min(src_h, src_w) < _SMALL_SIDE
+    rows, wy = cubic_taps(src_h, height, fixed_point=fixed)
+    cols, wx = cubic_taps(src_w, width, fixed_point=fixed)
+    needed, slot = np.unique(rows, return_inverse=True)
+    if fixed:
+        scale = np.float32(1 << _FIXED_BITS)
+        wx, wy = np.rint(wx * scale).astype(np.int64), np.rint(wy * scale).astype(np.int64)
+
+    def on_device(array: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(np.ascontiguousarray(array)).to(device)
+
+    return (fixed, on_device(needed), on_device(slot.reshape(rows.shape)), on_device(cols),
+            on_device(wx), on_device(wy))
+
+
 def resize_cubic(images: torch.Tensor, height: int, width: int) -> torch.Tensor:
     """uint8 (..., C, H, W) -> uint8 (..., C, height, width), as ``cv2.resize`` INTER_CUBIC."""
     if images.dtype != torch.uint8 or images.ndim < 3:
@@ -61,26 +82,15 @@ def resize_cubic(images: torch.Tensor, height: int, width: int) -> torch.Tensor:
     src_h, src_w = images.shape[-2:]
     if min(src_h, src_w, height, width) < 1:
         raise ValueError(f"cannot resize {src_w}x{src_h} to {width}x{height}")
-    fixed = min(src_h, src_w) < _SMALL_SIDE
-    rows, wy = cubic_taps(src_h, height, fixed_point=fixed)
-    cols, wx = cubic_taps(src_w, width, fixed_point=fixed)
-    needed, slot = np.unique(rows, return_inverse=True)
-    device = images.device
-
-    def on_device(array: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(np.ascontiguousarray(array)).to(device)
-
-    gathered = images.index_select(-2, on_device(needed))
-    slot_t, cols_t = on_device(slot.reshape(rows.shape)), on_device(cols)
+    fixed, needed, slot, cols, wx, wy = _plan(int(src_h), int(src_w), height, width,
+                                              images.device)
+    gathered = images.index_select(-2, needed)
     if fixed:
-        scale = np.float32(1 << _FIXED_BITS)
-        ix = on_device(np.rint(wx * scale).astype(np.int64))
-        iy = on_device(np.rint(wy * scale).astype(np.int64))
-        across = _pass(gathered.long(), -1, cols_t, ix)
-        total = _pass(across, -2, slot_t, iy)
+        across = _pass(gathered.long(), -1, cols, wx)
+        total = _pass(across, -2, slot, wy)
         out = (total + (1 << (2 * _FIXED_BITS - 1))) >> (2 * _FIXED_BITS)
     else:
-        across = _pass(gathered.float(), -1, cols_t, on_device(wx))
-        total = _pass(across, -2, slot_t, on_device(wy))
+        across = _pass(gathered.float(), -1, cols, wx)
+        total = _pass(across, -2, slot, wy)
         out = torch.floor(total + 0.5)
     return out.clamp_(0, 255).to(torch.uint8)

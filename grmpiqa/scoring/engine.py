@@ -19,13 +19,13 @@ from torch.utils.data import DataLoader, Dataset
 
 from grmpiqa.config import PreprocessConfig
 from grmpiqa.errors import ImageError
-from grmpiqa.io.images import DEFAULT_MAX_PIXELS, check_regular_file
+from grmpiqa.io.images import DEFAULT_MAX_PIXELS
 from grmpiqa.io.inputs import DEFAULT_EXTENSIONS, expand_inputs, normalise_extensions
-from grmpiqa.io.preprocess import load_encoded_pixels, load_pixels
 from grmpiqa.io.shards import ShardIndex, expand_shards
 from grmpiqa.model.acceleration import autocast_context
 from grmpiqa.results import ModelSource, ScoreResult
-from grmpiqa.scoring.gpu_decode import EncodedJpeg, GpuDecoder, probe_jpeg, resolve_gpu_decode
+from grmpiqa.scoring.gpu_decode import EncodedJpeg, GpuDecoder, resolve_gpu_decode
+from grmpiqa.scoring.sources import Sources
 
 log = logging.getLogger("grmpiqa")
 
@@ -50,54 +50,22 @@ class ImageFiles(Dataset):
                  gpu_jpeg: bool = False) -> None:
         self.paths = list(paths)
         self.cfg = cfg
-        self.draft = draft
-        self.max_pixels = max_pixels
-        self.shards = shards if shards is not None else ShardIndex(DEFAULT_EXTENSIONS)
-        self.gpu_jpeg = gpu_jpeg
+        self.sources = Sources(cfg, shards or ShardIndex(DEFAULT_EXTENSIONS), draft=draft,
+                               max_pixels=max_pixels, gpu_jpeg=gpu_jpeg)
+        self.decode_on_cpu = self.sources.decode_on_cpu
 
     def __len__(self) -> int:
         return len(self.paths)
 
     def __getitem__(self, index: int) -> Item:
         try:
-            return index, self._load(self.paths[index]), None
+            return index, self.sources.load(self.paths[index]), None
         except ImageError as exc:
             return index, None, str(exc)
         except MemoryError:
             return index, None, "out of memory while decoding"
         except Exception as exc:  # a decoder bug must not cost the other photos
             return index, None, f"unexpected {type(exc).__name__}: {exc}"
-
-    def _load(self, path: str) -> torch.Tensor | EncodedJpeg:
-        if self.shards.is_member(path):
-            data = self.shards.read(path)
-        elif self.gpu_jpeg and (data := read_jpeg(path)) is not None:
-            pass
-        else:
-            return load_pixels(path, self.cfg, draft=self.draft, max_pixels=self.max_pixels)
-        if self.gpu_jpeg and (orientation := probe_jpeg(data, self.max_pixels)) is not None:
-            return EncodedJpeg(torch.frombuffer(bytearray(data), dtype=torch.uint8),
-                               orientation, path)
-        return load_encoded_pixels(data, path, self.cfg, draft=self.draft,
-                                   max_pixels=self.max_pixels)
-
-    def decode_on_cpu(self, jpeg: EncodedJpeg) -> torch.Tensor:
-        """For a JPEG the GPU refused: Pillow, in the main process."""
-        return load_encoded_pixels(jpeg.data.numpy().tobytes(), jpeg.name, self.cfg,
-                                   draft=False, max_pixels=self.max_pixels)
-
-
-def read_jpeg(path: str) -> bytes | None:
-    """The bytes of a file that starts like a JPEG, None for any other file."""
-    check_regular_file(path)
-    try:
-        with open(path, "rb") as handle:
-            if handle.read(3) != b"\xff\xd8\xff":
-                return None
-            handle.seek(0)
-            return handle.read()
-    except OSError:
-        return None  # the usual path reports it
 
 
 def collate(items: list[Item]) -> Batch:

@@ -1,0 +1,59 @@
+"""What a decoding worker does with one input path: a file, or a member of a tar shard.
+
+Files and members decode alike; with GPU decoding on, a JPEG comes back still
+encoded (its bytes and EXIF orientation) for :class:`~grmpiqa.scoring.gpu_decode.GpuDecoder`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from grmpiqa.config import DEFAULT_MAX_PIXELS, PreprocessConfig
+from grmpiqa.io.images import check_regular_file
+from grmpiqa.io.preprocess import load_encoded_pixels, load_pixels
+from grmpiqa.io.shards import ShardIndex
+from grmpiqa.scoring.gpu_decode import EncodedJpeg, probe_jpeg
+
+
+@dataclass
+class Sources:
+    cfg: PreprocessConfig
+    shards: ShardIndex
+    draft: bool = True
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    gpu_jpeg: bool = False
+
+    def load(self, path: str) -> torch.Tensor | EncodedJpeg:
+        """The item's uint8 (3, crop, crop) pixels, or its JPEG left for the GPU; raises
+        :class:`~grmpiqa.errors.ImageError` naming the problem."""
+        if self.shards.is_member(path):
+            data = self.shards.read(path)
+        elif self.gpu_jpeg and (data := read_jpeg(path)) is not None:
+            pass
+        else:
+            return load_pixels(path, self.cfg, draft=self.draft, max_pixels=self.max_pixels)
+        if self.gpu_jpeg and (orientation := probe_jpeg(data, self.max_pixels)) is not None:
+            return EncodedJpeg(torch.frombuffer(bytearray(data), dtype=torch.uint8),
+                               orientation, path)
+        return load_encoded_pixels(data, path, self.cfg, draft=self.draft,
+                                   max_pixels=self.max_pixels)
+
+    def decode_on_cpu(self, jpeg: EncodedJpeg) -> torch.Tensor:
+        """For a JPEG the GPU refused: Pillow, in the main process, full resolution."""
+        return load_encoded_pixels(jpeg.data.numpy().tobytes(), jpeg.name, self.cfg,
+                                   draft=False, max_pixels=self.max_pixels)
+
+
+def read_jpeg(path: str) -> bytes | None:
+    """The bytes of a file that starts like a JPEG, None for any other file."""
+    check_regular_file(path)
+    try:
+        with open(path, "rb") as handle:
+            if handle.read(3) != b"\xff\xd8\xff":
+                return None
+            handle.seek(0)
+            return handle.read()
+    except OSError:
+        return None  # the usual path reports it

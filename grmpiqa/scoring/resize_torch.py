@@ -46,12 +46,19 @@ def cubic_taps(source: int, target: int, *, fixed_point: bool = False
 
 def _pass(values: torch.Tensor, dim: int, index: torch.Tensor, weights: torch.Tensor
           ) -> torch.Tensor:
-    """Sum over the 4 taps in order (tap 0 first), as OpenCV adds them."""
+    """Sum over the 4 taps in order (tap 0 first), as OpenCV adds them. Each tap is
+    converted to the weights' type after it is selected, so a 12 MP photo is never held
+    in float32 whole."""
     shape = [1] * values.ndim
     shape[dim] = weights.shape[0]
-    total = values.index_select(dim, index[:, 0]) * weights[:, 0].reshape(shape)
+
+    def tap(k: int) -> torch.Tensor:
+        return values.index_select(dim, index[:, k]).to(weights.dtype) \
+            * weights[:, k].reshape(shape)
+
+    total = tap(0)
     for k in range(1, 4):
-        total = total + values.index_select(dim, index[:, k]) * weights[:, k].reshape(shape)
+        total = total + tap(k)
     return total
 
 
@@ -85,12 +92,9 @@ def resize_cubic(images: torch.Tensor, height: int, width: int) -> torch.Tensor:
     fixed, needed, slot, cols, wx, wy = _plan(int(src_h), int(src_w), height, width,
                                               images.device)
     gathered = images.index_select(-2, needed)
+    total = _pass(_pass(gathered, -1, cols, wx), -2, slot, wy)  # int64 or float32 sums
     if fixed:
-        across = _pass(gathered.long(), -1, cols, wx)
-        total = _pass(across, -2, slot, wy)
         out = (total + (1 << (2 * _FIXED_BITS - 1))) >> (2 * _FIXED_BITS)
     else:
-        across = _pass(gathered.float(), -1, cols, wx)
-        total = _pass(across, -2, slot, wy)
         out = torch.floor(total + 0.5)
     return out.clamp_(0, 255).to(torch.uint8)

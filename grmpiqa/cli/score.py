@@ -107,6 +107,8 @@ def score(
         raise typer.BadParameter(f"use one of {', '.join(FORMATS)}", param_hint="--format")
     if fmt is None:
         fmt = format_for_path(output) if output else ("table" if sys.stdout.isatty() else "csv")
+    if gpu_decode not in ("auto", "on", "off"):
+        raise typer.BadParameter("use auto, on or off", param_hint="--gpu-decode")
     if fmt == "parquet" and not output:
         raise typer.BadParameter("parquet is written to a file: add --output FILE.parquet",
                                  param_hint="--format")

@@ -15,6 +15,7 @@ model, so decoding and reading dominate and any cost of the tar path shows;
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import os
 import statistics
@@ -76,7 +77,7 @@ def pack_shards(files: list[Path], folder: Path, per_shard: int = 128) -> list[s
                 caption = tarfile.TarInfo(f"{i:06d}.txt")
                 text = path.name.encode()
                 caption.size = len(text)
-                tar.addfile(caption, __import__("io").BytesIO(text))
+                tar.addfile(caption, io.BytesIO(text))
         shards.append(str(shard))
     return shards
 

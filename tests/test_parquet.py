@@ -1,6 +1,7 @@
 """The Parquet writer: typed columns, complete parts, atomic commit, resume across generations."""
 
 import os
+import sys
 
 import pytest
 from typer.testing import CliRunner
@@ -112,7 +113,7 @@ def test_resume_refuses_a_file_that_is_not_parquet(tmp_path):
 
 
 def test_parquet_without_pyarrow_is_a_usage_error(use_tiny_manifest, tmp_path, monkeypatch):
-    monkeypatch.setitem(__import__("sys").modules, "pyarrow", None)
-    monkeypatch.setitem(__import__("sys").modules, "pyarrow.parquet", None)
+    monkeypatch.setitem(sys.modules, "pyarrow", None)
+    monkeypatch.setitem(sys.modules, "pyarrow.parquet", None)
     result = CliRunner().invoke(app, ["score", str(tmp_path), "-o", str(tmp_path / "s.parquet")])
     assert result.exit_code == 2 and "grmpiqa[parquet]" in result.output

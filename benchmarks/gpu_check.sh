@@ -26,7 +26,8 @@ python3 -c "import torch, open_clip, typer, huggingface_hub as h; print('torch',
 
 echo "::: CUDA tests"
 python3 -m pytest -q -s -p no:cacheprovider tests/test_cuda.py tests/test_gpu_decode.py \
-  tests/test_model.py tests/test_scale.py 2>&1 | grep -E "GPU vs CPU|passed|failed|Error" | tail -n 25
+  tests/test_model.py tests/test_scale.py 2>&1 | tee "$OUT/cuda_tests.txt" \
+  | grep -E "GPU vs CPU|passed|failed|Error" | tail -n 25
 
 echo "::: throughput, batch 32, JPEGs decoded on the GPU (nvJPEG + exact squash)"
 python3 benchmarks/throughput.py --device cuda --images 627 --repeat 8 --big-images 128 --batch-size 32 \
@@ -35,12 +36,12 @@ python3 benchmarks/throughput.py --device cuda --images 627 --repeat 8 --big-ima
 
 echo "::: throughput, batch 32, CPU decoding (16 workers), for comparison"
 python3 benchmarks/throughput.py --device cuda --images 627 --repeat 4 --big-images 64 --batch-size 32 \
-  --gpu-decode off --livec .bench/livec/images --workdir /tmp/bench --skip memory startup \
+  --gpu-decode off --livec .bench/livec/images --workdir /tmp/bench --skip memory startup compile \
   --json "$OUT/gpu_b32_cpu_decode.json" 2>&1 | tail -n 20
 
 echo "::: tar shards vs files on the GPU (ViT-B-16 random weights, GPU decoding)"
 python3 benchmarks/tar_input.py --device cuda --model vit-b16 --workers 8 --repeat 2 \
-  --livec .bench/livec/images --workdir /tmp/bench-tar 2>&1 | tail -n 6
+  --livec .bench/livec/images --workdir /tmp/bench-tar 2>&1 | tee "$OUT/tar_gpu.txt" | tail -n 6
 
 echo "::: throughput, batch 256"
 python3 benchmarks/throughput.py --device cuda --images 627 --repeat 8 --batch-size 256 \

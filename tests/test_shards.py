@@ -191,6 +191,8 @@ def test_score_paths_expands_shards_and_reads_member_paths(tiny_model, tmp_path)
     again = list(score_paths([member, f"{shards[1]}/sub/missing.jpg"], tiny_model, workers=0))
     assert again[0].score == rows[2].score
     assert again[1].error and "no image member" in again[1].error
+    unexpanded = list(score_paths([str(shards[1])], tiny_model, workers=0, expand=False))
+    assert "expand it into its samples" in unexpanded[0].error
 
 
 @pytest.mark.parametrize("fmt", ["ustar", "gnu", "pax"])

@@ -11,9 +11,10 @@ from dataclasses import dataclass
 import torch
 
 from grmpiqa.config import DEFAULT_MAX_PIXELS, PreprocessConfig
+from grmpiqa.errors import ImageError
 from grmpiqa.io.images import check_regular_file
 from grmpiqa.io.preprocess import load_encoded_pixels, load_pixels
-from grmpiqa.io.shards import ShardIndex
+from grmpiqa.io.shards import ShardIndex, is_shard
 from grmpiqa.scoring.gpu_decode import EncodedJpeg, probe_jpeg
 
 
@@ -30,6 +31,9 @@ class Sources:
         :class:`~grmpiqa.errors.ImageError` naming the problem."""
         if self.shards.is_member(path):
             data = self.shards.read(path)
+        elif is_shard(path):
+            raise ImageError("a tar shard, not a photo: expand it into its samples first "
+                             "(grmpiqa.io.shards.expand_shards)")
         elif self.gpu_jpeg and (data := read_jpeg(path)) is not None:
             pass
         else:

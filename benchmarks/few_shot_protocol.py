@@ -1,4 +1,4 @@
-"""The paper's few-shot protocol (METHOD.md section 4) on any labelled folder.
+"""The paper's few-shot protocol (docs/method.md, "Adapt") on any labelled folder.
 
 For each of ``--splits`` random splits: 80% of the images form the pool and
 20% the test set; ``--n`` training images are drawn from the pool; grmpiqa's

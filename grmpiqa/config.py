@@ -45,12 +45,17 @@ def _from_mapping(cls: type, data: Any, where: str) -> Any:
 
 @dataclass(frozen=True)
 class PreprocessConfig:
-    """How a photo becomes the model's input (METHOD.md section 2).
+    """How a photo becomes the model's input (docs/method.md, "Preprocessing").
 
     The whole image is squashed to ``resize`` x ``resize`` (aspect ratio not
     kept, as the authors do), then the centre ``crop`` is taken. The
     normalisation belongs to the weights: the authors' checkpoints expect
     ImageNet constants, weights we train use CLIP's own.
+
+    ``antialias=False`` (the default, also for files written before the field
+    existed) is the authors' squash: OpenCV's INTER_CUBIC without antialiasing,
+    reproduced by :mod:`grmpiqa.io.resize`. ``antialias=True`` is Pillow's
+    antialiased resize with ``interpolation``.
     """
 
     resize: int = 244
@@ -58,6 +63,7 @@ class PreprocessConfig:
     mean: tuple[float, float, float] = CLIP_MEAN
     std: tuple[float, float, float] = CLIP_STD
     interpolation: Literal["bicubic", "bilinear"] = "bicubic"
+    antialias: bool = False
 
     def __post_init__(self) -> None:
         if not (isinstance(self.resize, int) and isinstance(self.crop, int)):
@@ -74,6 +80,10 @@ class PreprocessConfig:
             raise ValueError(
                 f"interpolation must be 'bicubic' or 'bilinear', not {self.interpolation!r}"
             )
+        if not isinstance(self.antialias, bool):
+            raise ValueError("antialias must be true or false")
+        if not self.antialias and self.interpolation != "bicubic":
+            raise ValueError("antialias false (the OpenCV squash) needs interpolation 'bicubic'")
 
     @classmethod
     def from_dict(cls, data: Any, where: str = "preprocess") -> PreprocessConfig:
@@ -85,7 +95,7 @@ class PreprocessConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """The GRMP-IQA head on top of a CLIP backbone (METHOD.md section 1).
+    """The GRMP-IQA head on top of a CLIP backbone (docs/method.md, "Model").
 
     ``kind="grmp"``: CoOp text context shared by the two classes plus VPT-deep
     visual prompts. ``kind="zeroshot"``: no learned parameters, hand-written

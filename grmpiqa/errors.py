@@ -31,3 +31,25 @@ class InputError(GrmpiqaError):
 
 class ImageError(GrmpiqaError):
     """One image cannot be scored; the run goes on without it."""
+
+
+def first_line(exc: BaseException, default: str | None = None) -> str:
+    """The first line of an exception's message (bytes decoded), for a one-line error;
+    ``default`` (else the exception's type name) when the message is empty."""
+    text = exc.args[0] if len(exc.args) == 1 and isinstance(exc.args[0], bytes) else str(exc)
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", "replace")
+    text = text.strip()
+    if text:
+        return text.splitlines()[0]
+    return type(exc).__name__ if default is None else default
+
+
+def describe(exc: BaseException) -> str:
+    """``Type: first line`` (or just ``Type``): what went wrong inside a library call."""
+    text = first_line(exc, "")
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def needs_extra_message(kind: str, extra: str) -> str:
+    return f"{kind} files need the optional extra: pip install 'grmpiqa[{extra}]'"

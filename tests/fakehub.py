@@ -100,7 +100,7 @@ def write_backbone(hf_cache: Path, repo: str, model_cfg: dict[str, Any] | None =
 
 
 def authors_state_dict(model: Any, *, module_prefix: bool = False) -> dict[str, torch.Tensor]:
-    """``model``'s weights laid out like the authors' ``CustomCLIP`` checkpoint (METHOD.md 5)."""
+    """``model``'s weights laid out like the authors' ``CustomCLIP`` checkpoint (docs/method.md)."""
     from grmpiqa.weights.authors import authors_key
 
     out = {authors_key(k): v.detach().clone() for k, v in model.state_dict().items()}

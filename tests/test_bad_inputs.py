@@ -9,12 +9,13 @@ from typer.testing import CliRunner
 
 from corpus import write_corpus
 from grmpiqa.cli.app import app
+from grmpiqa.io.output import unescape_name
 
 runner = CliRunner()
 
 
 def _check(rows, expected, root):
-    by_name = {os.path.relpath(r["path"], root): r for r in rows}
+    by_name = {os.path.relpath(unescape_name(r["path"]), root): r for r in rows}
     assert set(by_name) == set(expected), set(by_name) ^ set(expected)
     for name, outcome in expected.items():
         row = by_name[name]
@@ -33,7 +34,7 @@ def test_every_case_gets_its_row_in_csv(use_tiny_manifest, tmp_path):
     result = runner.invoke(app, ["score", str(root), "--max-pixels", "20000000", "-j", "2",
                                  "-b", "4"])
     assert result.exit_code == 1, result.output
-    text = result.stdout_bytes.decode("utf-8", "surrogateescape")
+    text = result.stdout_bytes.decode("utf-8")  # strict: every name escaped
     rows = list(csv.DictReader(io.StringIO(text, newline="")))
     _check(rows, expected, root)
     assert len(expected) >= 25

@@ -10,6 +10,7 @@ from typer.testing import CliRunner
 
 from grmpiqa.cli.app import app
 from grmpiqa.errors import ConfigError
+from grmpiqa.io.output import escape_name, unescape_name
 from grmpiqa.workflow.cull import (
     CullAction,
     CullPlanner,
@@ -131,10 +132,10 @@ def test_log_is_csv_for_any_name(tmp_path):
                CullAction("skip", "b.jpg", "", None, "cannot decode")]
     log = tmp_path / "logs" / "cull.csv"
     write_log(str(log), actions)
-    rows = list(csv.DictReader(io.StringIO(log.read_bytes().decode("utf-8", "surrogateescape"),
-                                           newline="")))
-    assert rows[0] == {"action": "move", "source": odd, "destination": "/x/" + odd,
-                       "score": "0.123457", "error": ""}
+    rows = list(csv.DictReader(io.StringIO(log.read_bytes().decode("utf-8"), newline="")))
+    assert rows[0] == {"action": "move", "source": escape_name(odd),
+                       "destination": "/x/" + escape_name(odd), "score": "0.123457", "error": ""}
+    assert unescape_name(rows[0]["source"]) == odd
     assert rows[1]["error"] == "cannot decode" and rows[1]["score"] == ""
     assert os.listdir(log.parent) == ["cull.csv"]
     mask = os.umask(0)
@@ -162,8 +163,9 @@ def test_cull_command_dry_run_then_move(use_tiny_manifest, tiny_model, tmp_path)
     plan = runner.invoke(app, [*args, "--dry-run"])
     assert plan.exit_code == 0, plan.output
     assert _tree(root) == before and not dest.exists()  # nothing touched, no log
-    planned = list(csv.DictReader(io.StringIO(plan.stdout_bytes.decode(
-        "utf-8", "surrogateescape"), newline="")))
+    planned = [{**r, "source": unescape_name(r["source"]),
+                "destination": unescape_name(r["destination"])} for r in csv.DictReader(
+        io.StringIO(plan.stdout_bytes.decode("utf-8"), newline=""))]
     assert {os.path.splitext(os.path.basename(r["source"]))[0].split(".")[0] for r in planned} \
         == worst
     assert "dry run, nothing was changed" in plan.stderr
@@ -226,3 +228,23 @@ def test_cull_help_imports_no_torch():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          timeout=120)
     assert "--move-to" in out.stdout and "IMPORTED []" in out.stdout, out.stderr
+
+
+def test_library_cull_checks_first_and_acts_as_it_is_iterated(use_tiny_manifest, tiny_model,
+                                                               tmp_path):
+    import grmpiqa
+
+    root = _shoot(tmp_path / "shoot")
+    before = _tree(root)
+    with pytest.raises(ConfigError):
+        grmpiqa.cull(str(root), str(root / "rejects"), below=1.0, mode="move")
+    run = grmpiqa.cull(str(root), str(tmp_path / "rejects"), below=1.0, mode="copy",
+                       model=tiny_model, workers=0)
+    assert run.groups and _tree(root) == before and not (tmp_path / "rejects").exists()
+    advanced = []
+    actions = list(run.actions(progress=type("P", (), {
+        "advance": lambda self, n=1: advanced.append(n), "message": lambda self, t: None})()))
+    assert sum(advanced) == len(run.groups)
+    assert run.culled == len(run.groups)  # below=1.0: every scored photo goes
+    assert {a.action for a in actions} <= {"copy", "skip"}
+    assert _tree(root) == before  # copies leave the originals

@@ -64,3 +64,30 @@ def test_unscorable_photos_are_left_out_and_csv_problems_stop(use_tiny_manifest,
     result = runner.invoke(app, ["evaluate", str(labels)])
     assert result.exit_code == 2 and result.stdout == ""
     assert "line 12: score 'zero' is not a number" in result.stderr
+
+
+class _Recorder:
+    def __init__(self):
+        self.advanced, self.messages = 0, []
+
+    def advance(self, n=1):
+        self.advanced += n
+
+    def message(self, text):
+        self.messages.append(text)
+
+
+def test_library_evaluate_matches_the_command_and_reports_progress(use_tiny_manifest, tmp_path):
+    import grmpiqa
+
+    labels = write_noise_labels(tmp_path / "photos", 12)
+    (tmp_path / "photos" / labels.read_text().splitlines()[1].split(",")[0]).write_bytes(b"")
+    recorder = _Recorder()
+    result = grmpiqa.evaluate(labels, resamples=100, workers=0, progress=recorder)
+    command = runner.invoke(app, ["evaluate", str(labels), "-f", "json", "-j", "0",
+                                  "--bootstrap", "100"])
+    assert command.exit_code == 1  # the emptied photo
+    assert json.loads(command.stdout) == result.to_dict()
+    assert result.listed == 12 and result.scored == 11 and len(result.failed) == 1
+    assert recorder.advanced == 12 and recorder.messages == result.failed
+    assert "line 2:" in result.failed[0]

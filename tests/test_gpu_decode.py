@@ -20,7 +20,7 @@ from grmpiqa.scoring.gpu_decode import (
     resolve_gpu_decode,
     squash_crop_tensor,
 )
-from grmpiqa.scoring.resize_torch import cubic_taps, resize_cubic
+from grmpiqa.scoring.resize_torch import resize_cubic
 from photos import texture
 from tarshards import jpeg_bytes, write_shard
 
@@ -104,11 +104,38 @@ def test_torch_kernel_on_livec_photos_and_batches(livec):
     assert torch.equal(resize_cubic(batch, 244, 244), one_by_one)
 
 
-def test_taps_are_clamped_and_weights_sum_to_one():
-    index, weights = cubic_taps(10, 3)
-    assert index.min() >= 0 and index.max() <= 9 and index.shape == (3, 4)
-    np.testing.assert_allclose(weights.sum(axis=1), 1.0, atol=1e-6)
-    np.testing.assert_allclose(cubic_taps(4, 4)[1][0], [0, 1, 0, 0], atol=1e-7)
+@pytest.mark.parametrize(("height", "width"), [*SHAPES, (30000, 20), (20, 30000), (1, 9)])
+def test_torch_kernel_equals_the_numpy_kernel(height, width):
+    """The GPU path's squash and the CPU path's (grmpiqa.io.resize) give the same pixels."""
+    from grmpiqa.io.resize import resize_cubic as resize_numpy
+
+    image = np.random.default_rng(height + 3 * width).integers(0, 256, (height, width, 3),
+                                                               dtype=np.uint8)
+    for size in (224, 244, 7):
+        assert np.array_equal(_hwc(resize_cubic(_chw(image), size, size)),
+                              resize_numpy(image, size, size)), size
+
+
+def test_gpu_path_pixels_equal_the_cpu_path(tmp_path):
+    """Whole path on CPU tensors (torchvision's CPU decoder standing in for nvJPEG): the
+    same pixels as the CPU path's Pillow decode and numpy squash, EXIF rotation included."""
+    cfg = PreprocessConfig(resize=244, crop=224)
+    files = _mixed_inputs(tmp_path / "p")
+    folder = tmp_path / "big"
+    folder.mkdir()
+    for i, (size, orientation) in enumerate([((640, 480), 1), ((333, 500), 6), ((1001, 3), 8)]):
+        (folder / f"{i}.jpg").write_bytes(_jpeg(i, size, orientation=orientation))
+        files.append(str(folder / f"{i}.jpg"))
+    dataset = ImageFiles(files, cfg, gpu_jpeg=True)
+    decoder = GpuDecoder(cfg, torch.device("cpu"), dataset.decode_on_cpu,
+                         decode=_torchvision_on_cpu())
+    jpegs = [item for _, item, _ in (dataset[i] for i in range(len(files)))
+             if isinstance(item, EncodedJpeg)]
+    assert len(jpegs) == 6
+    on_gpu = torch.stack(decoder.finish(jpegs))
+    on_cpu = torch.stack([dataset.decode_on_cpu(j) for j in jpegs])
+    diff = (on_gpu.int() - on_cpu.int()).abs()
+    assert int(diff.max()) <= 1 and float((diff == 0).float().mean()) >= 0.999
 
 
 def test_no_antialiasing_when_shrinking():

@@ -5,8 +5,8 @@ import os
 
 import pytest
 
-from grmpiqa.io.output import OutputFile, display_path, make_writer
-from grmpiqa.scoring.engine import ScoreResult
+from grmpiqa.io.output import OutputFile, display_path, make_writer, name_bytes, unescape_name
+from grmpiqa.results import ScoreResult
 
 NASTY = ["plain.jpg", "with space.jpg", "comma,name.jpg", 'quote"d.jpg', "new\nline.jpg",
          "tab\tname.jpg", "café.jpg", os.fsdecode(b"bad\xff.jpg"), "back\\slash.jpg"]
@@ -27,9 +27,11 @@ def _render(fmt, columns=("path", "score", "error")):
 
 
 def test_csv_parses_back_with_any_file_name():
-    text = _render("csv").decode("utf-8", "surrogateescape")
+    text = _render("csv").decode("utf-8")  # strict: valid UTF-8 for every reader
     rows = list(csv.DictReader(io.StringIO(text, newline="")))
-    assert [r["path"] for r in rows] == [*NASTY, "broken.jpg"]
+    assert [unescape_name(r["path"]) for r in rows] == [*NASTY, "broken.jpg"]
+    assert rows[7]["path"] == "bad\\xff.jpg" and rows[8]["path"] == "back\\\\slash.jpg"
+    assert name_bytes(rows[7]["path"]) == b"bad\xff.jpg"
     assert rows[0]["score"] == "0.500000" and rows[0]["error"] == ""
     assert rows[-1]["score"] == "" and rows[-1]["error"].startswith("cannot decode")
 
@@ -38,10 +40,10 @@ def test_jsonl_parses_back_and_is_valid_utf8():
     data = _render("jsonl")
     data.decode("utf-8")  # strict: undecodable names are escaped, not raw
     rows = [json.loads(line) for line in data.splitlines()]
-    assert [r["path"] for r in rows] == [*NASTY, "broken.jpg"]
+    assert [unescape_name(r["path"]) for r in rows] == [*NASTY, "broken.jpg"]
     assert rows[0]["score"] == 0.5 and rows[0]["error"] is None
     assert rows[-1]["score"] is None
-    assert os.fsencode(rows[7]["path"]) == b"bad\xff.jpg"
+    assert rows[7]["path"] == "bad\\xff.jpg" and name_bytes(rows[7]["path"]) == b"bad\xff.jpg"
 
 
 def test_tsv_one_line_per_row_and_unescapes():
@@ -49,16 +51,12 @@ def test_tsv_one_line_per_row_and_unescapes():
     assert lines[0] == b"path\tscore\terror"
     assert len([x for x in lines if x]) == len(NASTY) + 2
 
-    def unescape(cell):
-        return cell.replace("\\t", "\t").replace("\\n", "\n").replace("\\\\", "\\")
-
-    paths = [unescape(line.decode("utf-8", "surrogateescape").split("\t")[0])
-             for line in lines[1:] if line]
+    paths = [unescape_name(line.decode("utf-8").split("\t")[0]) for line in lines[1:] if line]
     assert paths == [*NASTY, "broken.jpg"]
 
 
 def test_table_is_one_line_per_row():
-    lines = _render("table").decode("utf-8", "surrogateescape").splitlines()
+    lines = _render("table").decode("utf-8").splitlines()
     assert len(lines) == len(NASTY) + 2
     assert "error: cannot decode" in lines[-1]
 

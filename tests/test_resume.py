@@ -144,5 +144,5 @@ def test_resume_needs_an_output_file(use_tiny_manifest, tmp_path):
     result = CliRunner().invoke(app, ["score", str(tmp_path), "--resume"])
     assert result.exit_code == 2 and "--output" in result.output
     result = CliRunner().invoke(app, ["score", str(tmp_path), "--resume", "-o",
-                                      str(tmp_path / "x.txt")])
+                                      str(tmp_path / "x.txt"), "-f", "table"])
     assert result.exit_code == 2 and "--resume needs --format" in result.stderr

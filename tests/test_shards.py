@@ -189,7 +189,7 @@ def test_score_paths_expands_shards_and_reads_member_paths(tiny_model, tmp_path)
     assert [r.path for r in rows] == [f"{shards[1]}/sub/{i:06d}.jpg" for i in range(5, 9)]
     member = rows[2].path  # a member path alone, as a Ray batch or a stdin list gives it
     again = list(score_paths([member, f"{shards[1]}/sub/missing.jpg"], tiny_model, workers=0))
-    assert again[0].score == rows[2].score
+    assert again[0].score == pytest.approx(rows[2].score, abs=1e-6)  # other batch size
     assert again[1].error and "no image member" in again[1].error
     unexpanded = list(score_paths([str(shards[1])], tiny_model, workers=0, expand=False))
     assert "expand it into its samples" in unexpanded[0].error

@@ -2,11 +2,11 @@ import pytest
 import torch
 
 from grmpiqa.config import CLIP_MEAN, CLIP_STD
-from grmpiqa.model.backbone import build_backbone
 from grmpiqa.model.maths import clip_logits
 from grmpiqa.training.adaptation import pristine_reference, weights_to_save
 from grmpiqa.training.regularisation import scene_prompts
 from grmpiqa.training.trainable import trainable_names
+from grmpiqa.weights.backbone import build_backbone
 
 
 @pytest.fixture

@@ -25,7 +25,7 @@ def _metadata(model, label=None):
 
 
 def test_round_trip_gives_the_same_scores(tiny_model, tmp_path):
-    from grmpiqa.model.backbone import build_backbone
+    from grmpiqa.weights.backbone import build_backbone
     from grmpiqa.weights.formats import differing_state
 
     base = build_backbone(tiny_model.backbone_spec).state_dict()
@@ -40,6 +40,24 @@ def test_round_trip_gives_the_same_scores(tiny_model, tmp_path):
     pixels = torch.randint(0, 256, (3, 3, 32, 32), dtype=torch.uint8)
     assert loaded.score(pixels) == pytest.approx(tiny_model.score(pixels), abs=1e-6)
     assert loaded.label == LabelScale(1.0, 5.0)
+
+
+def test_preprocess_block_says_how_photos_were_squashed(tiny_model, tmp_path):
+    from dataclasses import replace
+
+    path = tmp_path / "w.safetensors"
+    save_weights(path, tiny_model.learned_state(), _metadata(tiny_model))
+    assert json.loads(read_metadata(path).to_json())["preprocess"]["antialias"] is False
+    old = tmp_path / "old.safetensors"  # written before the field existed
+    header = json.loads(_metadata(tiny_model).to_json())
+    del header["preprocess"]["antialias"]
+    save_file(tiny_model.learned_state(), old, metadata={"grmpiqa": json.dumps(header)})
+    assert read_metadata(old).preprocess.antialias is False  # the authors' squash
+    pillow = tmp_path / "pillow.safetensors"
+    meta = _metadata(tiny_model)
+    save_weights(pillow, tiny_model.learned_state(),
+                 replace(meta, preprocess=replace(meta.preprocess, antialias=True)))
+    assert load_model(str(pillow), device="cpu").preprocess.antialias is True
 
 
 def test_metadata_header_problems(tiny_model, tmp_path):

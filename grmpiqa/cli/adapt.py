@@ -26,47 +26,60 @@ from grmpiqa.cli.label_options import (
 )
 from grmpiqa.config import DEFAULT_MAX_PIXELS
 
+OutOption = Annotated[str, typer.Option(
+    "--out", "-o", help="Where to write the adapted weights (*.safetensors).",
+    show_default=False)]
+InitOption = Annotated[str | None, typer.Option(
+    "--init", help="Start from this weights file instead (e.g. from `grmpiqa pretrain`); "
+    "an authors' .pt is read on --model's backbone.")]
+TrainableOption = Annotated[str, typer.Option(
+    "--trainable", help="full: text context + last third of both towers + ln_final + "
+    "ln_post (the paper's); prompts: text context and visual prompts only.")]
+LamOption = Annotated[float, typer.Option(
+    "--lambda", min=0.0, help="Strength of the quality-aware gradient regularisation "
+    "(0 turns it off).")]
+EpochsOption = Annotated[int, typer.Option(
+    "--epochs", min=1, help="Upper bound; training ends earlier once the learning rate "
+    "has decayed below 5e-7.")]
+BatchSizeOption = Annotated[int | None, typer.Option(
+    "--batch-size", "-b", min=1, help="Images per step.",
+    show_default="all training images, at most 64")]
+LrOption = Annotated[float, typer.Option("--lr", min=0.0, help="SGD learning rate.")]
+SeedOption = Annotated[int, typer.Option(
+    "--seed", help="Seed of the split, the augmentation and the dropout.")]
+ValFractionOption = Annotated[float, typer.Option(
+    "--val-fraction", min=0.0, max=0.5, help="Share of the labels held out to choose the "
+    "best epoch; under 5 images means no split (see docs/training.md).")]
+EvalEveryOption = Annotated[int, typer.Option(
+    "--eval-every", min=1, help="Epochs between evaluations and checkpoints.")]
+ResumeOption = Annotated[bool, typer.Option(
+    "--resume", help="Continue the run whose checkpoint is beside --out.")]
+MaxPixelsOption = Annotated[int, typer.Option(
+    "--max-pixels", min=1, help="Refuse images with more pixels.")]
+
 
 @cli_errors
 def adapt(
     labels: LabelsArgument,
-    out: Annotated[str, typer.Option(
-        "--out", "-o", help="Where to write the adapted weights (*.safetensors).",
-        show_default=False)],
+    out: OutOption,
     model: ModelOption = None,
-    init: Annotated[str | None, typer.Option(
-        "--init", help="Start from this weights file instead (e.g. from `grmpiqa pretrain`); "
-        "an authors' .pt is read on --model's backbone.")] = None,
+    init: InitOption = None,
     image_column: ImageColumnOption = None,
     score_column: ScoreColumnOption = None,
     root: RootOption = None,
     lower_is_better: LowerIsBetterOption = False,
-    trainable: Annotated[str, typer.Option(
-        "--trainable", help="full: text context + last third of both towers + ln_final + "
-        "ln_post (the paper's); prompts: text context and visual prompts only.")] = "full",
-    lam: Annotated[float, typer.Option(
-        "--lambda", min=0.0, help="Strength of the quality-aware gradient regularisation "
-        "(0 turns it off).")] = 5.0,
-    epochs: Annotated[int, typer.Option(
-        "--epochs", min=1, help="Upper bound; training ends earlier once the learning rate "
-        "has decayed below 5e-7.")] = 2000,
-    batch_size: Annotated[int | None, typer.Option(
-        "--batch-size", "-b", min=1, help="Images per step.",
-        show_default="all training images, at most 64")] = None,
-    lr: Annotated[float, typer.Option("--lr", min=0.0, help="SGD learning rate.")] = 1e-3,
-    seed: Annotated[int, typer.Option("--seed", help="Seed of the split, the augmentation "
-                                      "and the dropout.")] = 0,
-    val_fraction: Annotated[float, typer.Option(
-        "--val-fraction", min=0.0, max=0.5, help="Share of the labels held out to choose the "
-        "best epoch; under 5 images means no split (see README).")] = 0.2,
-    eval_every: Annotated[int, typer.Option(
-        "--eval-every", min=1, help="Epochs between evaluations and checkpoints.")] = 5,
-    resume: Annotated[bool, typer.Option(
-        "--resume", help="Continue the run whose checkpoint is beside --out.")] = False,
+    trainable: TrainableOption = "full",
+    lam: LamOption = 5.0,
+    epochs: EpochsOption = 2000,
+    batch_size: BatchSizeOption = None,
+    lr: LrOption = 1e-3,
+    seed: SeedOption = 0,
+    val_fraction: ValFractionOption = 0.2,
+    eval_every: EvalEveryOption = 5,
+    resume: ResumeOption = False,
     device: DeviceOption = "auto",
     workers: WorkersOption = 1,
-    max_pixels: Annotated[int, typer.Option(
-        "--max-pixels", min=1, help="Refuse images with more pixels.")] = DEFAULT_MAX_PIXELS,
+    max_pixels: MaxPixelsOption = DEFAULT_MAX_PIXELS,
     quiet: QuietOption = False,
 ) -> None:
     """Adapt GRMP-IQA to your own quality labels (few-shot fine-tuning with

@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import os
 import sys
+from typing import Any
 
 import typer
+import typer.main
 
 from grmpiqa import __version__
 from grmpiqa.cli import adapt as adapt_command
+from grmpiqa.cli import bench as bench_command
 from grmpiqa.cli import cull as cull_command
 from grmpiqa.cli import evaluate as evaluate_command
 from grmpiqa.cli import models as models_command
@@ -26,6 +29,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
@@ -50,6 +54,20 @@ app.command("cull", no_args_is_help=True)(cull_command.cull)
 app.command("pretrain", no_args_is_help=True)(pretrain_command.pretrain)
 app.command("adapt", no_args_is_help=True)(adapt_command.adapt)
 app.command("evaluate", no_args_is_help=True)(evaluate_command.evaluate)
+app.command("bench")(bench_command.bench)
+
+
+def readable_metavars(command: Any) -> Any:
+    """Metavars named after the option (``OUTPUT``, ``PATHS...``) where none is given,
+    instead of typer's ``<str>`` and ``<list[str]>``."""
+    for param in command.params:
+        if param.metavar is None and not getattr(param, "is_flag", False):
+            param.metavar = param.name.upper()
+        if param.param_type_name == "argument":  # its metavar says it all
+            param.display_type_rich = lambda ctx: None
+    for sub in getattr(command, "commands", {}).values():
+        readable_metavars(sub)
+    return command
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -59,4 +77,4 @@ def main(argv: list[str] | None = None) -> None:
     if "--debug" in args[:end]:
         args.pop(args.index("--debug"))
         os.environ["GRMPIQA_DEBUG"] = "1"
-    app(args=args, prog_name="grmpiqa")
+    readable_metavars(typer.main.get_command(app))(args=args, prog_name="grmpiqa")

@@ -16,11 +16,10 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
-from grmpiqa.errors import GrmpiqaError
+from grmpiqa.errors import GrmpiqaError, WeightsError
 
 EXIT_OK = 0
 EXIT_SOME_FAILED = 1
-EXIT_USAGE = 2
 EXIT_INTERNAL = 3
 EXIT_INTERRUPTED = 130
 EXIT_TERMINATED = 143
@@ -44,25 +43,52 @@ def install_signal_handlers() -> None:
 F = TypeVar("F", bound=Callable[..., Any])
 
 ModelOption = Annotated[str | None, typer.Option(
-    "--model", "-m", help="Model name from the weights manifest (see `grmpiqa models`).",
+    "--model", "-m", metavar="NAME",
+    help="Model name from the weights manifest (see `grmpiqa models`).",
     show_default="grmp-clive50")]
 WeightsOption = Annotated[str | None, typer.Option(
-    "--weights", "-w", help="A local weights file: grmpiqa .safetensors, or the authors' .pt "
+    "--weights", "-w", metavar="FILE",
+    help="A local weights file: grmpiqa .safetensors, or the authors' .pt "
     "(read on --model's backbone).")]
 DeviceOption = Annotated[str, typer.Option(
-    "--device", "-d", help="auto, cpu, cuda, cuda:N or mps. auto: CUDA, then MPS, then CPU.")]
+    "--device", "-d", metavar="DEVICE",
+    help="auto, cpu, cuda, cuda:N or mps. auto: CUDA, then MPS, then CPU.")]
 BatchSizeOption = Annotated[int, typer.Option(
-    "--batch-size", "-b", min=1, help="Images per forward pass.")]
+    "--batch-size", "-b", min=1, metavar="N", help="Images per forward pass.")]
 WorkersOption = Annotated[int | None, typer.Option(
-    "--workers", "-j", min=0, show_default="1 on CPU, up to 16 on GPU",
+    "--workers", "-j", min=0, metavar="N", show_default="1 on CPU, up to 16 on GPU",
     help="Decoding processes (0: decode in the main process).")]
 PrecisionOption = Annotated[str, typer.Option(
-    "--precision", show_default="auto",
-    help="auto (fp16 on GPU, fp32 on CPU), fp32, fp16, bf16, or int8 (CPU fast path).")]
+    "--precision", metavar="MODE", show_default="auto",
+    help="auto: exact (fp32 on CPU, fp16 on GPU), comparable across machines. fast: the "
+    "quickest with fp32's ranking here (bf16 on CPUs with native bf16, else int8; fp16 on "
+    "GPU). Or fp32, fp16, bf16, int8. `grmpiqa bench` measures them.")]
 CompileOption = Annotated[bool, typer.Option(
     "--compile", help="torch.compile the image encoder (pays on GPUs for long runs).")]
+FastDecodeOption = Annotated[bool, typer.Option(
+    "--fast-decode", help="Decode big JPEGs at 1/2, 1/4 or 1/8 scale: faster on 12 MP photos, "
+    "but not the pixels the model was trained on (scores move; see docs/method.md).")]
 QuietOption = Annotated[bool, typer.Option(
     "--quiet", "-q", help="No progress bar and no per-file messages on stderr.")]
+
+
+def check_model_options(model: str | None, weights: str | None, device: str,
+                        precision: str) -> None:
+    """--model, --weights, --device and --precision, checked before the seconds a model
+    takes to load (and also when there is nothing to score)."""
+    from grmpiqa.model.acceleration import resolve_precision
+    from grmpiqa.model.devices import resolve_device
+    from grmpiqa.weights.loading import looks_like_path
+    from grmpiqa.weights.manifest import load_manifest
+
+    for name in (weights, model):
+        if name is not None and looks_like_path(name) and not os.path.isfile(name):
+            raise WeightsError(f"{name}: no such weights file")
+    if model is None or not looks_like_path(model):
+        manifest = load_manifest()
+        manifest.get(model or manifest.default)
+
+    resolve_precision(precision, resolve_device(device))
 
 
 def debug_enabled() -> bool:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -14,15 +14,21 @@ from grmpiqa.cli.common import (
     BatchSizeOption,
     CompileOption,
     DeviceOption,
+    FastDecodeOption,
     ModelOption,
     PrecisionOption,
     QuietOption,
     WeightsOption,
     WorkersOption,
+    check_model_options,
     cli_errors,
     configure_logging,
     say,
 )
+from grmpiqa.workflow.summary import plural
+
+if TYPE_CHECKING:  # pragma: no cover
+    from grmpiqa.workflow.cull import CullAction, CullRun
 
 LOG_FORMATS = ("csv", "tsv", "jsonl")
 _VERBS = {"move": ("moved", "would move"), "copy": ("copied", "would copy"),
@@ -39,7 +45,20 @@ def _destination(move_to: str | None, copy_to: str | None, link_to: str | None
     return given[0]
 
 
-def _write_log(log_path: str | None, done: list[Any]) -> int:
+def _check_log(log: str | None, run: CullRun) -> None:
+    """The log (when one is written) is CSV, never over a folder, a photo or a sidecar."""
+    from grmpiqa.io.output import check_not_an_input, check_output_path
+
+    if log is None:
+        return
+    if log.lower().endswith((".json", ".jsonl", ".ndjson", ".tsv", ".gz")):
+        raise typer.BadParameter("the log is CSV; name it .csv", param_hint="--log")
+    check_output_path(log, option="--log")
+    check_not_an_input(log, [f for g in run.groups for f in (*g.photos, *g.sidecars)],
+                       option="--log")
+
+
+def _write_log(log_path: str | None, done: list[CullAction]) -> int:
     """Write the log of a run that did something; 1 if that failed (said on stderr)."""
     if log_path is None or not done:
         return 0
@@ -86,6 +105,7 @@ def cull(
     workers: WorkersOption = None,
     precision: PrecisionOption = "auto",
     compile_model: CompileOption = False,
+    fast_decode: FastDecodeOption = False,
     quiet: QuietOption = False,
 ) -> None:
     """Score every photo under SRC and move, copy or link those below X under DIR.
@@ -107,15 +127,18 @@ def cull(
     from grmpiqa.workflow.cull import LOG_COLUMNS, default_log_path
     from grmpiqa.workflow.cull import cull as run_cull
 
-    loaded = load_model(weights or model, device=device, base=model, precision=precision,
-                        compile=compile_model)
-    run = run_cull(src, dest, below=below, mode=mode, model=loaded, dry_run=dry_run,
-                   recursive=recursive, batch_size=batch_size, workers=workers)
-    if not run.groups:
+    check_model_options(model, weights, device, precision)
+    run = run_cull(src, dest, below=below, mode=mode, dry_run=dry_run, recursive=recursive,
+                   batch_size=batch_size, workers=workers, draft=fast_decode)
+    _check_log(None if dry_run else log, run)
+    if not run.groups and not run.unreadable:
         say(f"warning: no photos found in {src}")
+    # loaded only once every option and path has been checked
+    run.model = load_model(weights or model, device=device, base=model, precision=precision,
+                           compile=compile_model)
     writer = make_writer(fmt, sys.stdout.buffer, LOG_COLUMNS)
     log_path = None if dry_run else log or default_log_path(dest, time.strftime("%Y%m%d-%H%M%S"))
-    done: list[Any] = []
+    done: list[CullAction] = []
     try:
         with Reporter(len(run.groups), quiet=quiet, label="culling") as reporter:
             for action in run.actions(progress=reporter):
@@ -127,8 +150,10 @@ def cull(
     problems = sum(1 for a in done if a.error) + log_failed
     files = sum(1 for a in done if a.action == mode and not a.error)
     verb = _VERBS[mode][1 if dry_run else 0]
-    if not quiet or dry_run:
-        say(f"{verb} {run.culled} of {len(run.groups)} photos ({files} files) to {dest}"
+    if not quiet or dry_run or problems:  # a non-zero exit always says why, also with -q
+        say(f"{verb} {run.culled} of {plural(len(run.groups), 'photo')} "
+            f"({plural(files, 'file')}) to {dest}"
+            + (f"; {plural(problems, 'problem')}, see the error rows" if problems else "")
             + ("; dry run, nothing was changed" if dry_run else "")
             + (f"; log: {log_path}" if log_path and done else ""))
     raise typer.Exit(EXIT_SOME_FAILED if problems else EXIT_OK)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -20,55 +20,69 @@ from grmpiqa.cli.common import (
 )
 from grmpiqa.errors import ConfigError, InputError
 
+if TYPE_CHECKING:  # pragma: no cover
+    from grmpiqa.model.network import QualityModel
+    from grmpiqa.pretraining.run import PretrainResult
+
 
 def _column(what: str) -> object:
     return typer.Option(f"--{what}-column", help=f"The {what} column of --labels "
                         "(default: found by its usual names).", show_default=False)
 
 
+PhotosDirArgument = Annotated[Path, typer.Argument(
+    help="Folder of good photos (searched recursively); with --labels, the folder the "
+         "CSV's image paths are relative to.", show_default=False)]
+OutOption = Annotated[Path, typer.Option(
+    "--out", "-o", help="Where to write the meta-prompts (grmpiqa .safetensors), atomically.",
+    show_default=False)]
+LabelsOption = Annotated[Path | None, typer.Option(
+    "--labels", help="Pre-train on a real labelled set instead: a CSV with image, label and "
+                     "task columns (e.g. KADID-10k with its distortion type).")]
+EpochsOption = Annotated[int, typer.Option("--epochs", "-e", min=1, help="Reptile epochs.")]
+InnerStepsOption = Annotated[int | None, typer.Option(
+    "--inner-steps", min=1, show_default="one pass over the support set",
+    help="Per task: pairs of Adam steps, one on a support batch, then one on a query batch.")]
+InnerLrOption = Annotated[float, typer.Option(
+    "--inner-lr", help="Adam learning rate within a task.")]
+MetaLrOption = Annotated[float, typer.Option(
+    "--meta-lr", help="Reptile step eps: theta <- theta - eps * mean_i(theta - theta_i).")]
+BatchSizeOption = Annotated[int, typer.Option(
+    "--batch-size", "-b", min=1, help="Images per training batch.")]
+HoldoutOption = Annotated[int | None, typer.Option(
+    "--holdout", min=1, show_default="20% of the photos, 1 to 8",
+    help="Photos (or label groups) held out to choose the epoch kept; never trained on.")]
+DistortionsOption = Annotated[str | None, typer.Option(
+    "--distortions", show_default="all",
+    help="Comma-separated distortion types to use as tasks (see docs/training.md).")]
+SeedOption = Annotated[int, typer.Option("--seed", help="Seed for every random choice.")]
+GroupColumnOption = Annotated[str | None, typer.Option(
+    "--group-column", show_default="ref_img or reference if present, else none",
+    help="Rows sharing this value (a reference image) stay on the same side of every split.")]
+LowerIsBetterOption = Annotated[bool, typer.Option(
+    "--lower-is-better", help="The --labels scores are DMOS-like (lower is better).")]
+
+
 @cli_errors
 def pretrain(
-    photos_dir: Annotated[Path, typer.Argument(
-        help="Folder of good photos (searched recursively); with --labels, the folder the "
-             "CSV's image paths are relative to.", show_default=False)],
-    out: Annotated[Path, typer.Option(
-        "--out", "-o", help="Where to write the meta-prompts (grmpiqa .safetensors), "
-                            "atomically.", show_default=False)],
-    labels: Annotated[Path | None, typer.Option(
-        "--labels", help="Pre-train on a real labelled set instead: a CSV with image, label "
-                         "and task columns (e.g. KADID-10k with its distortion type).")] = None,
-    epochs: Annotated[int, typer.Option("--epochs", "-e", min=1, help="Reptile epochs.")] = 50,
-    inner_steps: Annotated[int | None, typer.Option(
-        "--inner-steps", min=1, show_default="one pass over the support set",
-        help="Per task: pairs of Adam steps, one on a support batch, then one on a query "
-             "batch.")] = None,
-    inner_lr: Annotated[float, typer.Option("--inner-lr",
-                                            help="Adam learning rate within a task.")] = 1e-4,
-    meta_lr: Annotated[float, typer.Option(
-        "--meta-lr",
-        help="Reptile step eps: theta <- theta - eps * mean_i(theta - theta_i).")] = 1e-2,
-    batch_size: Annotated[int, typer.Option("--batch-size", "-b", min=1,
-                                            help="Images per training batch.")] = 16,
-    holdout: Annotated[int | None, typer.Option(
-        "--holdout", min=1, show_default="20% of the photos, 1 to 8",
-        help="Photos (or label groups) held out to choose the epoch kept; never trained "
-             "on.")] = None,
-    distortions: Annotated[str | None, typer.Option(
-        "--distortions", show_default="all", help="Comma-separated distortion types to use "
-        "as tasks (see the README).")] = None,
-    seed: Annotated[int, typer.Option("--seed", help="Seed for every random choice.")] = 0,
+    photos_dir: PhotosDirArgument,
+    out: OutOption,
+    labels: LabelsOption = None,
+    epochs: EpochsOption = 50,
+    inner_steps: InnerStepsOption = None,
+    inner_lr: InnerLrOption = 1e-4,
+    meta_lr: MetaLrOption = 1e-2,
+    batch_size: BatchSizeOption = 16,
+    holdout: HoldoutOption = None,
+    distortions: DistortionsOption = None,
+    seed: SeedOption = 0,
     model: ModelOption = None,
     device: DeviceOption = "auto",
     image_column: Annotated[str | None, _column("image")] = None,
     label_column: Annotated[str | None, _column("score")] = None,
     task_column: Annotated[str | None, _column("task")] = None,
-    group_column: Annotated[str | None, typer.Option(
-        "--group-column", show_default="ref_img or reference if present, else none",
-        help="Rows sharing this value (a reference image) stay on the same side of every "
-             "split.")] = None,
-    lower_is_better: Annotated[bool, typer.Option(
-        "--lower-is-better", help="The --labels scores are DMOS-like (lower is better).")
-    ] = False,
+    group_column: GroupColumnOption = None,
+    lower_is_better: LowerIsBetterOption = False,
     quiet: QuietOption = False,
 ) -> None:
     """Pre-train GRMP-IQA's prompts with first-order Reptile, one task per distortion type.
@@ -116,7 +130,7 @@ def pretrain(
     _write(result, net, out, labels)
 
 
-def _write(result, net, out: Path, labels: Path | None) -> None:
+def _write(result: PretrainResult, net: QualityModel, out: Path, labels: Path | None) -> None:
     """Save the best epoch, say what was written, and exit with the run's status."""
     from grmpiqa.weights.formats import WeightsMetadata, save_weights
 

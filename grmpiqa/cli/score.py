@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import sys
 from collections import Counter
-from typing import IO, Annotated, Any
+from collections.abc import Iterator
+from typing import IO, TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 
@@ -15,11 +16,13 @@ from grmpiqa.cli.common import (
     BatchSizeOption,
     CompileOption,
     DeviceOption,
+    FastDecodeOption,
     ModelOption,
     PrecisionOption,
     QuietOption,
     WeightsOption,
     WorkersOption,
+    check_model_options,
     cli_errors,
     configure_logging,
     install_signal_handlers,
@@ -33,8 +36,21 @@ from grmpiqa.io.inputs import (
     normalise_extensions,
     read_path_list,
 )
-from grmpiqa.io.output import BASE_COLUMNS, FORMATS, OutputFile, display_path, format_for_path
+from grmpiqa.io.output import (
+    BASE_COLUMNS,
+    FORMATS,
+    OutputFile,
+    check_not_an_input,
+    check_output_path,
+    display_path,
+    format_for_path,
+)
 from grmpiqa.scoring.distributed import parse_shard
+from grmpiqa.workflow.summary import Tally
+
+if TYPE_CHECKING:
+    from grmpiqa.io.shards import ShardIndex
+    from grmpiqa.results import ScoreResult
 
 
 @cli_errors
@@ -49,37 +65,37 @@ def score(
     batch_size: BatchSizeOption = 32,
     workers: WorkersOption = None,
     fmt: Annotated[str | None, typer.Option(
-        "--format", "-f", show_default="table on a terminal, else CSV",
+        "--format", "-f", metavar="FORMAT", show_default="table on a terminal, else CSV",
         help=f"Output format: {', '.join(FORMATS)}. With --output, taken from its extension "
-             "(.csv, .tsv, .jsonl, .parquet) unless given; parquet needs --output and the "
-             "extra grmpiqa[parquet].")] = None,
+             "(.csv, .tsv, .jsonl, .ndjson, .parquet) unless given; parquet needs --output "
+             "and the extra grmpiqa[parquet].")] = None,
     output: Annotated[str | None, typer.Option(
-        "--output", "-o", help="Write rows to this file (atomically) instead of stdout.")] = None,
+        "--output", "-o", metavar="FILE",
+        help="Write rows to this file (atomically) instead of stdout; its folder is created. "
+             "Refused: a folder, one of the photos, a photo extension.")] = None,
     recursive: Annotated[bool, typer.Option(
         "--recursive/--no-recursive", help="Search folders recursively.")] = True,
     ext: Annotated[list[str] | None, typer.Option(
-        "--ext", show_default=",".join(DEFAULT_EXTENSIONS),
+        "--ext", metavar="EXTS", show_default=",".join(DEFAULT_EXTENSIONS),
         help="File extensions picked up in folders (repeat or comma-separate).")] = None,
     null: Annotated[bool, typer.Option(
         "--null", "-0", help="NUL ends each record, like sort -z: in the list read from stdin "
                              "(-) and after each path of --format paths (for xargs -0).")] = False,
     max_pixels: Annotated[int, typer.Option(
-        "--max-pixels", min=1, help="Refuse images with more pixels (decompression bombs).")
+        "--max-pixels", min=1, metavar="N",
+        help="Refuse images with more pixels (decompression bombs).")
     ] = DEFAULT_MAX_PIXELS,
     precision: PrecisionOption = "auto",
     compile_model: CompileOption = False,
     shard: Annotated[str | None, typer.Option(
-        "--shard", help="Score only shard K of N (0 <= K < N) of the sorted input list (a .tar "
-        "shard counts as one entry); N jobs with K = 0..N-1 cover every image exactly once.")
-    ] = None,
+        "--shard", metavar="K/N", help="Score only shard K of N (0 <= K < N) of the sorted "
+        "input list (a .tar shard counts as one entry); N jobs with K = 0..N-1 cover every "
+        "image exactly once.")] = None,
     gpu_decode: Annotated[str, typer.Option(
         "--gpu-decode", metavar="auto|on|off",
         help="Decode JPEGs on the GPU (nvJPEG) and squash them there with the same kernel; "
              "auto: on CUDA devices.")] = "auto",
-    draft: Annotated[bool, typer.Option(
-        "--draft/--no-draft", hidden=True,
-        help="Let libjpeg decode big JPEGs at a reduced scale (at least 2x the model's size).")
-    ] = True,
+    draft: FastDecodeOption = False,
     quiet: QuietOption = False,
     resume: Annotated[bool, typer.Option(
         "--resume", help="With --output FILE: keep the rows FILE already holds (or FILE.part, "
@@ -103,10 +119,72 @@ def score(
     143 terminated (SIGTERM); with --output, rows scored before a stop are saved.
     """
     configure_logging(quiet)
+    if output:
+        check_output_path(output)
     if fmt is not None and fmt not in FORMATS:
         raise typer.BadParameter(f"use one of {', '.join(FORMATS)}", param_hint="--format")
     if fmt is None:
         fmt = format_for_path(output) if output else ("table" if sys.stdout.isatty() else "csv")
+    _check_scale_options(fmt, output, gpu_decode)
+    extras = workflow.ScoreWorkflow.from_options(
+        sort=sort, top=top, min_score=min_score, max_score=max_score, xmp=xmp,
+        rating_thresholds=rating_thresholds, summary=summary)
+    if resume and not output:
+        raise typer.BadParameter("needs --output FILE", param_hint="--resume")
+    selected_shard = parse_shard(shard) if shard is not None else None
+    check_model_options(model, weights, device, precision)
+
+    files, problems, tars = _inputs(paths, ext, recursive, null, selected_shard)
+    if xmp and tars.listings:
+        raise typer.BadParameter("XMP sidecars go beside files; members of tar shards have "
+                                 "none", param_hint="--xmp")
+    if output:
+        check_not_an_input(output, files)
+    done: list[ScoreResult] = []
+    if resume:
+        from grmpiqa.io.resume import partial_path
+
+        files, done = _not_done(files, output, fmt)
+        if not files and not partial_path(output).exists():
+            _nothing_left(output, done)
+    install_signal_handlers()
+
+    from grmpiqa.cli.progress import Reporter
+    from grmpiqa.scoring import distributed
+
+    reporter = Reporter(len(files), quiet=quiet)
+    if not files:  # nothing to load a model for; a .part's rows still become FILE
+        rank = distributed.torchrun_rank()
+        if rank is not None and not rank.is_main:
+            raise typer.Exit(EXIT_OK)  # rank 0 writes
+        columns = list(BASE_COLUMNS) + (["score_label"] if any(
+            r.score_label is not None for r in done) else [])
+        _write_rows(reporter, extras, output, fmt, columns, done, iter(()), null=null,
+                    quiet=quiet, problems=problems, resume=resume)
+
+    from grmpiqa.scoring.engine import score_paths
+    from grmpiqa.weights.loading import load_model
+
+    def load(dev: str) -> Any:
+        with reporter.loading(f"model {weights or model or 'default'}"):
+            return load_model(weights or model, device=dev, base=model, precision=precision,
+                              compile=compile_model)
+
+    loaded, results = distributed.score_here(
+        files, device, load=load,
+        score=lambda loaded_model, mine: score_paths(
+            mine, loaded_model, batch_size=batch_size, workers=workers, draft=draft,
+            max_pixels=max_pixels, expand=False, known_errors=problems, gpu_decode=gpu_decode,
+            shards=tars),
+    )
+    if results is None:  # a torchrun rank other than 0: its share is done, rank 0 writes
+        raise typer.Exit(EXIT_OK)
+    columns = [*BASE_COLUMNS, "score_label"] if loaded.label is not None else list(BASE_COLUMNS)
+    _write_rows(reporter, extras, output, fmt, columns, done, results, null=null, quiet=quiet,
+                problems=problems, resume=resume)
+
+
+def _check_scale_options(fmt: str, output: str | None, gpu_decode: str) -> None:
     if gpu_decode not in ("auto", "on", "off"):
         raise typer.BadParameter("use auto, on or off", param_hint="--gpu-decode")
     if fmt == "parquet" and not output:
@@ -116,96 +194,27 @@ def score(
         from grmpiqa.io.parquet import require_pyarrow
 
         require_pyarrow()  # a missing extra is a usage error before any model loads
-    extras = workflow.ScoreWorkflow.from_options(
-        sort=sort, top=top, min_score=min_score, max_score=max_score, xmp=xmp,
-        rating_thresholds=rating_thresholds, summary=summary)
+
+
+def _inputs(paths: list[str], ext: list[str] | None, recursive: bool, null: bool,
+            shard: Any) -> tuple[list[str], dict[str, str], ShardIndex]:
+    """The files to score (tar shards listed after --shard splits the entries), the
+    entries known to fail already (see expand_inputs) and the shards' index."""
+    from grmpiqa.io.shards import ShardIndex, expand_shards
 
     stdin_paths = read_path_list(sys.stdin.buffer, null) if "-" in paths else []
     skipped: Counter[str] = Counter()
+    problems: dict[str, str] = {}
     files = expand_inputs(paths, extensions=ext or DEFAULT_EXTENSIONS, recursive=recursive,
-                          stdin_paths=stdin_paths, skipped=None if ext else skipped)
+                          stdin_paths=stdin_paths, skipped=None if ext else skipped,
+                          problems=problems)
     workflow.warn_skipped(skipped)
-    if shard is not None:
-        files = parse_shard(shard).take(files)
-    from grmpiqa.io.shards import ShardIndex, expand_shards
-
     tars = ShardIndex(normalise_extensions(ext or DEFAULT_EXTENSIONS))
-    files = expand_shards(files, tars)
-    if xmp and tars.listings:
-        raise typer.BadParameter("XMP sidecars go beside files; members of tar shards have "
-                                 "none", param_hint="--xmp")
-    done = []
-    if resume:
-        if not output:
-            raise typer.BadParameter("needs --output FILE", param_hint="--resume")
-        files, done = _not_done(files, output, fmt)
-    install_signal_handlers()
-
-    from grmpiqa.scoring import distributed
-    from grmpiqa.scoring.engine import score_paths
-    from grmpiqa.weights.loading import load_model
-
-    loaded, results = distributed.score_here(
-        files, device,
-        load=lambda dev: load_model(weights or model, device=dev, base=model,
-                                    precision=precision, compile=compile_model),
-        score=lambda loaded_model, mine: score_paths(
-            mine, loaded_model, batch_size=batch_size, workers=workers, draft=draft,
-            max_pixels=max_pixels, expand=False, gpu_decode=gpu_decode, shards=tars),
-    )
-    if results is None:  # a torchrun rank other than 0: its share is done, rank 0 writes
-        raise typer.Exit(EXIT_OK)
-    columns = [*BASE_COLUMNS, "score_label"] if loaded.label is not None else list(BASE_COLUMNS)
-
-    target, stream, rows = _open_output(output, fmt, columns, null=null, resume=resume)
-    writer = extras.wrap(rows, quiet=quiet)
-    if not files and not done:
-        say("warning: no image files found")
-
-    from grmpiqa.cli.progress import Reporter
-
-    failed = sum(not row.ok for row in done)
-    written = len(done)
-    try:
-        for row in done:  # rows of the earlier run come first, as they were
-            writer.write(row)
-            extras.observe(row, say, rate=False)
-        with Reporter(len(files), quiet=quiet) as reporter:
-            for result in results:
-                writer.write(result)
-                if stream is not None:
-                    stream.flush()  # a pipe sees each row as soon as it is scored
-                written += 1
-                if not result.ok:
-                    failed += 1
-                    reporter.message(f"{display_path(result.path)}: {result.error}")
-                extras.observe(result, reporter.message)
-                reporter.advance()
-    except KeyboardInterrupt as exc:
-        writer.close()
-        total = len(files) + len(done)
-        if target is not None:
-            target.commit()
-            say(f"stopped: {written} of {total} rows saved in {output} (--resume finishes it)")
-        else:
-            say(f"stopped after {written} of {total} images")
-        extras.finish(quiet)
-        raise typer.Exit(interrupt_exit_code(exc)) from None
-    except BaseException:
-        if target is not None:
-            target.discard()
-        raise
-    writer.close()
-    if target is not None:
-        target.commit()
-    if failed and not quiet:
-        say(f"{failed} of {written} files could not be scored")
-    if extras.finish(quiet) or failed:
-        raise typer.Exit(EXIT_SOME_FAILED)
-    raise typer.Exit(EXIT_OK)
+    files = expand_shards(shard.take(files) if shard is not None else files, tars)
+    return files, problems, tars
 
 
-def _not_done(files: list[str], output: str, fmt: str) -> tuple[list[str], list]:
+def _not_done(files: list[str], output: str, fmt: str) -> tuple[list[str], list[ScoreResult]]:
     """--resume: the rows ``output`` holds already, and the files still to score."""
     from grmpiqa.io.resume import done_rows
 
@@ -216,6 +225,60 @@ def _not_done(files: list[str], output: str, fmt: str) -> tuple[list[str], list]
 
         return [f for f in files if text_path(f) not in already], done
     return [f for f in files if f not in already], done
+
+
+def _nothing_left(output: str, done: list[ScoreResult]) -> NoReturn:
+    """--resume on a finished file: say so at once, without loading the model."""
+    failed = sum(not row.ok for row in done)
+    say(f"nothing left to score: all {len(done)} photos are in {display_path(output)}"
+        + (f" ({failed} of them with an error)" if failed else ""))
+    raise typer.Exit(EXIT_SOME_FAILED if failed else EXIT_OK)
+
+
+def _write_rows(reporter: Any, extras: workflow.ScoreWorkflow, output: str | None, fmt: str,
+                columns: list[str], done: list[ScoreResult], results: Iterator[ScoreResult], *,
+                null: bool, quiet: bool, problems: dict[str, str], resume: bool) -> NoReturn:
+    """Write the kept rows, then each new one as it is scored; exits with the run's status."""
+    target, stream, rows = _open_output(output, fmt, columns, null=null, resume=resume)
+    writer = extras.wrap(rows, quiet=quiet)
+    if not reporter.total and not done:
+        say("warning: no image files found")
+    tally = Tally(done)
+    try:
+        for row in done:  # rows of the earlier run come first, as they were
+            writer.write(row)
+            extras.observe(row, say, rate=False)
+        with reporter:
+            for result in results:
+                reporter.write_row(lambda r=result: (writer.write(r), stream and stream.flush()))
+                tally.add(result, problems)
+                if not result.ok:
+                    reporter.message(f"{display_path(result.path)}: {result.error}")
+                extras.observe(result, reporter.message)
+                reporter.advance()
+    except KeyboardInterrupt as exc:
+        writer.close()
+        total = reporter.total + len(done)
+        if target is not None:
+            target.commit()
+            say(f"stopped: {tally.written} of {total} rows saved in {output} "
+                "(--resume finishes it)")
+        else:
+            say(f"stopped after {tally.written} of {total} images")
+        extras.finish()
+        raise typer.Exit(interrupt_exit_code(exc)) from None
+    except BaseException:
+        if target is not None:
+            target.discard()
+        raise
+    writer.close()
+    if target is not None:
+        target.commit()
+    extras.finish()
+    closing = tally.closing_line(extras.problems, extras.left_out)
+    if closing:
+        say(closing)  # also with -q: a non-zero exit always says why
+    raise typer.Exit(EXIT_SOME_FAILED if closing else EXIT_OK)
 
 
 def _open_output(output: str | None, fmt: str, columns: list[str], *, null: bool,

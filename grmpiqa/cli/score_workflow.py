@@ -13,14 +13,17 @@ import sys
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from grmpiqa.cli.common import say
 from grmpiqa.workflow.selection import SORT_KEYS, SelectingWriter, Selection
-from grmpiqa.workflow.summary import format_summary, summarise
+from grmpiqa.workflow.summary import format_summary, plural, summarise
 from grmpiqa.workflow.xmp import DEFAULT_THRESHOLDS, SidecarRater, XmpError, parse_thresholds
+
+if TYPE_CHECKING:  # pragma: no cover
+    from grmpiqa.results import ScoreResult
 
 DEFAULT_RATING_THRESHOLDS = ",".join(f"{t:g}" for t in DEFAULT_THRESHOLDS)
 _KINDS = {"heif": "HEIC/HEIF", "raw": "camera RAW"}
@@ -88,7 +91,8 @@ class ScoreWorkflow:
         self.writer = SelectingWriter(writer, self.selection)
         return self.writer
 
-    def observe(self, result: Any, message: Callable[[str], None], rate: bool = True) -> None:
+    def observe(self, result: ScoreResult, message: Callable[[str], None],
+                rate: bool = True) -> None:
         """After a row was written: collect it for the summary, write its sidecar (unless
         ``rate`` is False: a row kept by --resume had its sidecar written back then)."""
         if result.score is None:
@@ -104,22 +108,21 @@ class ScoreWorkflow:
 
                 message(f"{display_path(result.path)}: sidecar not written: {exc}")
 
-    def finish(self, quiet: bool) -> int:
-        """Print the summary; returns how many per-file steps besides scoring failed."""
-        left_out = getattr(getattr(self.writer, "inner", None), "left_out", 0)
-        if self.problems and not quiet:
-            say(f"{self.problems} XMP sidecars could not be written")
-        if left_out and not quiet:
-            say(f"{left_out} paths with line breaks left out of --format paths (use --null)")
+    @property
+    def left_out(self) -> int:
+        """Paths --format paths left out (a line break in the name, without --null)."""
+        return getattr(getattr(self.writer, "inner", None), "left_out", 0)
+
+    def finish(self) -> None:
+        """Print the summary (the caller's closing line reports sidecars and paths left out)."""
         if self.summary:
-            first, *rest = format_summary(summarise(self.scores, self.failed))
+            first, *rest = format_summary(summarise(self.scores, self.failed, self.problems))
             say(first)
             print("\n".join(rest), file=sys.stderr, flush=True)
-        return self.problems + left_out
 
 
 def warn_skipped(skipped: Counter[str]) -> None:
     """Folders held photos that need an extra that is not installed: say which, once."""
     for extra, count in sorted(skipped.items()):
-        say(f"warning: skipped {count} {_KINDS[extra]} files in the folders: "
+        say(f"warning: skipped {plural(count, _KINDS[extra] + ' file')}: "
             f"pip install 'grmpiqa[{extra}]' to score them")

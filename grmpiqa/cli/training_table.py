@@ -7,12 +7,15 @@ bar under it; elsewhere (a log file, CI) each evaluation is one plain line.
 from __future__ import annotations
 
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console, Group
 from rich.live import Live
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+
+if TYPE_CHECKING:  # pragma: no cover
+    from grmpiqa.training.finetune import EvaluationRecord
 
 SHOWN_ROWS = 15
 
@@ -25,7 +28,7 @@ class TrainingDisplay:
     def __init__(self, epochs: int, *, quiet: bool) -> None:
         self.quiet = quiet
         self.console = Console(file=sys.stderr, highlight=False)
-        self.records: list[Any] = []
+        self.records: list[EvaluationRecord] = []
         self.live: Live | None = None
         self.progress: Progress | None = None
         self.started = False
@@ -63,7 +66,7 @@ class TrainingDisplay:
         if self.progress is not None:
             self.progress.update(self.task, completed=epoch, loss=f"loss {loss:.4f}")
 
-    def on_evaluation(self, record: Any) -> None:
+    def on_evaluation(self, record: EvaluationRecord) -> None:
         self.records.append(record)
         if self.quiet:
             return

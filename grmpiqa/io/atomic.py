@@ -4,21 +4,30 @@ from __future__ import annotations
 
 import contextlib
 import os
+import stat
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
 
+def partial_path(output: str | os.PathLike[str]) -> Path:
+    """``FILE.part``: where a streamed output grows until it is complete (``--resume``
+    reads it back)."""
+    target = Path(output)
+    return target.with_name(target.name + ".part")
+
+
 def file_mode_for(path: str | os.PathLike[str]) -> int:
     """The permissions a rewritten file should have: its own if it exists, else what the
     umask gives a new file (0o666 less the umask), not a temporary file's 0o600."""
-    try:
-        return os.stat(path).st_mode & 0o7777
-    except OSError:
-        mask = os.umask(0)
-        os.umask(mask)
-        return 0o666 & ~mask
+    with contextlib.suppress(OSError):
+        st = os.stat(path)
+        if stat.S_ISREG(st.st_mode):
+            return st.st_mode & 0o7777
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
 
 
 @contextlib.contextmanager

@@ -20,7 +20,8 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from grmpiqa.config import DEFAULT_MAX_PIXELS
-from grmpiqa.errors import ImageError
+from grmpiqa.errors import ImageError, describe, needs_extra_message
+from grmpiqa.io.extensions import extension_of
 from grmpiqa.io.inputs import HEIF_EXTENSIONS, RAW_EXTENSIONS
 
 __all__ = ["DEFAULT_MAX_PIXELS", "check_regular_file", "open_image", "open_with_pillow", "to_rgb"]
@@ -28,10 +29,6 @@ WHITE = (255, 255, 255)
 # ISO-BMFF brands of HEVC-coded HEIF (AVIF, which Pillow reads itself, uses others)
 HEVC_BRANDS = {b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"hevm", b"hevs"}
 _heif_enabled = False
-
-
-def needs_extra_message(kind: str, extra: str) -> str:
-    return f"{kind} files need the optional extra: pip install 'grmpiqa[{extra}]'"
 
 
 def check_regular_file(path: str) -> None:
@@ -52,15 +49,6 @@ def check_regular_file(path: str) -> None:
         raise ImageError("not a regular file (FIFO, socket or device)")
     if st.st_size == 0:
         raise ImageError("empty file (0 bytes)")
-
-
-def _describe(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-
-
-def _extension(path: str) -> str:
-    return path.rpartition(".")[2].lower() if "." in os.path.basename(path) else ""
 
 
 def looks_like_heif(head: bytes) -> bool:
@@ -95,11 +83,12 @@ def open_image(path: str, *, draft_size: int | None = None,
     Camera RAW files are decoded by :func:`grmpiqa.io.raw.open_raw`.
     """
     check_regular_file(path)
-    extension = _extension(path)
+    extension = extension_of(path)
     if extension in RAW_EXTENSIONS:
         from grmpiqa.io.raw import open_raw
 
-        return open_raw(path, draft_size=draft_size, max_pixels=max_pixels)
+        return open_raw(path, draft_size=draft_size, max_pixels=max_pixels,
+                        open_preview=open_with_pillow)
     if extension in HEIF_EXTENSIONS:
         enable_heif()
     elif not _heif_enabled:
@@ -132,9 +121,9 @@ def open_with_pillow(source: str | IO[bytes], *, draft_size: int | None = None,
     except PermissionError:
         raise ImageError("permission denied") from None
     except OSError as exc:
-        raise ImageError(f"cannot open ({exc.strerror or _describe(exc)})") from None
+        raise ImageError(f"cannot open ({exc.strerror or describe(exc)})") from None
     except Exception as exc:
-        raise ImageError(f"cannot open ({_describe(exc)})") from None
+        raise ImageError(f"cannot open ({describe(exc)})") from None
     with image:
         width, height = image.size
         if width < 1 or height < 1:
@@ -144,6 +133,8 @@ def open_with_pillow(source: str | IO[bytes], *, draft_size: int | None = None,
                 f"{width}x{height} is {width * height:,} pixels, over the limit of "
                 f"{max_pixels:,}; raise --max-pixels if you trust this file"
             )
+        if image.format == "JPEG":
+            _check_jpeg_size(image, width * height)
         if draft_size and image.format == "JPEG":
             with contextlib.suppress(Exception):  # draft is an optimisation only
                 image.draft(None, (draft_size, draft_size))
@@ -152,9 +143,28 @@ def open_with_pillow(source: str | IO[bytes], *, draft_size: int | None = None,
                 warnings.simplefilter("ignore")
                 image.load()
         except Exception as exc:
-            raise ImageError(f"cannot decode ({_describe(exc)})") from None
+            raise ImageError(f"cannot decode ({describe(exc)})") from None
         image = _upright(image)
         return to_rgb(image)
+
+
+# Huffman-coded JPEG spends at least one bit per 8x8 block on its DC coefficients; one bit per
+# 64 blocks leaves room for any real file, while a header claiming far more pixels than its data
+# can fill (libjpeg pads a truncated scan with grey and only warns) is refused before decoding
+MIN_JPEG_BITS_PER_PIXEL = 1 / 4096
+
+
+def _check_jpeg_size(image: Image.Image, pixels: int) -> None:
+    try:
+        position = image.fp.tell()
+        size = image.fp.seek(0, os.SEEK_END)
+        image.fp.seek(position)
+    except (AttributeError, OSError, ValueError):
+        return
+    if size * 8 < pixels * MIN_JPEG_BITS_PER_PIXEL:
+        width, height = image.size
+        raise ImageError(f"{width}x{height} pixels declared, but the file holds only {size:,} "
+                         "bytes: truncated or forged")
 
 
 def _upright(image: Image.Image) -> Image.Image:
@@ -189,7 +199,7 @@ def to_rgb(image: Image.Image) -> Image.Image:
             return Image.alpha_composite(background, rgba).convert("RGB")
         return image.convert("RGB")
     except (ValueError, OSError) as exc:
-        raise ImageError(f"unsupported colour mode {mode} ({_describe(exc)})") from None
+        raise ImageError(f"unsupported colour mode {mode} ({describe(exc)})") from None
 
 
 def _grey_to_uint8(image: Image.Image) -> np.ndarray:

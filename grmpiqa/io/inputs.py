@@ -1,8 +1,9 @@
 """Turn command-line arguments (files, folders, globs, stdin lists) into a file list.
 
-Discovery never fails: a path that does not exist, or a pattern that matches
-nothing, is passed on so that it gets its own row with an error, exactly like
-an unreadable photo.
+Discovery never fails and never drops anything silently: a path that does not
+exist, a folder that cannot be read and a pattern that matches nothing are
+passed on so that each gets its own row with an error, exactly like an
+unreadable photo (``problems`` maps such entries to their message).
 """
 
 from __future__ import annotations
@@ -15,7 +16,10 @@ from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from typing import IO
 
-PILLOW_EXTENSIONS = ("jpg", "jpeg", "png", "webp", "bmp", "tif", "tiff", "gif")
+from grmpiqa.errors import InputError
+from grmpiqa.io.extensions import extension_of
+
+PILLOW_EXTENSIONS = ("jpg", "jpeg", "jpe", "jfif", "png", "webp", "bmp", "tif", "tiff", "gif")
 HEIF_EXTENSIONS = ("heic", "heif", "hif")
 RAW_EXTENSIONS = ("cr2", "cr3", "crw", "nef", "nrw", "arw", "srf", "sr2", "dng", "orf", "rw2",
                   "raf", "pef", "srw", "3fr", "iiq", "erf", "kdc", "mos", "mrw", "x3f", "rwl")
@@ -37,7 +41,7 @@ def extra_installed(extra: str) -> bool:
 
 def missing_extra_for(name: str) -> str | None:
     """The pip extra a file of this name needs and that is not installed, if any."""
-    ext = name.rpartition(".")[2].lower()
+    ext = extension_of(name)
     for extra, (extensions, _) in EXTRAS.items():
         if ext in extensions and not extra_installed(extra):
             return extra
@@ -68,33 +72,39 @@ def normalise_extensions(extensions: Iterable[str]) -> tuple[str, ...]:
 
 
 def _has_extension(name: str, extensions: tuple[str, ...]) -> bool:
-    _, dot, ext = name.rpartition(".")
-    return bool(dot) and ext.lower() in extensions
+    return extension_of(name) in extensions
+
+
+def _folder_error(exc: OSError) -> str:
+    return f"cannot read folder ({exc.strerror or exc})"
 
 
 def walk_folder(folder: str, extensions: tuple[str, ...], recursive: bool,
-                skipped: Counter[str] | None = None) -> Iterator[str]:
+                skipped: Counter[str] | None = None,
+                problems: dict[str, str] | None = None) -> Iterator[str]:
     """Image files under ``folder`` in sorted order, hidden files and folders skipped.
 
     Symbolic links to folders are followed, but each real folder is visited
     once, so a link loop cannot make the walk endless. ``skipped`` counts, by
     missing extra, the photos passed over because that extra is not installed.
+    A folder that cannot be read (permissions, a path over PATH_MAX) is
+    yielded itself, with its message in ``problems``.
     """
     seen: set[tuple[int, int]] = set()
 
     def visit(current: str) -> Iterator[str]:
         try:
             st = os.stat(current)
-        except OSError:
-            return
-        key = (st.st_dev, st.st_ino)
-        if key in seen:
-            return
-        seen.add(key)
-        try:
+            key = (st.st_dev, st.st_ino)
+            if key in seen:
+                return
+            seen.add(key)
             with os.scandir(current) as it:
                 entries = sorted(it, key=lambda e: e.name)
-        except OSError:
+        except OSError as exc:
+            if problems is not None:
+                problems[current] = _folder_error(exc)
+                yield current
             return
         subfolders = []
         for entry in entries:
@@ -117,18 +127,55 @@ def walk_folder(folder: str, extensions: tuple[str, ...], recursive: bool,
     yield from visit(folder)
 
 
+def case_insensitive_extension(pattern: str) -> str:
+    """``shoot/**/*.jpg`` -> ``shoot/**/*.[jJ][pP][gG]``: cameras write ``IMG_0001.JPG``."""
+    head, sep, last = pattern.rpartition("/")
+    stem, dot, ext = last.rpartition(".")
+    if not dot or not ext.isalnum() or not ext.isascii():
+        return pattern
+    ext = "".join(f"[{c.lower()}{c.upper()}]" if c.isalpha() else c for c in ext)
+    return f"{head}{sep}{stem}.{ext}"
+
+
+def _expand_glob(pattern: str, exts: tuple[str, ...], recursive: bool,
+                 skipped: Counter[str] | None, problems: dict[str, str] | None
+                 ) -> Iterator[str]:
+    matches = sorted(set(glob.glob(case_insensitive_extension(pattern), recursive=True)))
+    kept = 0
+    extra_needed = Counter[str]()
+    for match in matches:
+        if os.path.isdir(match):
+            kept += 1
+            yield from walk_folder(match, exts, recursive, skipped, problems)
+        elif _has_extension(match, exts) or match.lower().endswith(".tar"):
+            kept += 1
+            yield match  # a tar is a WebDataset shard (grmpiqa.io.shards), one entry here
+        elif extra := missing_extra_for(match):
+            extra_needed[extra] += 1
+    if skipped is not None:
+        skipped.update(extra_needed)
+    if not kept and not extra_needed:
+        if problems is not None:
+            problems[pattern] = (f"no image file matches {pattern}" if matches
+                                 else f"no file matches {pattern}")
+        yield pattern
+
+
 def expand_inputs(args: Sequence[str], *, extensions: Sequence[str] = DEFAULT_EXTENSIONS,
                   recursive: bool = True, stdin_paths: Sequence[str] = (),
-                  skipped: Counter[str] | None = None) -> list[str]:
+                  skipped: Counter[str] | None = None,
+                  problems: dict[str, str] | None = None) -> list[str]:
     """Files for ``args`` in a deterministic order, each file once.
 
     Folders expand to their sorted image files; globs (``*``, ``?``, ``[``,
-    and ``**`` for any depth) expand to sorted matches (images and ``.tar``
-    shards, which stay one entry each here); anything else, even a
-    file with another extension, is taken as named. ``-`` stands for
-    ``stdin_paths``, a list of files taken literally, like ``xargs`` would (a
-    folder there gets an error row instead of being searched). ``skipped``:
-    see :func:`walk_folder`.
+    and ``**`` for any depth; the extension matched in any case) expand to
+    sorted matches (images, and ``.tar`` shards as one entry each); anything
+    else, even a file with another extension, is taken as named. ``-`` stands
+    for ``stdin_paths``, a list of files taken literally, like ``xargs`` would
+    (a folder there gets an error row instead of being searched). ``skipped``:
+    see :func:`walk_folder`. ``problems`` collects the entries known to fail
+    already (an unreadable folder, a pattern that matches nothing) with their
+    message; they stay in the list, where their row belongs.
     """
     exts = normalise_extensions(extensions)
     files: list[str] = []
@@ -141,29 +188,23 @@ def expand_inputs(args: Sequence[str], *, extensions: Sequence[str] = DEFAULT_EX
 
     for arg in args:
         if arg == "-":
-            for path in stdin_paths:
-                add(path)
+            found: Iterable[str] = stdin_paths
         elif os.path.isdir(arg):
-            for path in walk_folder(arg, exts, recursive, skipped):
-                add(path)
+            found = walk_folder(arg, exts, recursive, skipped, problems)
         elif not os.path.lexists(arg) and glob.has_magic(arg):
-            matches = sorted(glob.glob(arg, recursive=True))
-            if not matches:
-                add(arg)  # reported as "no such file"
-            for match in matches:
-                if os.path.isdir(match):
-                    for path in walk_folder(match, exts, recursive, skipped):
-                        add(path)
-                elif _has_extension(match, exts) or match.lower().endswith(".tar"):
-                    add(match)  # a tar is a WebDataset shard (grmpiqa.io.shards)
+            found = _expand_glob(arg, exts, recursive, skipped, problems)
         else:
-            add(arg)
+            found = (arg,)
+        for path in found:
+            add(path)
     return files
 
 
 def read_path_list(stream: IO[bytes], null_separated: bool = False) -> list[str]:
     """Paths from a list on stdin: one per line, or NUL-separated for any file name."""
     data = stream.read()
+    if not null_separated and b"\0" in data:
+        raise InputError("the list of paths on stdin holds NUL bytes: use --null (-0)")
     separator = b"\0" if null_separated else b"\n"
     paths = []
     for raw in data.split(separator):

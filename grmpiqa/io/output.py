@@ -1,9 +1,10 @@
 """Row writers for score results: table, CSV, TSV, JSON Lines and bare paths, row by row.
 
-Writers own their encoding so that any file name survives: CSV, TSV, table
-and paths output give back a non-UTF-8 name's original bytes
-(surrogateescape), JSON Lines escapes them as ``\\udcXX`` so every line stays
-valid JSON.
+Every text output (CSV, TSV, JSON Lines, table) is valid UTF-8. A file name
+that is not UTF-8 is written escaped, reversibly: a byte that does not decode
+becomes ``\\xHH`` and a backslash becomes ``\\\\`` (TSV also escapes tab, CR and
+LF as ``\\t``, ``\\r``, ``\\n``); :func:`name_bytes` gives the exact bytes back.
+``--format paths`` writes the bytes themselves.
 """
 
 from __future__ import annotations
@@ -13,15 +14,55 @@ import csv
 import io
 import json
 import os
+import re
+import stat
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import IO, Any, Protocol
 
-from grmpiqa.io.atomic import file_mode_for
+from grmpiqa.errors import ConfigError
+from grmpiqa.io.atomic import file_mode_for, partial_path
+from grmpiqa.io.inputs import HEIF_EXTENSIONS, PILLOW_EXTENSIONS, RAW_EXTENSIONS
 
 FORMATS = ("table", "csv", "jsonl", "tsv", "paths", "parquet")
 BASE_COLUMNS = ("path", "score", "error")
+# columns holding file names: escaped reversibly (other text only loses undecodable bytes)
+NAME_COLUMNS = ("path", "source", "destination")
+OUTPUT_EXTENSIONS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl",
+                     ".parquet": "parquet"}
+IMAGE_EXTENSIONS = frozenset(PILLOW_EXTENSIONS + HEIF_EXTENSIONS + RAW_EXTENSIONS)
+_UNDECODABLE = re.compile("[\udc80-\udcff]")
+_ESCAPED = re.compile(rb"\\(x[0-9a-fA-F]{2}|[\\tnr])")
+_UNESCAPE = {b"\\": b"\\", b"t": b"\t", b"n": b"\n", b"r": b"\r"}
+
+
+def _hex_byte(match: re.Match[str]) -> str:
+    return f"\\x{ord(match.group()) - 0xDC00:02x}"
+
+
+def escape_name(name: str) -> str:
+    """A file name as valid UTF-8 text: ``\\`` -> ``\\\\``, an undecodable byte -> ``\\xHH``."""
+    return _UNDECODABLE.sub(_hex_byte, name.replace("\\", "\\\\"))
+
+
+def name_bytes(cell: str) -> bytes:
+    """The exact bytes of a file name written by CSV, TSV or JSON Lines output."""
+    def unescape(match: re.Match[bytes]) -> bytes:
+        code = match.group(1)
+        return bytes.fromhex(code[1:].decode()) if code[:1] == b"x" else _UNESCAPE[code]
+
+    return _ESCAPED.sub(unescape, cell.encode("utf-8", "surrogateescape"))
+
+
+def unescape_name(cell: str) -> str:
+    """``name_bytes`` as the ``str`` Python's ``os`` functions take (``os.fsdecode``)."""
+    return os.fsdecode(name_bytes(cell))
+
+
+def _text(value: str) -> str:
+    """Text that is not a file name (an error message): undecodable bytes as ``\\xHH``."""
+    return _UNDECODABLE.sub(_hex_byte, value)
 
 
 def format_score(value: float | None) -> str:
@@ -32,6 +73,15 @@ def _cell(value: Any) -> str:
     if value is None:
         return ""
     return format_score(value) if isinstance(value, float) else str(value)
+
+
+def _escaped_cells(result: Any, columns: Sequence[str]) -> dict[str, Any]:
+    """Row values with names escaped and other text cleaned, for CSV and JSON Lines."""
+    values = row_values(result, columns)
+    for key, value in values.items():
+        if isinstance(value, str):
+            values[key] = escape_name(value) if key in NAME_COLUMNS else _text(value)
+    return values
 
 
 def display_path(path: str) -> str:
@@ -57,10 +107,11 @@ class RowWriter(Protocol):
 
 
 class _TextWriter:
-    def __init__(self, stream: IO[bytes], columns: Sequence[str], errors: str) -> None:
+    def __init__(self, stream: IO[bytes], columns: Sequence[str]) -> None:
         self.columns = list(columns)
-        self.text = io.TextIOWrapper(stream, encoding="utf-8", errors=errors, newline="",
-                                     write_through=True)
+        # every cell is escaped already; backslashreplace only guards against a stray surrogate
+        self.text = io.TextIOWrapper(stream, encoding="utf-8", errors="backslashreplace",
+                                     newline="", write_through=True)
 
     def close(self) -> None:
         self.text.flush()
@@ -69,24 +120,24 @@ class _TextWriter:
 
 class CsvWriter(_TextWriter):
     def __init__(self, stream: IO[bytes], columns: Sequence[str], delimiter: str = ",") -> None:
-        super().__init__(stream, columns, "surrogateescape")
+        super().__init__(stream, columns)
         self.csv = csv.writer(self.text, delimiter=delimiter, lineterminator="\n")
         self.csv.writerow(self.columns)
 
     def write(self, result: Any) -> None:
-        self.csv.writerow([_cell(v) for v in row_values(result, self.columns).values()])
+        self.csv.writerow([_cell(v) for v in _escaped_cells(result, self.columns).values()])
 
 
 def _tsv_escape(value: str) -> str:
-    return (value.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n")
-            .replace("\r", "\\r"))
+    return escape_name(value).replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
 
 
 class TsvWriter(_TextWriter):
-    """Tab-separated, one row per line; ``\\``, tab, CR and LF escaped as in PostgreSQL's text."""
+    """Tab-separated, one row per line; ``\\``, tab, CR, LF and undecodable bytes escaped as in
+    PostgreSQL's text format."""
 
     def __init__(self, stream: IO[bytes], columns: Sequence[str]) -> None:
-        super().__init__(stream, columns, "surrogateescape")
+        super().__init__(stream, columns)
         self.text.write("\t".join(self.columns) + "\n")
 
     def write(self, result: Any) -> None:
@@ -95,11 +146,8 @@ class TsvWriter(_TextWriter):
 
 
 class JsonlWriter(_TextWriter):
-    def __init__(self, stream: IO[bytes], columns: Sequence[str]) -> None:
-        super().__init__(stream, columns, "backslashreplace")
-
     def write(self, result: Any) -> None:
-        values = row_values(result, self.columns)
+        values = _escaped_cells(result, self.columns)
         for key, value in values.items():
             if isinstance(value, float):
                 values[key] = round(value, 6)
@@ -110,7 +158,7 @@ class TableWriter(_TextWriter):
     """Aligned columns for people at a terminal, streamed: the score first, then the path."""
 
     def __init__(self, stream: IO[bytes], columns: Sequence[str]) -> None:
-        super().__init__(stream, columns, "surrogateescape")
+        super().__init__(stream, columns)
         self.show_label = "score_label" in self.columns
         head = f"{'score':>8}  " + (f"{'label':>10}  " if self.show_label else "") + "path"
         self.text.write(head + "\n")
@@ -123,7 +171,7 @@ class TableWriter(_TextWriter):
             line += f"{'-' if label is None else f'{label:.3f}':>10}  "
         line += display_path(result.path)
         if result.error:
-            line += f"  [error: {result.error}]"
+            line += f"  [error: {_text(result.error)}]"
         self.text.write(line + "\n")
 
 
@@ -180,10 +228,64 @@ def make_writer(fmt: str, stream: IO[bytes], columns: Sequence[str], *,
 
 
 def format_for_path(path: str) -> str:
-    suffix = Path(path).suffix.lower()
-    by_suffix = {".jsonl": "jsonl", ".ndjson": "jsonl", ".tsv": "tsv", ".txt": "table",
-                 ".parquet": "parquet"}
-    return by_suffix.get(suffix, "csv")
+    """The format an output file's extension names; anything else needs --format."""
+    fmt = OUTPUT_EXTENSIONS.get(Path(path).suffix.lower())
+    if fmt is None:
+        known = ", ".join(OUTPUT_EXTENSIONS)
+        raise ConfigError(f"--output {display_path(path)}: cannot tell the format from the "
+                          f"extension; name it {known}, or give --format")
+    return fmt
+
+
+def check_output_path(path: str, *, option: str = "--output") -> None:
+    """Refuse, before any work, an output that would destroy a photo or cannot be written.
+
+    An image extension, a folder or something other than a regular file is a
+    ConfigError (exit 2). A missing parent folder is created, as ``cull
+    --log`` does. See also :func:`check_not_an_input`.
+    """
+    shown = f"{option} {display_path(path)}"
+    ext = Path(path).suffix.lower().lstrip(".")
+    if ext in IMAGE_EXTENSIONS:
+        raise ConfigError(f"{shown}: .{ext} is a photo's extension; refusing to write rows "
+                          "into it")
+    try:
+        st: os.stat_result | None = os.stat(path)
+    except FileNotFoundError:
+        st = None
+    except OSError as exc:
+        raise ConfigError(f"{shown}: {exc.strerror or exc}") from None
+    if st is not None:
+        if stat.S_ISDIR(st.st_mode):
+            raise ConfigError(f"{shown} is a folder; give a file name")
+        if not stat.S_ISREG(st.st_mode):
+            raise ConfigError(f"{shown} is not a regular file")
+    parent = os.path.dirname(path) or "."
+    try:
+        os.makedirs(parent, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"{shown}: cannot create its folder ({exc.strerror or exc})") from None
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ConfigError(f"{shown}: cannot write in {display_path(parent)} (permission denied)")
+
+
+def check_not_an_input(path: str, inputs: Sequence[str], *, option: str = "--output") -> None:
+    """Refuse an output that is one of ``inputs``: the same file, also through links."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return  # not there yet: it cannot be one of the photos
+    if any(_same_file(st, name) for name in inputs):
+        raise ConfigError(f"{option} {display_path(path)} is one of the photos to score; "
+                          "refusing to overwrite it")
+
+
+def _same_file(st: os.stat_result, name: str) -> bool:
+    try:
+        other = os.stat(name)
+    except (OSError, ValueError):
+        return False
+    return (other.st_dev, other.st_ino) == (st.st_dev, st.st_ino)
 
 
 class OutputFile:
@@ -196,7 +298,7 @@ class OutputFile:
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
-        self.tmp = self.path.with_name(self.path.name + ".part")
+        self.tmp = partial_path(self.path)
         mode = file_mode_for(self.path)
         fd = os.open(self.tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
         with contextlib.suppress(OSError):

@@ -1,7 +1,11 @@
 """From a photo to the model's input: squash to ``resize``, take the centre ``crop``.
 
-Workers return uint8 tensors (a quarter of the bytes of float32); the model
-normalises on its own device with the constants its weights were trained with.
+Files, PIL images and tensors all go through :func:`squash_array`, so scoring,
+``adapt`` and ``pretrain`` see the same pixels. With ``antialias=False`` (the
+authors' pipeline) that is OpenCV's INTER_CUBIC squash of the full-resolution
+image (:mod:`grmpiqa.io.resize`). Workers return uint8 tensors (a quarter of the
+bytes of float32); the model normalises on its own device with the constants
+its weights were trained with.
 """
 
 from __future__ import annotations
@@ -10,28 +14,37 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from PIL import Image
 
 from grmpiqa.config import PreprocessConfig
 from grmpiqa.errors import ImageError
 from grmpiqa.io.images import DEFAULT_MAX_PIXELS, open_image, to_rgb
+from grmpiqa.io.resize import resize_cubic
 
 _RESAMPLE = {"bicubic": Image.Resampling.BICUBIC, "bilinear": Image.Resampling.BILINEAR}
 
 
 def draft_size(cfg: PreprocessConfig) -> int:
-    """Decode JPEGs at no less than twice the squash size, then resize with antialiasing."""
+    """``--fast-decode``: JPEGs decoded at a reduced scale, no less than twice the squash."""
     return 2 * cfg.resize
 
 
-def squash_crop(image: Image.Image, cfg: PreprocessConfig) -> torch.Tensor:
-    """PIL RGB image -> uint8 tensor (3, crop, crop): whole image squashed, centre crop."""
+def squash_array(array: np.ndarray, cfg: PreprocessConfig) -> np.ndarray:
+    """uint8 RGB (H, W, 3) -> uint8 (resize, resize, 3), aspect ratio not kept."""
+    if not cfg.antialias:
+        return resize_cubic(array, cfg.resize, cfg.resize)
+    image = Image.fromarray(array, "RGB")
     resized = image.resize((cfg.resize, cfg.resize), _RESAMPLE[cfg.interpolation])
+    return np.asarray(resized, dtype=np.uint8)
+
+
+def squash_crop(image: Image.Image | np.ndarray, cfg: PreprocessConfig) -> torch.Tensor:
+    """RGB image (PIL or uint8 HWC array) -> uint8 tensor (3, crop, crop): squash, centre crop."""
+    array = np.asarray(image, dtype=np.uint8)
+    squashed = squash_array(array, cfg)
     offset = (cfg.resize - cfg.crop) // 2
-    cropped = resized.crop((offset, offset, offset + cfg.crop, offset + cfg.crop))
-    array = np.asarray(cropped, dtype=np.uint8)
-    return torch.from_numpy(array.copy()).permute(2, 0, 1).contiguous()
+    cropped = squashed[offset:offset + cfg.crop, offset:offset + cfg.crop]
+    return torch.from_numpy(np.ascontiguousarray(cropped)).permute(2, 0, 1).contiguous()
 
 
 def _checked_squash(image: Image.Image, cfg: PreprocessConfig) -> torch.Tensor:
@@ -41,15 +54,19 @@ def _checked_squash(image: Image.Image, cfg: PreprocessConfig) -> torch.Tensor:
         raise ImageError(f"cannot resize ({type(exc).__name__}: {exc})") from None
 
 
-def load_pixels(path: str, cfg: PreprocessConfig, *, draft: bool = True,
+def load_pixels(path: str, cfg: PreprocessConfig, *, draft: bool = False,
                 max_pixels: int = DEFAULT_MAX_PIXELS) -> torch.Tensor:
-    """Decode and preprocess one file; raises :class:`ImageError` with the reason."""
+    """Decode and preprocess one file; raises :class:`ImageError` with the reason.
+
+    ``draft=True`` is ``--fast-decode``: big JPEGs decode at 1/2, 1/4 or 1/8
+    scale, which is faster but not the authors' pixels (docs/method.md).
+    """
     image = open_image(path, draft_size=draft_size(cfg) if draft else None,
                        max_pixels=max_pixels)
     return _checked_squash(image, cfg)
 
 
-def load_encoded_pixels(data: bytes, name: str, cfg: PreprocessConfig, *, draft: bool = True,
+def load_encoded_pixels(data: bytes, name: str, cfg: PreprocessConfig, *, draft: bool = False,
                         max_pixels: int = DEFAULT_MAX_PIXELS) -> torch.Tensor:
     """:func:`load_pixels` for a photo in memory (a tar member); ``name`` gives its type."""
     from grmpiqa.io.encoded import open_encoded
@@ -67,20 +84,18 @@ def _tensor_input(tensor: torch.Tensor, cfg: PreprocessConfig) -> torch.Tensor:
                          f"got {tuple(tensor.shape)}")
     if tuple(tensor.shape[-2:]) == (cfg.crop, cfg.crop):
         return tensor  # already the model's input size: taken as preprocessed
-    is_uint8 = tensor.dtype == torch.uint8
-    x = tensor.float() / 255.0 if is_uint8 else tensor.float()
-    if tuple(x.shape[-2:]) != (cfg.resize, cfg.resize):
-        x = F.interpolate(x, size=(cfg.resize, cfg.resize), mode=cfg.interpolation,
-                          align_corners=False, antialias=True).clamp_(0.0, 1.0)
-    offset = (cfg.resize - cfg.crop) // 2
-    return x[..., offset:offset + cfg.crop, offset:offset + cfg.crop]
+    if tensor.dtype != torch.uint8:  # float 0..1: the uint8 image it stands for, as files are
+        tensor = (tensor.detach().float().clamp(0.0, 1.0) * 255.0).round_().to(torch.uint8)
+    arrays = tensor.detach().cpu().permute(0, 2, 3, 1).numpy()
+    return torch.stack([squash_crop(array, cfg) for array in arrays])
 
 
 def to_model_input(images: Any, cfg: PreprocessConfig) -> torch.Tensor:
     """PIL images or RGB tensors of any size -> one (N, 3, crop, crop) batch.
 
-    Tensors are whole images (uint8 0..255 or float 0..1), squashed and cropped
-    like files; a tensor that already has the crop size is used as it is.
+    Tensors are whole images (uint8 0..255 or float 0..1, floats rounded to
+    uint8 first), squashed and cropped like files; a tensor that already has
+    the crop size is used as it is.
     """
     if isinstance(images, (Image.Image, torch.Tensor)):
         images = [images]

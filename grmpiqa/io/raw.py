@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import contextlib
 import io
+from collections.abc import Callable
 from typing import IO, Any
 
 import numpy as np
 from PIL import Image
 
 from grmpiqa.config import DEFAULT_MAX_PIXELS
-from grmpiqa.errors import ImageError
+from grmpiqa.errors import ImageError, describe, needs_extra_message
 
 # draft_size when the caller gives none: twice the default model's 244-pixel squash
 DEFAULT_PREVIEW_MIN_SIDE = 488
@@ -30,23 +31,20 @@ def _import_rawpy() -> Any:
     try:
         import rawpy
     except ImportError:
-        from grmpiqa.io.images import needs_extra_message
-
         raise ImageError(needs_extra_message("camera RAW", "raw")) from None
     return rawpy
 
 
-def _describe(exc: BaseException) -> str:
-    text = exc.args[0] if exc.args else ""
-    if isinstance(text, bytes):
-        text = text.decode("utf-8", "replace")
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-
-
 def open_raw(source: str | IO[bytes], *, draft_size: int | None = None,
-             max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
+             max_pixels: int = DEFAULT_MAX_PIXELS,
+             open_preview: Callable[..., Image.Image] | None = None) -> Image.Image:
     """Decode a camera RAW file (a path or an in-memory file) to an upright RGB image
-    (preview or half-size demosaic)."""
+    (preview or half-size demosaic).
+
+    ``open_preview(file, draft_size=, max_pixels=)`` decodes an embedded JPEG preview
+    (:func:`grmpiqa.io.images.open_with_pillow`, passed in by ``open_image`` so that this
+    module does not import it back); without it the RAW data is always demosaiced.
+    """
     rawpy = _import_rawpy()
     min_side = draft_size or DEFAULT_PREVIEW_MIN_SIDE
     try:
@@ -59,7 +57,8 @@ def open_raw(source: str | IO[bytes], *, draft_size: int | None = None,
                 raise ImageError(
                     f"RAW sensor {sizes.raw_width}x{sizes.raw_height} is over the limit of "
                     f"{max_pixels:,} pixels; raise --max-pixels if you trust this file")
-            preview = _embedded_preview(raw, rawpy, min_side, max_pixels)
+            preview = None if open_preview is None else \
+                _embedded_preview(raw, rawpy, min_side, max_pixels, open_preview)
             if preview is not None:
                 image, upright = preview
                 return image if upright else _turn_upright(image, sizes.flip)
@@ -72,13 +71,14 @@ def open_raw(source: str | IO[bytes], *, draft_size: int | None = None,
         raise ImageError("not a camera RAW file LibRaw can read (unknown or corrupt format)"
                          ) from None
     except (rawpy.LibRawError, OSError, ValueError) as exc:
-        raise ImageError(f"cannot decode RAW ({_describe(exc)})") from None
+        raise ImageError(f"cannot decode RAW ({describe(exc)})") from None
     except MemoryError:
         raise ImageError("out of memory while demosaicing") from None
     return Image.fromarray(np.ascontiguousarray(rgb, dtype=np.uint8), "RGB")
 
 
-def _embedded_preview(raw: Any, rawpy: Any, min_side: int, max_pixels: int
+def _embedded_preview(raw: Any, rawpy: Any, min_side: int, max_pixels: int,
+                      open_preview: Callable[..., Image.Image]
                       ) -> tuple[Image.Image, bool] | None:
     """The camera's preview if its shorter side is at least ``min_side``, else None.
 
@@ -96,14 +96,12 @@ def _embedded_preview(raw: Any, rawpy: Any, min_side: int, max_pixels: int
         return Image.fromarray(np.ascontiguousarray(array, dtype=np.uint8), "RGB"), False
     if thumb.format != rawpy.ThumbFormat.JPEG:
         return None
-    from grmpiqa.io.images import open_with_pillow
-
     try:
         with Image.open(io.BytesIO(thumb.data)) as probe:
             if min(probe.size) < min_side:
                 return None
             upright = probe.getexif().get(0x0112, 1) != 1
-        image = open_with_pillow(io.BytesIO(thumb.data), draft_size=min_side,
+        image = open_preview(io.BytesIO(thumb.data), draft_size=min_side,
                                  max_pixels=max_pixels)
     except Exception:
         return None  # a broken preview is no reason to give up on the RAW data

@@ -19,14 +19,11 @@ from pathlib import Path
 from typing import Any
 
 from grmpiqa.errors import InputError
+from grmpiqa.io.atomic import partial_path
+from grmpiqa.io.output import unescape_name
 from grmpiqa.results import ScoreResult
 
 RESUMABLE_FORMATS = ("csv", "tsv", "jsonl", "parquet")
-
-
-def partial_path(output: str | os.PathLike[str]) -> Path:
-    target = Path(output)
-    return target.with_name(target.name + ".part")
 
 
 def _number(value: Any) -> float | None:
@@ -54,17 +51,6 @@ def row_result(row: dict[str, Any]) -> ScoreResult | None:
     return ScoreResult(path, score, error, label)
 
 
-def _tsv_unescape(cell: str) -> str:
-    out, chars = [], iter(cell)
-    for ch in chars:
-        if ch == "\\":
-            nxt = next(chars, "")
-            out.append({"t": "\t", "n": "\n", "r": "\r", "\\": "\\"}.get(nxt, nxt))
-        else:
-            out.append(ch)
-    return "".join(out)
-
-
 def read_rows(path: Path, fmt: str) -> list[ScoreResult]:
     """Complete rows of a file written by ``score`` in ``fmt``; stops at the first torn one."""
     try:
@@ -89,8 +75,7 @@ def read_rows(path: Path, fmt: str) -> list[ScoreResult]:
             if not complete and parsed:
                 parsed = parsed[:-1]
         else:  # the piece after the last newline is empty, or a torn line
-            parsed = [[_tsv_unescape(c) for c in line.split("\t")]
-                      for line in text.split("\n")[:-1]]
+            parsed = [line.split("\t") for line in text.split("\n")[:-1]]
         if not parsed:
             return []
         header, body = parsed[0], parsed[1:]
@@ -100,6 +85,9 @@ def read_rows(path: Path, fmt: str) -> list[ScoreResult]:
                    for cells in body]
     out = []
     for record in records:
+        if isinstance(record, dict):  # undo the output's escaping: TSV escapes every cell
+            record = {k: unescape_name(v) if isinstance(v, str) and (k == "path" or fmt == "tsv")
+                      else v for k, v in record.items()}
         result = row_result(record) if isinstance(record, dict) else None
         if result is None:
             break  # a torn row: nothing after it can be trusted

@@ -1,1 +1,1 @@
-"""The network: CLIP backbone, GRMP-IQA prompt head, quality maths, devices and precision."""
+"""The network: GRMP prompts on a CLIP backbone, quality maths, devices and precision."""

@@ -1,29 +1,43 @@
 """Precision and compilation choices for inference, decided once per loaded model.
 
-``auto`` is fp16 autocast on GPUs and exact fp32 on the CPU. ``int8`` (CPU)
-quantises most of the image tower's linear layers dynamically: on CPUs without native
-bf16 it is the fast path that pays (see README's benchmark table).
+``auto`` is exact: fp32 on the CPU (so scores compare across machines), fp16
+autocast on GPUs. ``fast`` picks the quickest path whose ranking agrees with
+fp32 on this machine: fp16 on GPUs, bf16 on CPUs with native bf16, int8
+elsewhere (docs/performance.md has the figures).
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import warnings
 from typing import Any
 
 import torch
 
 from grmpiqa.errors import ConfigError
+from grmpiqa.model.cpu_features import CpuFeatures, detect
 
-PRECISIONS = ("auto", "fp32", "fp16", "bf16", "int8")
+log = logging.getLogger("grmpiqa")
+PRECISIONS = ("auto", "fast", "fp32", "fp16", "bf16", "int8")
 
 
-def resolve_precision(precision: str, device: torch.device) -> str:
+def resolve_precision(precision: str, device: torch.device,
+                      features: CpuFeatures | None = None) -> str:
+    """The concrete precision (fp32, fp16, bf16 or int8) that ``precision`` means on ``device``.
+
+    ``features`` (default: this CPU's) decides what ``fast`` means on a CPU.
+    """
     precision = (precision or "auto").lower()
     if precision not in PRECISIONS:
         raise ConfigError(f"--precision {precision!r}: use one of {', '.join(PRECISIONS)}")
     if precision == "auto":
         return "fp16" if device.type in ("cuda", "mps") else "fp32"
+    if precision == "fast":
+        if device.type in ("cuda", "mps"):
+            return "fp16"
+        features = detect() if features is None else features
+        return "bf16" if features.native_bf16 else "int8"
     if precision == "fp16" and device.type == "cpu":
         raise ConfigError("--precision fp16 needs a GPU; on the CPU use fp32, bf16 or int8")
     if precision == "int8" and device.type != "cpu":
@@ -46,7 +60,9 @@ class PackedSelfAttention(torch.nn.Module):
 
     ``nn.MultiheadAttention`` keeps its input projection as a bare parameter
     and its output projection in a class that dynamic quantisation skips, so
-    a third of each block's matrix work would stay fp32. Same maths, same
+    a third of each block's matrix work would stay fp32; under CPU autocast
+    its input projection falls to a batched matmul that copies the whole weight
+    once per sequence position (the bf16 slowdown the profiler shows). Same maths, same
     weights, same call signature as open_clip uses.
     """
 
@@ -103,35 +119,76 @@ def layers_to_quantize(tower: torch.nn.Module) -> list[str]:
             and not name.endswith("attn.out")]
 
 
-def quantize_image_tower(model: Any) -> None:
+def _dynamic_linear_class(full_range: bool) -> type:
+    """torch.ao's dynamic int8 ``Linear``, quantising activations to 8 or 7 bits.
+
+    torch.ao rounds activations to 7 bits because AVX2's 8-bit multiply-add
+    (VPMADDUBSW) saturates its 16-bit sums. VNNI and AMX accumulate in 32
+    bits, so there the 8th bit is free accuracy.
+    """
+    from torch.ao.nn.quantized.dynamic import Linear
+
+    class DynamicInt8Linear(Linear):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            y = torch.ops.quantized.linear_dynamic(
+                x, self._packed_params._packed_params, reduce_range=not full_range)
+            return y.to(x.dtype)
+
+    DynamicInt8Linear.__qualname__ = DynamicInt8Linear.__name__ = \
+        "DynamicInt8Linear" if full_range else "DynamicInt7Linear"
+    return DynamicInt8Linear
+
+
+def quantize_image_tower(model: Any, features: CpuFeatures | None = None) -> None:
     """Dynamic int8 quantisation of the vision blocks' linear layers, in place.
 
     Text features are computed once and cached, so the text tower stays fp32.
-    Must run on a CPU model in eval mode.
+    Must run on a CPU model in eval mode. Activations use all 8 bits where the
+    CPU has VNNI/AMX (``features``, default this CPU's), 7 bits elsewhere.
+
+    This is torch.ao's eager dynamic quantisation, which PyTorch has deprecated
+    in favour of torchao: torchao's int8 on this model is no faster than fp32
+    without ``torch.compile`` (docs/performance.md), so grmpiqa stays on
+    torch.ao while it exists; tests/test_precision.py fails when it goes.
     """
     try:
         from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
     except ImportError:  # pragma: no cover - depends on the torch build
         raise ConfigError(
-            "--precision int8 needs torch.ao.quantization, missing in this torch"
+            "--precision int8 needs torch.ao.quantization, missing in this torch; "
+            "use --precision bf16 or fp32"
         ) from None
     engines = torch.backends.quantized.supported_engines
     if not any(e in engines for e in ("x86", "fbgemm", "qnnpack", "onednn")):
         raise ConfigError("--precision int8: this torch build has no quantised CPU kernels")
+    features = detect() if features is None else features
     tower = model.clip.visual.transformer
     pack_attention(tower.resblocks)
     # Per-channel weight scales: as fast as per-tensor here, and closer to fp32.
     spec = dict.fromkeys(layers_to_quantize(tower), per_channel_dynamic_qconfig)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # torch.ao.quantization deprecation notices
-        quantize_dynamic(tower, spec, inplace=True)
+    mapping = {torch.nn.Linear: _dynamic_linear_class(features.vnni)}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        quantize_dynamic(tower, spec, mapping=mapping, inplace=True)
+    # The deprecation notices address torch.ao's callers, not grmpiqa's users, who can
+    # do nothing about them: they go to the debug log (--debug), not the terminal.
+    for notice in {str(w.message).splitlines()[0] for w in caught}:
+        log.debug("torch.ao.quantization: %s", notice)
 
 
-def prepare_for_inference(model: Any, precision: str = "auto", compile: bool = False) -> Any:
-    """Apply ``precision`` (and optionally ``torch.compile``) to a loaded eval-mode model."""
-    resolved = resolve_precision(precision, model.device)
+def prepare_for_inference(model: Any, precision: str = "auto", compile: bool = False,
+                          features: CpuFeatures | None = None) -> Any:
+    """Apply ``precision`` (and optionally ``torch.compile``) to a loaded eval-mode model.
+
+    ``features`` (default: this CPU's) decides what ``fast`` means and how int8 rounds.
+    """
+    resolved = resolve_precision(precision, model.device, features)
     if resolved == "int8":
-        quantize_image_tower(model)
+        quantize_image_tower(model, features)
+    elif resolved == "bf16" and model.device.type == "cpu":
+        # Under autocast nn.MultiheadAttention leaves its fused kernel for a path whose
+        # input projection copies its weight once per sequence position on the CPU.
+        pack_attention(model.clip.visual.transformer.resblocks)
     model.precision = resolved
     if compile:
         model.encode_image = torch.compile(model.encode_image, dynamic=None)

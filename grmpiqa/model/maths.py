@@ -19,14 +19,14 @@ def clip_logits(image_features: torch.Tensor, text_features: torch.Tensor,
 
 
 def quality_from_logits(logits: torch.Tensor) -> torch.Tensor:
-    """P(high quality): the softmax over the two classes, good class first (METHOD.md 1)."""
+    """P(high quality): the softmax over the two classes, good class first (docs/method.md)."""
     if logits.shape[-1] != 2:
         raise ValueError(f"expected logits for 2 classes, got shape {tuple(logits.shape)}")
     return torch.softmax(logits.float(), dim=-1)[..., 0]
 
 
 def quality_bce(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Binary cross-entropy between q = P(high quality) and a label y in [0, 1] (METHOD.md 3).
+    """Binary cross-entropy between q = P(high quality) and a label y in [0, 1] (docs/method.md).
 
     Computed from the two-class logits with ``log_softmax`` so that confident
     predictions never produce ``log(0)``.

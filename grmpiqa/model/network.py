@@ -1,4 +1,4 @@
-"""The GRMP-IQA network on an open_clip CLIP (METHOD.md section 1).
+"""The GRMP-IQA network on an open_clip CLIP (docs/method.md, "Model").
 
 ``QualityModel`` wraps the backbone without copying it: visual prompts are
 inserted by running the backbone's own blocks, and the CoOp text context is
@@ -156,8 +156,9 @@ class QualityModel(nn.Module):
             if 1 <= i <= self.visual_prompts.depth:
                 x = torch.cat([x[:, :1], layer_prompts(i), x[:, 1 + n:]], dim=1)
             x = block(x) if batch_first else block(x.transpose(0, 1)).transpose(0, 1)
-        pooled = visual.ln_post(self.visual_prompts.prompt_norm(x[:, 0]))
-        return pooled @ visual.proj
+        with torch.autocast(x.device.type, enabled=False):  # the head costs nothing in fp32
+            pooled = visual.ln_post(self.visual_prompts.prompt_norm(x[:, 0].float()))
+            return pooled @ visual.proj
 
     # ------------------------------------------------------------------ text
     def encode_text_embeddings(self, x: torch.Tensor, token_ids: torch.Tensor) -> torch.Tensor:
@@ -169,11 +170,6 @@ class QualityModel(nn.Module):
         x = x[torch.arange(x.shape[0], device=x.device), token_ids.argmax(dim=-1)]
         projection = clip.text_projection
         return projection(x) if isinstance(projection, nn.Linear) else x @ projection
-
-    def encode_plain_text(self, texts: list[str]) -> torch.Tensor:
-        """Features of ordinary prompts (no learned context), e.g. the scene prompts of adapt."""
-        ids = self.tokenizer(texts).to(self.device)
-        return self.encode_text_embeddings(self.clip.token_embedding(ids), ids)
 
     def _compute_text_features(self) -> torch.Tensor:
         if self.text_context is not None:
@@ -201,7 +197,8 @@ class QualityModel(nn.Module):
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
         """Two-class logits (high, low quality) for uint8 or [0, 1] float RGB pixels."""
         image = self.encode_image(self.normalize(pixels))
-        return clip_logits(image, self.class_text_features(), self.clip.logit_scale)
+        with torch.autocast(self.device.type, enabled=False):  # the score stays fp32
+            return clip_logits(image, self.class_text_features(), self.clip.logit_scale)
 
     def predict(self, pixels: torch.Tensor) -> torch.Tensor:
         """Quality in [0, 1], higher is better, for a batch of preprocessed pixels."""

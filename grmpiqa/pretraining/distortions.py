@@ -383,10 +383,6 @@ def _registry() -> dict[str, Distortion]:
 DISTORTIONS: dict[str, Distortion] = _registry()
 
 
-def distortion_names() -> tuple[str, ...]:
-    return tuple(DISTORTIONS)
-
-
 def get_distortion(name: str) -> Distortion:
     try:
         return DISTORTIONS[name]

@@ -1,4 +1,4 @@
-"""Meta-prompt pre-training (stage 1 of GRMP-IQA, METHOD.md section 3) on a QualityModel.
+"""Meta-prompt pre-training (stage 1 of GRMP-IQA, docs/method.md, "Pre-train") on a QualityModel.
 
 Only the prompts train (CoOp text context, every VPT tensor, ``prompt_proj``,
 ``prompt_norm``); CLIP stays frozen. Each epoch runs first-order Reptile over
@@ -89,7 +89,7 @@ class EpochReport:
 
 
 def prompt_parameters(model: QualityModel) -> dict[str, torch.nn.Parameter]:
-    """Freeze everything but the prompts (METHOD.md section 3); return the prompts by name."""
+    """Freeze all but the prompts (docs/method.md, "Pre-train"); return them by name."""
     from grmpiqa.training.trainable import set_trainable
 
     return dict(set_trainable(model, "prompts"))
@@ -100,7 +100,7 @@ def model_for_pretraining(name: str | None = None, *, device: str | torch.device
     """Fresh prompts on the backbone of manifest model ``name`` (the manifest default if None).
 
     The model's prompt sizes and crop are kept; the normalisation is CLIP's own,
-    as for every model grmpiqa trains (METHOD.md section 2).
+    as for every model grmpiqa trains (docs/method.md, "Preprocessing").
     """
     from grmpiqa.config import PreprocessConfig
     from grmpiqa.errors import ConfigError
@@ -115,7 +115,7 @@ def model_for_pretraining(name: str | None = None, *, device: str | torch.device
                           "'grmp' model (learned prompts)")
     base = entry.preprocess
     preprocess = PreprocessConfig(resize=base.resize, crop=base.crop,
-                                  interpolation=base.interpolation)
+                                  interpolation=base.interpolation, antialias=base.antialias)
     target = resolve_device(device)
     model = build_model(entry.backbone, entry.config, preprocess, hf_cache=hf_cache,
                         info={"name": f"pre-training on {entry.name}"})

@@ -1,4 +1,4 @@
-"""First-order Reptile (METHOD.md section 3), independent of the quality model.
+"""First-order Reptile (docs/method.md, "Pre-train"), independent of the quality model.
 
 For every task the trainable parameters are reset to the meta parameters
 theta, adapted with a fresh Adam on the task's support and query batches, and

@@ -10,9 +10,9 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING
 
 import torch
 from torch.utils.data import DataLoader, Dataset
@@ -26,6 +26,9 @@ from grmpiqa.model.acceleration import autocast_context
 from grmpiqa.results import ModelSource, ScoreResult
 from grmpiqa.scoring.gpu_decode import EncodedJpeg, GpuDecoder, resolve_gpu_decode
 from grmpiqa.scoring.sources import Sources
+
+if TYPE_CHECKING:  # pragma: no cover
+    from grmpiqa.model.network import QualityModel
 
 log = logging.getLogger("grmpiqa")
 
@@ -45,10 +48,12 @@ class ImageFiles(Dataset):
     """Decodes one file or tar member per item; errors are returned, not raised, so workers
     never die. With ``gpu_jpeg``, JPEGs come back encoded for :class:`GpuDecoder`."""
 
-    def __init__(self, paths: Sequence[str], cfg: PreprocessConfig, *, draft: bool = True,
-                 max_pixels: int = DEFAULT_MAX_PIXELS, shards: ShardIndex | None = None,
-                 gpu_jpeg: bool = False) -> None:
+    def __init__(self, paths: Sequence[str], cfg: PreprocessConfig, *, draft: bool = False,
+                 max_pixels: int = DEFAULT_MAX_PIXELS,
+                 known_errors: Mapping[str, str] | None = None,
+                 shards: ShardIndex | None = None, gpu_jpeg: bool = False) -> None:
         self.paths = list(paths)
+        self.known_errors = dict(known_errors or {})
         self.cfg = cfg
         self.sources = Sources(cfg, shards or ShardIndex(DEFAULT_EXTENSIONS), draft=draft,
                                max_pixels=max_pixels, gpu_jpeg=gpu_jpeg)
@@ -58,6 +63,8 @@ class ImageFiles(Dataset):
         return len(self.paths)
 
     def __getitem__(self, index: int) -> Item:
+        if self.paths[index] in self.known_errors:
+            return index, None, self.known_errors[self.paths[index]]
         try:
             return index, self.sources.load(self.paths[index]), None
         except ImageError as exc:
@@ -94,15 +101,16 @@ def _lower_priority(_: int) -> None:
 
 
 def iter_batches(paths: Sequence[str] | ImageFiles, cfg: PreprocessConfig | None = None, *,
-                 batch_size: int, workers: int, pin_memory: bool = False, draft: bool = True,
-                 max_pixels: int = DEFAULT_MAX_PIXELS, yield_cpu: bool = False
-                 ) -> Iterator[Batch]:
+                 batch_size: int, workers: int, pin_memory: bool = False, draft: bool = False,
+                 max_pixels: int = DEFAULT_MAX_PIXELS, yield_cpu: bool = False,
+                 known_errors: Mapping[str, str] | None = None) -> Iterator[Batch]:
     """Decoded batches of ``paths`` (or of a ready :class:`ImageFiles`), in order."""
     if isinstance(paths, ImageFiles):
         dataset = paths
     else:
         assert cfg is not None, "cfg is needed to decode paths"
-        dataset = ImageFiles(paths, cfg, draft=draft, max_pixels=max_pixels)
+        dataset = ImageFiles(paths, cfg, draft=draft, max_pixels=max_pixels,
+                             known_errors=known_errors)
     workers = max(0, min(workers, -(-len(dataset) // batch_size)))
     loader = DataLoader(
         dataset,
@@ -138,7 +146,7 @@ class BackoffPredictor:
     does not fit even alone gets an error row.
     """
 
-    def __init__(self, model: Any) -> None:
+    def __init__(self, model: QualityModel) -> None:
         self.model = model
         self.limit: int | None = None
 
@@ -170,7 +178,7 @@ class BackoffPredictor:
         return out
 
 
-def score_batches(model: Any, batches: Iterable[Batch], paths: Sequence[str],
+def score_batches(model: QualityModel, batches: Iterable[Batch], paths: Sequence[str],
                   gpu: GpuDecoder | None = None) -> Iterator[ScoreResult]:
     """Run the model on decoded batches and yield one result per path, in order; ``gpu``
     decodes the JPEGs a batch holds encoded."""
@@ -199,11 +207,12 @@ def score_batches(model: Any, batches: Iterable[Batch], paths: Sequence[str],
 
 
 def score_paths(paths: Iterable[str], model: ModelSource = None, *, device: str = "auto",
-                batch_size: int = 32, workers: int | None = None, draft: bool = True,
+                batch_size: int = 32, workers: int | None = None, draft: bool = False,
                 max_pixels: int = DEFAULT_MAX_PIXELS, expand: bool = True,
                 extensions: Sequence[str] = DEFAULT_EXTENSIONS,
-                recursive: bool = True, gpu_decode: str = "auto",
-                shards: ShardIndex | None = None) -> Iterator[ScoreResult]:
+                recursive: bool = True, known_errors: Mapping[str, str] | None = None,
+                gpu_decode: str = "auto", shards: ShardIndex | None = None
+                ) -> Iterator[ScoreResult]:
     """Score image files (folders and globs are expanded) and yield results in input order.
 
     Parameters
@@ -221,7 +230,8 @@ def score_paths(paths: Iterable[str], model: ModelSource = None, *, device: str 
     workers : int, optional
         Decoding processes (default: chosen from the device and the CPU count).
     draft : bool
-        Let JPEG decoding reduce large images at decode time (faster, same crop).
+        Let JPEG decoding reduce large images at decode time (``--fast-decode``): faster,
+        but not the authors' exact pixels (docs/method.md).
     max_pixels : int
         Refuse images with more pixels (decompression bombs).
     expand : bool
@@ -230,6 +240,9 @@ def score_paths(paths: Iterable[str], model: ModelSource = None, *, device: str 
         Image extensions looked for in folders.
     recursive : bool
         Search sub-folders.
+    known_errors : mapping of str to str, optional
+        Entries that get their row with this error and are not opened (an unreadable
+        folder, a pattern that matched nothing; see ``expand_inputs``).
     gpu_decode : {"auto", "on", "off"}
         Decode JPEGs on the GPU (nvJPEG) and squash them there with the exact kernel;
         ``auto``: when the model is on a CUDA device.
@@ -251,16 +264,17 @@ def score_paths(paths: Iterable[str], model: ModelSource = None, *, device: str 
     model.eval()
     use_gpu = resolve_gpu_decode(gpu_decode, model.device, model.preprocess)
     shards = shards if shards is not None else ShardIndex(normalise_extensions(extensions))
+    known = dict(known_errors or {})
     files = list(paths)
     if expand:
-        files = expand_shards(expand_inputs(files, extensions=extensions, recursive=recursive),
-                              shards)
+        files = expand_shards(expand_inputs(files, extensions=extensions, recursive=recursive,
+                                            problems=known), shards)
     if not files:
         return
     if workers is None:
         workers = default_workers(model.device)
     dataset = ImageFiles(files, model.preprocess, draft=draft, max_pixels=max_pixels,
-                         shards=shards, gpu_jpeg=use_gpu)
+                         known_errors=known, shards=shards, gpu_jpeg=use_gpu)
     batches = iter_batches(dataset, batch_size=batch_size, workers=workers,
                            pin_memory=model.device.type == "cuda",
                            yield_cpu=model.device.type == "cpu")

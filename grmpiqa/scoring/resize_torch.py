@@ -1,11 +1,11 @@
 """OpenCV's ``cv2.resize(..., interpolation=cv2.INTER_CUBIC)`` on uint8 tensors, on any device.
 
-The same kernel as the CPU preprocessing, for images decoded on the GPU:
-bicubic with a = -0.75, half-pixel centres, replicated borders, no
-antialiasing; the horizontal pass first, then the vertical one. Sides of at
-least 4 pixels go through float32 (taps summed in OpenCV's order, rounded
-half up); a smaller side through 11-bit fixed-point weights, as OpenCV does.
-Only the source rows the taps touch are read, so a 12 MP photo costs little.
+:func:`grmpiqa.io.resize.resize_cubic` (numpy, the CPU path) in torch, for
+images decoded on the GPU: the same taps and weights (taken from that module),
+the horizontal pass first, then the vertical one; sides of at least 4 pixels
+in float32 with the taps summed in OpenCV's order and rounded half up, a
+smaller side in 11-bit fixed point. Only the source rows the taps touch are
+read, so a 12 MP photo costs little.
 """
 
 from __future__ import annotations
@@ -15,33 +15,7 @@ import functools
 import numpy as np
 import torch
 
-_A = -0.75
-_FIXED_BITS = 11
-_SMALL_SIDE = 4
-
-
-def _cubic_weights(fraction: np.ndarray) -> np.ndarray:
-    x = fraction.astype(np.float32)
-    a = np.float32(_A)
-    one, two, three = np.float32(1), np.float32(2), np.float32(3)
-    w0 = ((a * (x + one) - np.float32(5) * a) * (x + one) + np.float32(8) * a) * (x + one) \
-        - np.float32(4) * a
-    w1 = ((a + two) * x - (a + three)) * x * x + one
-    y = one - x
-    w2 = ((a + two) * y - (a + three)) * y * y + one
-    return np.stack([w0, w1, w2, one - w0 - w1 - w2], axis=1)
-
-
-def cubic_taps(source: int, target: int, *, fixed_point: bool = False
-               ) -> tuple[np.ndarray, np.ndarray]:
-    """Source indices (target, 4) clamped to the image, and their float32 weights."""
-    centre = (np.arange(target, dtype=np.float64) + 0.5) * (source / target) - 0.5
-    if fixed_point:
-        centre = centre.astype(np.float32)
-    start = np.floor(centre)
-    fraction = centre - start
-    index = np.clip(start.astype(np.int64)[:, None] + np.arange(-1, 3)[None, :], 0, source - 1)
-    return index, _cubic_weights(fraction)
+from grmpiqa.io.resize import FIXED_BITS, SMALL_SIDE, cubic_taps
 
 
 def _pass(values: torch.Tensor, dim: int, index: torch.Tensor, weights: torch.Tensor
@@ -66,12 +40,12 @@ def _pass(values: torch.Tensor, dim: int, index: torch.Tensor, weights: torch.Te
 def _plan(src_h: int, src_w: int, height: int, width: int, device: torch.device
           ) -> tuple[bool, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Taps for one size change, on ``device``: photos of one size share them (no copies)."""
-    fixed = min(src_h, src_w) < _SMALL_SIDE
+    fixed = min(src_h, src_w) < SMALL_SIDE
     rows, wy = cubic_taps(src_h, height, fixed_point=fixed)
     cols, wx = cubic_taps(src_w, width, fixed_point=fixed)
     needed, slot = np.unique(rows, return_inverse=True)
     if fixed:
-        scale = np.float32(1 << _FIXED_BITS)
+        scale = np.float32(1 << FIXED_BITS)
         wx, wy = np.rint(wx * scale).astype(np.int64), np.rint(wy * scale).astype(np.int64)
 
     def on_device(array: np.ndarray) -> torch.Tensor:
@@ -94,7 +68,6 @@ def resize_cubic(images: torch.Tensor, height: int, width: int) -> torch.Tensor:
     gathered = images.index_select(-2, needed)
     total = _pass(_pass(gathered, -1, cols, wx), -2, slot, wy)  # int64 or float32 sums
     if fixed:
-        out = (total + (1 << (2 * _FIXED_BITS - 1))) >> (2 * _FIXED_BITS)
-    else:
-        out = torch.floor(total + 0.5)
-    return out.clamp_(0, 255).to(torch.uint8)
+        total = (total + (1 << (2 * FIXED_BITS - 1))) >> (2 * FIXED_BITS)
+        return total.clamp_(0, 255).to(torch.uint8)
+    return torch.floor(total + 0.5).clamp_(0, 255).to(torch.uint8)

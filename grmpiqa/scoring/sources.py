@@ -22,7 +22,7 @@ from grmpiqa.scoring.gpu_decode import EncodedJpeg, probe_jpeg
 class Sources:
     cfg: PreprocessConfig
     shards: ShardIndex
-    draft: bool = True
+    draft: bool = False  # --fast-decode
     max_pixels: int = DEFAULT_MAX_PIXELS
     gpu_jpeg: bool = False
 

@@ -16,7 +16,7 @@ import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -38,6 +38,9 @@ from grmpiqa.weights.checkpoints import (
 from grmpiqa.weights.formats import WeightsMetadata, differing_state, save_weights
 from grmpiqa.weights.hub import file_sha256
 
+if TYPE_CHECKING:  # pragma: no cover
+    from grmpiqa.model.network import QualityModel
+
 log = logging.getLogger("grmpiqa")
 PathLike = str | os.PathLike[str]
 
@@ -46,7 +49,7 @@ PathLike = str | os.PathLike[str]
 class AdaptResult:
     """The adapted model (best weights, eval mode, label scale set) and how it got there."""
 
-    model: Any
+    model: QualityModel
     out: Path | None
     summary: dict[str, Any]
     history: list[EvaluationRecord]
@@ -86,7 +89,7 @@ def check_output_path(out: PathLike) -> Path:
     return path
 
 
-def pristine_reference(model: Any, trainable: str, with_teacher: bool,
+def pristine_reference(model: QualityModel, trainable: str, with_teacher: bool,
                        hf_cache: PathLike | None = None
                        ) -> tuple[dict[str, torch.Tensor], SceneTeacher | None]:
     """Pristine copies of the backbone tensors that differ or will train, and the teacher.
@@ -95,7 +98,7 @@ def pristine_reference(model: Any, trainable: str, with_teacher: bool,
     those copies (blocks 8..11, ``ln_post``, ``ln_final`` for ViT-B/16) and the
     teacher's constant scene text features remain.
     """
-    from grmpiqa.model.backbone import build_backbone
+    from grmpiqa.weights.backbone import build_backbone
 
     pristine = build_backbone(model.backbone_spec, hf_cache)
     pristine_state = pristine.state_dict()
@@ -109,7 +112,7 @@ def pristine_reference(model: Any, trainable: str, with_teacher: bool,
     return copies, teacher
 
 
-def weights_to_save(model: Any, pristine_copies: Mapping[str, torch.Tensor]
+def weights_to_save(model: QualityModel, pristine_copies: Mapping[str, torch.Tensor]
                     ) -> dict[str, torch.Tensor]:
     """Every GRMP tensor plus the backbone tensors that differ from the pristine backbone."""
     state = model.state_dict()
@@ -122,7 +125,7 @@ def weights_to_save(model: Any, pristine_copies: Mapping[str, torch.Tensor]
 class _Start:
     """The starting model and everything derived from the labels before training."""
 
-    model: Any
+    model: QualityModel
     table: LabelTable
     pixels: torch.Tensor
     train: list[int]

@@ -2,7 +2,7 @@
 
 Each photo is decoded once and squashed to ``resize`` x ``resize`` (uint8,
 about 180 kB at 244 px); training takes a random ``crop`` with a random
-horizontal flip (METHOD.md section 2), evaluation the centre crop, exactly
+horizontal flip (docs/method.md, "Preprocessing"), evaluation the centre crop, exactly
 what ``grmpiqa score`` sees.
 """
 

@@ -1,4 +1,4 @@
-"""Few-shot fine-tuning with quality-aware gradient regularisation (METHOD.md section 4).
+"""Few-shot fine-tuning with quality-aware gradient regularisation (docs/method.md, "Adapt").
 
 :class:`FewShotTrainer` trains a loaded GRMP model on images already in
 memory; ``grmpiqa.adapt`` wraps it with label reading, checkpoints and the
@@ -13,7 +13,7 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -25,13 +25,16 @@ from grmpiqa.training.regularisation import regulate_gradients, scene_cross_entr
 from grmpiqa.training.teacher import SceneTeacher
 from grmpiqa.training.trainable import TRAINABLE_MODES, set_trainable
 
+if TYPE_CHECKING:  # pragma: no cover
+    from grmpiqa.model.network import QualityModel
+
 AUTO_BATCH_LIMIT = 64
 EVAL_BATCH = 64
 
 
 @dataclass(frozen=True)
 class AdaptOptions:
-    """Training choices; the defaults are the authors' (METHOD.md section 4)."""
+    """Training choices; the defaults are the authors' (docs/method.md, "Adapt")."""
 
     trainable: str = "full"
     lam: float = 5.0  # lambda of the gradient rule; 0 turns the regularisation off
@@ -137,7 +140,7 @@ class FewShotTrainer:
     indices, selection and the schedule use the training images' loss.
     """
 
-    def __init__(self, model: Any, pixels: torch.Tensor, targets: Sequence[float],
+    def __init__(self, model: QualityModel, pixels: torch.Tensor, targets: Sequence[float],
                  train: Sequence[int], val: Sequence[int], options: AdaptOptions, *,
                  teacher: SceneTeacher | None, state: TrainingState | None = None) -> None:
         if not train:

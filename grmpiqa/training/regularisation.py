@@ -1,4 +1,4 @@
-"""Quality-aware gradient regularisation (METHOD.md section 4), as pure tensor functions.
+"""Quality-aware gradient regularisation (docs/method.md, "Adapt"), as pure tensor functions.
 
 The quality gradient G_d is kept unless it also moves the model's scene
 (content) prediction, measured by G_g, the gradient of the cross-entropy

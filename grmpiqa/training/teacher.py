@@ -1,4 +1,4 @@
-"""The semantic teacher of METHOD.md section 4: the original, unmodified CLIP.
+"""The semantic teacher of docs/method.md, "Adapt": the original, unmodified CLIP.
 
 It shares every frozen tensor with the student instead of holding a second
 backbone: only the tensors that differ from the pristine backbone (those the

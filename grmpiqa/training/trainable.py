@@ -1,6 +1,6 @@
 """Which parameters a training stage may change; everything else stays frozen.
 
-``full`` is METHOD.md section 4 (few-shot fine-tuning): the CoOp text context,
+``full`` is docs/method.md, "Adapt" (few-shot fine-tuning): the CoOp text context,
 the last third of the text and image transformer blocks (8..11 of 12, worked
 out for any depth), ``ln_final`` and ``ln_post``. ``prompts`` is section 3's
 set: the text context and every visual-prompt parameter, the backbone frozen.
@@ -8,9 +8,12 @@ set: the text context and every visual-prompt parameter, the backbone frozen.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from grmpiqa.errors import ConfigError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from grmpiqa.model.network import QualityModel
 
 TrainableMode = Literal["full", "prompts"]
 TRAINABLE_MODES: tuple[str, ...] = ("full", "prompts")
@@ -23,7 +26,7 @@ def last_third(depth: int) -> range:
     return range((2 * depth) // 3, depth)
 
 
-def trainable_prefixes(model: Any, mode: str) -> tuple[str, ...]:
+def trainable_prefixes(model: QualityModel, mode: str) -> tuple[str, ...]:
     """State-dict name prefixes of the trainable set of ``model`` (a GRMP ``QualityModel``)."""
     if mode not in TRAINABLE_MODES:
         raise ConfigError(f"trainable set {mode!r}: use one of {', '.join(TRAINABLE_MODES)}")
@@ -43,13 +46,13 @@ def trainable_prefixes(model: Any, mode: str) -> tuple[str, ...]:
     )
 
 
-def trainable_names(model: Any, mode: str) -> list[str]:
+def trainable_names(model: QualityModel, mode: str) -> list[str]:
     """Names of the parameters ``mode`` trains, in ``named_parameters`` order."""
     prefixes = trainable_prefixes(model, mode)
     return [name for name, _ in model.named_parameters() if name.startswith(prefixes)]
 
 
-def set_trainable(model: Any, mode: str) -> list[tuple[str, Any]]:
+def set_trainable(model: QualityModel, mode: str) -> list[tuple[str, Any]]:
     """Freeze everything but ``mode``'s set; return its (name, parameter) pairs."""
     wanted = set(trainable_names(model, mode))
     chosen = []

@@ -1,1 +1,1 @@
-"""Where weights come from: manifest, Hub cache, file formats, authors' checkpoints, loading."""
+"""Where weights come from: manifest, Hub cache, CLIP backbone, formats, authors' checkpoints."""

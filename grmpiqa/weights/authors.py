@@ -1,4 +1,4 @@
-"""Import the authors' published checkpoints (METHOD.md section 5) into grmpiqa's format.
+"""Import the authors' published checkpoints (docs/method.md, "Model") into grmpiqa's format.
 
 Their files are ``torch.save(state_dict)`` of their ``CustomCLIP``. They are
 read only with ``torch.load(weights_only=True)``, every key and shape is
@@ -21,14 +21,22 @@ from typing import Any
 
 import torch
 
-from grmpiqa.errors import WeightsError
+from grmpiqa.errors import WeightsError, first_line
 
 # Buffers of their PromptLearner: fixed token embeddings we rebuild from the backbone.
 IGNORED_KEYS = ("prompt_learner2.token_prefix", "prompt_learner2.token_suffix")
-_VPT_KEYS = ("prompt_embeddings", "deep_prompt_embeddings", "prompt_proj.weight",
-             "prompt_proj.bias", "prompt_norm.weight", "prompt_norm.bias")
 _TEXT_TOWER_PREFIXES = ("transformer.", "token_embedding.", "positional_embedding",
                         "ln_final.", "text_projection")
+
+
+def _pickle_reason(exc: BaseException) -> str:
+    """What torch's refusal names (``unsupported GLOBAL posix.system``), without its advice to
+    load with ``weights_only=False``: that would run the code the file carries."""
+    for line in str(exc).splitlines():
+        line = line.strip()
+        if line and "weights_only" not in line and "documentation" not in line:
+            return line.rstrip(".")
+    return "an unsafe pickle"
 
 
 def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
@@ -37,14 +45,13 @@ def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
         data = torch.load(str(path), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         raise WeightsError(
-            f"{path}: refused, it holds more than plain tensors (weights_only load failed: "
-            f"{str(exc).strip().splitlines()[0] if str(exc).strip() else 'unsafe pickle'})"
+            f"{path}: refused, it holds more than plain tensors ({_pickle_reason(exc)})"
         ) from None
     except FileNotFoundError:
         raise WeightsError(f"{path}: no such file") from None
     except Exception as exc:
-        text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise WeightsError(f"{path}: not a readable PyTorch checkpoint ({text})") from None
+        raise WeightsError(f"{path}: not a readable PyTorch checkpoint ({first_line(exc)})"
+                           ) from None
     if isinstance(data, Mapping) and isinstance(data.get("state_dict"), Mapping):
         data = data["state_dict"]
     if not isinstance(data, Mapping):

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 
 from grmpiqa.config import LabelScale, ModelConfig, PreprocessConfig
-from grmpiqa.errors import ManifestError, WeightsError
+from grmpiqa.errors import ManifestError, WeightsError, first_line
 from grmpiqa.io.atomic import atomic_write
 from grmpiqa.weights.manifest import BackboneSpec, parse_backbone
 
@@ -111,7 +111,7 @@ def read_metadata(path: str | os.PathLike[str]) -> WeightsMetadata:
         raise WeightsError(f"{path}: no such file") from None
     except Exception as exc:
         raise WeightsError(
-            f"{path}: not a readable safetensors file ({_first_line(exc)})"
+            f"{path}: not a readable safetensors file ({first_line(exc)})"
         ) from None
     if METADATA_KEY not in header:
         raise WeightsError(f"{path}: not a grmpiqa weights file (no '{METADATA_KEY}' metadata)")
@@ -125,7 +125,7 @@ def read_weights(path: str | os.PathLike[str]) -> tuple[dict[str, torch.Tensor],
     try:
         tensors = load_file(str(path), device="cpu")
     except Exception as exc:
-        raise WeightsError(f"{path}: tensors cannot be read ({_first_line(exc)})") from None
+        raise WeightsError(f"{path}: tensors cannot be read ({first_line(exc)})") from None
     return tensors, metadata
 
 
@@ -165,8 +165,3 @@ def differing_state(state: Mapping[str, torch.Tensor], base: Mapping[str, torch.
                 continue
         out[key] = value
     return out
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__

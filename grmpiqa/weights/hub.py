@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from grmpiqa import __version__
-from grmpiqa.errors import WeightsError
+from grmpiqa.errors import WeightsError, first_line
 from grmpiqa.io.atomic import atomic_write, cache_dir
 from grmpiqa.weights.manifest import HubFile
 
@@ -40,14 +40,8 @@ def fetch(file: HubFile, hf_cache: str | os.PathLike[str] | None = None) -> Path
     from huggingface_hub import errors as hf_errors
     from huggingface_hub import hf_hub_download
 
-    if file.revision is None and cached_path(file, hf_cache) is None:
-        key = (file.repo, file.filename)
-        if key not in _warned_unpinned:
-            _warned_unpinned.add(key)
-            log.warning(
-                "downloading %s without a pinned revision or checksum: what the Hub serves "
-                "today is used as is", file.label
-            )
+    # said after the download, so an offline run hears only why nothing could be downloaded
+    unpinned_download = file.revision is None and cached_path(file, hf_cache) is None
     try:
         path = hf_hub_download(
             repo_id=file.repo,
@@ -69,9 +63,12 @@ def fetch(file: HubFile, hf_cache: str | os.PathLike[str] | None = None) -> Path
     except hf_errors.EntryNotFoundError:
         raise WeightsError(f"{file.label} not found on the Hub") from None
     except (hf_errors.HfHubHTTPError, OSError) as exc:
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise WeightsError(f"cannot download {file.label}: {first_line}") from None
+        raise WeightsError(f"cannot download {file.label}: {first_line(exc)}") from None
     path = Path(path)
+    if unpinned_download and (file.repo, file.filename) not in _warned_unpinned:
+        _warned_unpinned.add((file.repo, file.filename))
+        log.warning("downloaded %s without a pinned revision or checksum: what the Hub served "
+                    "today is used as is", file.label)
     if file.sha256 is not None:
         actual = file_sha256(path)
         if actual != file.sha256:

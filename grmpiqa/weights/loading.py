@@ -14,11 +14,11 @@ from grmpiqa.config import LabelScale, ModelConfig, PreprocessConfig
 from grmpiqa.errors import WeightsError
 from grmpiqa.io.atomic import cache_dir
 from grmpiqa.model.acceleration import prepare_for_inference
-from grmpiqa.model.backbone import build_backbone, tokenizer_for
 from grmpiqa.model.devices import resolve_device
 from grmpiqa.model.network import QualityModel
 from grmpiqa.weights import hub
 from grmpiqa.weights.authors import conversion_key, convert_state, converted_path, read_checkpoint
+from grmpiqa.weights.backbone import build_backbone, tokenizer_for
 from grmpiqa.weights.formats import (
     WeightsMetadata,
     apply_weights,
@@ -42,7 +42,7 @@ def build_model(backbone: BackboneSpec, config: ModelConfig, preprocess: Preproc
                         backbone_spec=backbone)
 
 
-def _looks_like_path(name: str) -> bool:
+def looks_like_path(name: str) -> bool:
     return os.path.sep in name or name.endswith((".safetensors", ".pt", ".pth", ".bin")) \
         or os.path.exists(name)
 
@@ -68,8 +68,9 @@ def load_model(name_or_path: PathLike | None = None, *, device: str | torch.devi
     base : str, optional
         The manifest model whose backbone and preprocessing an authors' ``.pt`` uses.
     precision : str
-        ``auto`` (fp16 autocast on GPUs, fp32 on the CPU), ``fp32``, ``fp16``, ``bf16``,
-        ``int8`` (the CPU fast path).
+        ``auto`` (fp16 autocast on GPUs, exact fp32 on the CPU), ``fast`` (bf16 on CPUs
+        with native bf16, int8 on other CPUs, fp16 on GPUs), ``fp32``, ``fp16``, ``bf16``
+        or ``int8``.
     compile : bool
         Wrap the model in ``torch.compile``.
 
@@ -80,7 +81,7 @@ def load_model(name_or_path: PathLike | None = None, *, device: str | torch.devi
     """
     target = resolve_device(device)
     name = os.fspath(name_or_path) if name_or_path is not None else None
-    if name is not None and _looks_like_path(name):
+    if name is not None and looks_like_path(name):
         model = _load_file(Path(name), manifest, hf_cache, base)
     else:
         manifest = manifest or load_manifest()

@@ -23,6 +23,7 @@ from typing import Any
 
 from grmpiqa.errors import ConfigError
 from grmpiqa.io.atomic import atomic_write
+from grmpiqa.io.extensions import extension_of
 from grmpiqa.io.inputs import (
     HEIF_EXTENSIONS,
     PILLOW_EXTENSIONS,
@@ -53,7 +54,7 @@ class PhotoGroup:
         """The member scored for the whole group: what Pillow reads (a JPEG), then HEIF,
         then RAW, so a pair needs no extra and no demosaic."""
         def rank(path: str) -> int:
-            ext = _extension(path)
+            ext = extension_of(path)
             return 2 if ext in RAW_EXTENSIONS else 1 if ext in HEIF_EXTENSIONS else 0
 
         return min(self.photos, key=lambda p: (rank(p), p))
@@ -75,11 +76,6 @@ class CullAction:
     error: str | None = None
 
 
-def _extension(path: str) -> str:
-    name = os.path.basename(path)
-    return name.rpartition(".")[2].lower() if "." in name.lstrip(".") else ""
-
-
 def _split(name: str) -> tuple[str, str]:
     """(stem, kind) where kind is 'photo', 'sidecar' or ''; ``IMG_1.CR2.xmp`` -> IMG_1."""
     base, _, ext = name.rpartition(".")
@@ -92,12 +88,16 @@ def _split(name: str) -> tuple[str, str]:
     return base, "photo" if ext in PHOTO_EXTENSIONS else ""
 
 
-def find_groups(src: str, *, recursive: bool = True) -> list[PhotoGroup]:
-    """Photo groups under ``src`` in walk order (folders sorted, hidden ones skipped)."""
+def find_groups(src: str, *, recursive: bool = True,
+                problems: dict[str, str] | None = None) -> list[PhotoGroup]:
+    """Photo groups under ``src`` in walk order (folders sorted, hidden ones skipped);
+    ``problems`` gets each folder that could not be read, with the reason."""
     wanted = normalise_extensions(PHOTO_EXTENSIONS + SIDECAR_EXTENSIONS)
     photos: dict[tuple[str, str], list[str]] = {}
     sidecars: dict[tuple[str, str], list[str]] = {}
-    for path in walk_folder(src, wanted, recursive):
+    for path in walk_folder(src, wanted, recursive, problems=problems):
+        if problems is not None and path in problems:
+            continue
         folder, name = os.path.split(path)
         stem, kind = _split(name)
         (photos if kind == "photo" else sidecars).setdefault((folder, stem), []).append(path)
@@ -225,9 +225,11 @@ class CullRun:
     iterating (or :meth:`actions`) scores them and yields every action as it happens."""
 
     def __init__(self, planner: CullPlanner, groups: list[PhotoGroup], model: ModelSource,
-                 dry_run: bool, score_options: dict[str, Any]) -> None:
+                 dry_run: bool, score_options: dict[str, Any],
+                 unreadable: dict[str, str] | None = None) -> None:
         self.planner, self.groups, self.model = planner, groups, model
         self.dry_run, self.score_options = dry_run, score_options
+        self.unreadable = dict(unreadable or {})
 
     @property
     def culled(self) -> int:
@@ -241,6 +243,10 @@ class CullRun:
         from grmpiqa.scoring.engine import score_paths
 
         report_to = or_silent(progress)
+        for folder, reason in self.unreadable.items():
+            # nothing under a folder that cannot be read can be culled: it gets a skip row
+            report_to.message(f"{display_path(folder)}: skip: {reason}")
+            yield CullAction("skip", folder, "", None, reason)
         results = score_paths([g.scored for g in self.groups], self.model, expand=False,
                               **self.score_options)
         for action in cull_scored(self.planner, self.groups, _advancing(results, report_to),
@@ -283,18 +289,21 @@ def cull(src: str, dest: str, *, below: float, mode: str, model: ModelSource = N
     recursive : bool
         Search sub-folders of ``src``.
     **score_options
-        Passed to :func:`grmpiqa.score_paths` (``batch_size``, ``workers``, ``device``).
+        Passed to :func:`grmpiqa.score_paths` (``batch_size``, ``workers``, ``device``,
+        ``draft``).
 
     Returns
     -------
     CullRun
-        Iterate it for the :class:`CullAction` rows (one per file; failures carry
-        ``error`` and never stop the run). A bad ``mode`` or ``dest`` raises here,
+        Iterate it for the :class:`CullAction` rows (one per file, and a ``skip`` row for
+        each folder that could not be read; failures carry ``error`` and never stop the
+        run). A bad ``mode`` or ``dest`` raises here,
         before anything is scored.
     """
     planner = CullPlanner(src, dest, mode=mode, below=below)
-    groups = find_groups(src, recursive=recursive)
-    return CullRun(planner, groups, model, dry_run, score_options)
+    unreadable: dict[str, str] = {}
+    groups = find_groups(src, recursive=recursive, problems=unreadable)
+    return CullRun(planner, groups, model, dry_run, score_options, unreadable)
 
 
 def cull_scored(planner: CullPlanner, groups: Sequence[PhotoGroup],

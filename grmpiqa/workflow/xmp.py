@@ -18,6 +18,7 @@ from xml.parsers.expat import ExpatError
 from grmpiqa import __version__
 from grmpiqa.errors import GrmpiqaError
 from grmpiqa.io.atomic import atomic_write
+from grmpiqa.io.extensions import extension_of
 from grmpiqa.io.inputs import RAW_EXTENSIONS
 
 XMP_NS = "http://ns.adobe.com/xap/1.0/"
@@ -66,7 +67,7 @@ def sidecar_paths(photo: str) -> list[str]:
     """The sidecars to write for ``photo``: ``stem.xmp`` (or an existing ``stem.XMP``),
     plus ``photo.xmp`` when that already exists."""
     folder, name = os.path.split(photo)
-    stem = name.rpartition(".")[0] if "." in name.lstrip(".") else name
+    stem = os.path.splitext(name)[0]  # the same rule as extension_of
     paths = []
     for candidate in (stem + ".xmp", stem + ".XMP"):
         if os.path.lexists(os.path.join(folder, candidate)):
@@ -198,7 +199,7 @@ class SidecarRater:
     def rate(self, photo: str, score: float) -> list[str]:
         """Write the rating for ``photo``; returns the sidecars written. Raises XmpError."""
         rating = rating_for(score, self.thresholds)
-        is_raw = photo.rpartition(".")[2].lower() in RAW_EXTENSIONS
+        is_raw = extension_of(photo) in RAW_EXTENSIONS
         written, problems = [], []
         for sidecar in sidecar_paths(photo):
             if not is_raw and sidecar in self._written_for_raw:

@@ -7,7 +7,7 @@ import logging
 import os
 from typing import Any
 
-from grmpiqa.errors import ConfigError, WeightsError
+from grmpiqa.errors import ConfigError, WeightsError, first_line
 from grmpiqa.weights import hub
 from grmpiqa.weights.manifest import BackboneSpec
 
@@ -67,10 +67,8 @@ def build_backbone(spec: BackboneSpec, hf_cache: str | os.PathLike[str] | None =
         try:
             open_clip.load_checkpoint(model, str(weights_path), strict=True, weights_only=True)
         except Exception as exc:  # open_clip, safetensors and torch raise many types here
-            text = str(exc).strip()
-            message = text.splitlines()[0] if text else type(exc).__name__
             raise WeightsError(
-                f"backbone weights {spec.weights.label} cannot be loaded: {message}"
+                f"backbone weights {spec.weights.label} cannot be loaded: {first_line(exc)}"
             ) from None
     model.eval()
     for param in model.parameters():

@@ -1,0 +1,181 @@
+"""``measure_speed``: images/s of each precision on this machine, and the one to use.
+
+The model is the user's own when its files are already in the local cache;
+otherwise the same architecture, built from its config with random weights,
+which costs exactly as much to run. Nothing is downloaded.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from grmpiqa.model.acceleration import prepare_for_inference, resolve_precision
+from grmpiqa.model.cpu_features import CpuFeatures, cpu_name, detect
+from grmpiqa.model.devices import resolve_device
+
+PathLike = str | os.PathLike[str]
+
+
+@dataclass(frozen=True)
+class PrecisionSpeed:
+    precision: str
+    images_per_second: float | None
+    #: fp32's ranking is known to survive this precision on this kind of machine.
+    known_good: bool
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class SpeedReport:
+    cpu: str
+    features: CpuFeatures
+    threads: int
+    devices: tuple[str, ...]
+    device: str
+    model: str
+    random_weights: bool
+    batch_size: int
+    speeds: tuple[PrecisionSpeed, ...]
+    recommended: str  # a --precision value
+
+    @property
+    def best(self) -> PrecisionSpeed | None:
+        usable = [s for s in self.speeds if s.images_per_second and s.known_good]
+        return max(usable, key=lambda s: s.images_per_second or 0.0, default=None)
+
+
+def visible_devices() -> tuple[str, ...]:
+    found = [f"cpu ({torch.get_num_threads()} threads)"]
+    if torch.cuda.is_available():
+        found += [f"cuda:{i} ({torch.cuda.get_device_name(i)})"
+                  for i in range(torch.cuda.device_count())]
+    backend = getattr(torch.backends, "mps", None)
+    if backend is not None and backend.is_available():
+        found.append("mps")
+    return tuple(found)
+
+
+def candidate_precisions(device: torch.device, features: CpuFeatures) -> dict[str, bool]:
+    """Precisions worth timing on ``device``, each with whether its ranking is known good.
+
+    bf16 on a CPU without native bf16 is emulated: timed, but never recommended.
+    """
+    if device.type == "cpu":
+        return {"fp32": True, "bf16": features.native_bf16, "int8": True}
+    if device.type == "mps":
+        return {"fp32": True, "fp16": True}
+    return {"fp32": True, "fp16": True, "bf16": torch.cuda.is_bf16_supported()}
+
+
+def load_bench_model(name: str | None, weights: PathLike | None, hf_cache: PathLike | None
+                     ) -> tuple[Any, str, bool]:
+    """(fp32 CPU model, its name, whether its weights are random)."""
+    from grmpiqa.weights import hub
+    from grmpiqa.weights.loading import load_model
+    from grmpiqa.weights.manifest import load_manifest
+
+    if weights is not None:
+        return load_model(weights, device="cpu", base=name, hf_cache=hf_cache,
+                          precision="fp32"), Path(weights).name, False
+    manifest = load_manifest()
+    entry = manifest.get(name or manifest.default)
+    if all(hub.cached_path(f, hf_cache) is not None for f in entry.hub_files()):
+        return load_model(entry.name, device="cpu", manifest=manifest, hf_cache=hf_cache,
+                          precision="fp32"), entry.name, False
+    return _random_model(entry, hf_cache), entry.name, True
+
+
+def _random_model(entry: Any, hf_cache: PathLike | None) -> Any:
+    """The entry's architecture with random weights, when its files are not cached."""
+    import open_clip
+
+    from grmpiqa.model.network import QualityModel
+    from grmpiqa.weights.backbone import backbone_model_config, tokenizer_for
+
+    cfg = backbone_model_config(entry.backbone, hf_cache)
+    cfg.pop("custom_text", None)
+    cfg.pop("multimodal_cfg", None)
+    clip = open_clip.CLIP(**cfg).eval().requires_grad_(False)
+    return QualityModel(clip, tokenizer_for(clip), entry.config, entry.preprocess,
+                        info={"name": entry.name}, backbone_spec=entry.backbone).eval()
+
+
+def _time_batches(model: Any, pixels: torch.Tensor) -> float:
+    from grmpiqa.model.acceleration import autocast_context
+
+    start = time.perf_counter()
+    with torch.inference_mode(), autocast_context(model.device, model.precision):
+        model.predict(pixels.to(model.device))
+    if model.device.type == "cuda":
+        torch.cuda.synchronize(model.device)
+    return time.perf_counter() - start
+
+
+def measure_speed(name: str | None = None, *, weights: PathLike | None = None,
+                  device: str = "auto", batch_size: int = 8, budget_s: float = 5.0,
+                  hf_cache: PathLike | None = None, features: CpuFeatures | None = None,
+                  progress: Callable[[str], None] = lambda _: None) -> SpeedReport:
+    """Time each precision on random pixels of the model's input size.
+
+    Parameters
+    ----------
+    name, weights: the model, as for :func:`grmpiqa.load_model`.
+    device: where to measure (``auto``: CUDA, then MPS, then the CPU).
+    batch_size: images per timed forward pass.
+    budget_s: after one warm-up pass each, timed passes go round the precisions
+        (so that a drifting machine affects all alike) until this much time is spent.
+    features: the CPU's features (default: detected).
+    progress: called with a short line before each step.
+    """
+    features = detect() if features is None else features
+    target = resolve_device(device)
+    progress("building the model")
+    base, label, random_weights = load_bench_model(name, weights, hf_cache)
+    size = base.preprocess.crop
+    pixels = torch.randint(0, 256, (batch_size, 3, size, size), dtype=torch.uint8,
+                           generator=torch.Generator().manual_seed(0))
+    models, errors = {}, {}
+    candidates = candidate_precisions(target, features)
+    for precision in candidates:
+        progress(f"warming up {precision}")
+        try:
+            model = copy.deepcopy(base).to(target)
+            models[precision] = prepare_for_inference(model, precision, features=features)
+            _time_batches(models[precision], pixels)
+        except Exception as exc:  # one precision failing must not hide the others
+            models.pop(precision, None)
+            errors[precision] = str(exc).strip().splitlines()[0] if str(exc).strip() \
+                else type(exc).__name__
+    spent = dict.fromkeys(models, 0.0)
+    rounds = 0
+    start = time.perf_counter()
+    while models and (rounds == 0 or time.perf_counter() - start < budget_s):
+        progress(f"timing, round {rounds + 1}")
+        for precision, model in models.items():
+            spent[precision] += _time_batches(model, pixels)
+        rounds += 1
+    speeds = tuple(
+        PrecisionSpeed(p, rounds * batch_size / spent[p] if p in spent else None, good,
+                       errors.get(p))
+        for p, good in candidates.items())
+    report = SpeedReport(cpu_name(), features, torch.get_num_threads(), visible_devices(),
+                         str(target), label, random_weights, batch_size, speeds, "")
+    return dataclasses.replace(report, recommended=_recommend(report, target))
+
+
+def _recommend(report: SpeedReport, device: torch.device) -> str:
+    """``fast`` when it already picks the quickest known-good precision, else that one."""
+    best = report.best
+    if best is None:
+        return "auto"
+    fast = resolve_precision("fast", device, report.features)
+    return "fast" if best.precision == fast else best.precision

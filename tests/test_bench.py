@@ -1,0 +1,58 @@
+"""``grmpiqa bench`` on the tiny model: what it prints, and what it recommends."""
+
+import shutil
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from grmpiqa.cli.app import app
+from grmpiqa.model.cpu_features import CpuFeatures
+from grmpiqa.model.speed import PrecisionSpeed, SpeedReport, _recommend, measure_speed
+
+runner = CliRunner()
+ZEN4 = CpuFeatures.from_flags(["avx2", "avx512f", "avx512_vnni", "avx512_bf16"])
+AVX2 = CpuFeatures.from_flags(["avx2"])
+
+
+def test_bench_prints_speeds_and_a_command(use_tiny_manifest):
+    result = runner.invoke(app, ["bench", "-d", "cpu", "-b", "2", "--seconds", "0"])
+    assert result.exit_code == 0, result.output
+    out = result.stdout
+    assert "instructions:" in out and "grmp-tiny (its own weights)" in out
+    for precision in ("fp32", "bf16", "int8"):
+        assert any(line.startswith(precision) for line in out.splitlines()), out
+    recommended = [line for line in out.splitlines() if line.startswith("recommended:")]
+    assert recommended and "grmpiqa score" in recommended[0]
+    assert "bench: warming up" in result.stderr  # progress goes to stderr only
+    assert "warming up" not in out
+
+
+def test_bench_without_cached_weights_uses_random_ones(tiny_hub, tmp_path, monkeypatch):
+    cache = tmp_path / "hf"
+    shutil.copytree(tiny_hub.hf_cache, cache, symlinks=True)
+    for link in cache.glob("models--test--tiny-clip/snapshots/*/open_clip_model.safetensors"):
+        link.unlink()
+    monkeypatch.setenv("GRMPIQA_MANIFEST", str(tiny_hub.manifest_path))
+    report = measure_speed("grmp-tiny", device="cpu", batch_size=2, budget_s=0,
+                           hf_cache=cache, features=AVX2)
+    assert report.random_weights and report.model == "grmp-tiny"
+    assert all(s.images_per_second and s.images_per_second > 0 for s in report.speeds
+               if s.precision != "bf16")
+    assert {s.precision: s.known_good for s in report.speeds} == \
+        {"fp32": True, "bf16": False, "int8": True}
+
+
+def _report(speeds, features):
+    return SpeedReport("cpu", features, 2, ("cpu",), "cpu", "m", False, 8,
+                       tuple(PrecisionSpeed(p, v, good) for p, v, good in speeds), "")
+
+
+@pytest.mark.parametrize(("features", "speeds", "expected"), [
+    (ZEN4, [("fp32", 2.0, True), ("bf16", 5.0, True), ("int8", 3.0, True)], "fast"),
+    (ZEN4, [("fp32", 2.0, True), ("bf16", 3.0, True), ("int8", 4.0, True)], "int8"),
+    (AVX2, [("fp32", 2.0, True), ("bf16", 9.0, False), ("int8", 3.0, True)], "fast"),
+    (AVX2, [("fp32", 2.0, True), ("bf16", None, False), ("int8", None, True)], "fp32"),
+])
+def test_recommendation_is_the_quickest_known_good_precision(features, speeds, expected):
+    assert _recommend(_report(speeds, features), torch.device("cpu")) == expected

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # One short prepared run on a CUDA machine (the device tool's H200), from the repo root:
-#   CUDA tests, GPU throughput (score vs encoder ceiling, fp16, --compile), torchrun on the GPU.
+#   CUDA tests (incl. GPU JPEG decoding: pixel and score differences vs the CPU path),
+#   GPU throughput with GPU decoding (score vs encoder ceiling at batch 32, with --compile,
+#   12 MP JPEGs) and the same without it, tar shards vs files, torchrun on the GPU.
 # Needs: wheels for packages the machine lacks in .whl/ (open_clip_torch, ftfy, wcwidth, typer,
 # pydantic and what they need)
 # and LIVEC photos in .bench/livec (with its README.txt licence; never committed).
@@ -23,13 +25,23 @@ python3 -c "import torch, open_clip, typer, huggingface_hub as h; print('torch',
 'hf', h.__version__)"
 
 echo "::: CUDA tests"
-python3 -m pytest -q -p no:cacheprovider tests/test_cuda.py tests/test_model.py tests/test_scale.py \
-  2>&1 | tail -n 25
+python3 -m pytest -q -s -p no:cacheprovider tests/test_cuda.py tests/test_gpu_decode.py \
+  tests/test_model.py tests/test_scale.py 2>&1 | tee "$OUT/cuda_tests.txt" \
+  | grep -E "GPU vs CPU|passed|failed|Error" | tail -n 25
 
-echo "::: throughput, batch 32"
+echo "::: throughput, batch 32, JPEGs decoded on the GPU (nvJPEG + exact squash)"
 python3 benchmarks/throughput.py --device cuda --images 627 --repeat 8 --big-images 128 --batch-size 32 \
-  --livec .bench/livec/images --workdir /tmp/bench --skip memory startup \
+  --gpu-decode on --livec .bench/livec/images --workdir /tmp/bench --skip memory startup \
   --json "$OUT/gpu_b32.json" 2>&1 | tail -n 20
+
+echo "::: throughput, batch 32, CPU decoding (16 workers), for comparison"
+python3 benchmarks/throughput.py --device cuda --images 627 --repeat 4 --big-images 64 --batch-size 32 \
+  --gpu-decode off --livec .bench/livec/images --workdir /tmp/bench --skip memory startup compile \
+  --json "$OUT/gpu_b32_cpu_decode.json" 2>&1 | tail -n 20
+
+echo "::: tar shards vs files on the GPU (ViT-B-16 random weights, GPU decoding)"
+python3 benchmarks/tar_input.py --device cuda --model vit-b16 --workers 8 --repeat 2 \
+  --livec .bench/livec/images --workdir /tmp/bench-tar 2>&1 | tee "$OUT/tar_gpu.txt" | tail -n 6
 
 echo "::: throughput, batch 256"
 python3 benchmarks/throughput.py --device cuda --images 627 --repeat 8 --batch-size 256 \

@@ -53,6 +53,8 @@ def parse_args() -> argparse.Namespace:
                         "already shows the steady state rather than a single batch")
     p.add_argument("--device", default="cpu")
     p.add_argument("--workers", type=int, default=None)
+    p.add_argument("--gpu-decode", default="auto", choices=["auto", "on", "off"],
+                   help="JPEG decoding on the GPU (auto: on CUDA)")
     p.add_argument("--livec", type=Path, default=DEFAULT_LIVEC, help="folder of JPEGs")
     p.add_argument("--workdir", type=Path, default=ROOT / ".bench",
                    help="random-weight Hub cache and 12 MP JPEGs are kept here")
@@ -111,7 +113,7 @@ def timed_scores(model, files: list[str], **kw) -> tuple[float, list[float]]:
     the model, results in order."""
     start = time.perf_counter()
     results = list(score_paths(files, model, batch_size=ARGS.batch_size, workers=ARGS.workers,
-                               expand=False, **kw))
+                               expand=False, gpu_decode=ARGS.gpu_decode, **kw))
     elapsed = time.perf_counter() - start
     assert all(r.ok for r in results), [r.error for r in results if not r.ok][:3]
     return elapsed, [r.score for r in results]

@@ -153,4 +153,4 @@ def test_ci_installs_exactly_what_the_readme_says():
           if line.startswith("pip install")]
     documented = {line.strip() for line in readme.splitlines()
                   if line.strip().startswith('pip install -e ".')}
-    assert ci == ['pip install -e ".[dev,heif,raw]"'] and documented == set(ci)
+    assert ci == ['pip install -e ".[dev,heif,raw,parquet,ray]"'] and documented == set(ci)

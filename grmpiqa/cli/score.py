@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from collections import Counter
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Annotated, Any, NoReturn
+from typing import IO, TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 
@@ -31,7 +31,12 @@ from grmpiqa.cli.common import (
     say,
 )
 from grmpiqa.config import DEFAULT_MAX_PIXELS
-from grmpiqa.io.inputs import DEFAULT_EXTENSIONS, expand_inputs, read_path_list
+from grmpiqa.io.inputs import (
+    DEFAULT_EXTENSIONS,
+    expand_inputs,
+    normalise_extensions,
+    read_path_list,
+)
 from grmpiqa.io.output import (
     BASE_COLUMNS,
     FORMATS,
@@ -45,14 +50,16 @@ from grmpiqa.scoring.distributed import parse_shard
 from grmpiqa.workflow.summary import Tally
 
 if TYPE_CHECKING:
+    from grmpiqa.io.shards import ShardIndex
     from grmpiqa.results import ScoreResult
 
 
 @cli_errors
 def score(
     paths: Annotated[list[str], typer.Argument(
-        help="Image files, folders (searched recursively), globs, or - to read a list of "
-             "paths from stdin.", show_default=False)],
+        help="Image files, folders (searched recursively), globs, WebDataset .tar shards "
+             "(rows SHARD.tar/MEMBER), or - to read a list of paths from stdin.",
+        show_default=False)],
     model: ModelOption = None,
     weights: WeightsOption = None,
     device: DeviceOption = "auto",
@@ -61,7 +68,8 @@ def score(
     fmt: Annotated[str | None, typer.Option(
         "--format", "-f", metavar="FORMAT", show_default="table on a terminal, else CSV",
         help=f"Output format: {', '.join(FORMATS)}. With --output, taken from its extension "
-             "(.csv, .tsv, .jsonl, .ndjson) unless given.")] = None,
+             "(.csv, .tsv, .jsonl, .ndjson, .parquet) unless given; parquet needs --output "
+             "and the extra grmpiqa[parquet].")] = None,
     output: Annotated[str | None, typer.Option(
         "--output", "-o", metavar="FILE",
         help="Write rows to this file (atomically) instead of stdout; its folder is created. "
@@ -82,7 +90,12 @@ def score(
     compile_model: CompileOption = False,
     shard: Annotated[str | None, typer.Option(
         "--shard", metavar="K/N", help="Score only shard K of N (0 <= K < N) of the sorted "
-        "input list; N jobs with K = 0..N-1 cover every image exactly once.")] = None,
+        "input list (a .tar shard counts as one entry); N jobs with K = 0..N-1 cover every "
+        "image exactly once.")] = None,
+    gpu_decode: Annotated[str, typer.Option(
+        "--gpu-decode", metavar="auto|on|off",
+        help="Decode JPEGs on the GPU (nvJPEG) and squash them there with the same kernel; "
+             "auto: on CUDA devices.")] = "auto",
     draft: FastDecodeOption = False,
     quiet: QuietOption = False,
     resume: Annotated[bool, typer.Option(
@@ -117,6 +130,7 @@ def score(
         raise typer.BadParameter(f"use one of {', '.join(FORMATS)}", param_hint="--format")
     if fmt is None:
         fmt = format_for_path(output) if output else ("table" if sys.stdout.isatty() else "csv")
+    _check_scale_options(fmt, output, gpu_decode)
     extras = workflow.ScoreWorkflow.from_options(
         sort=sort, top=top, min_score=min_score, max_score=max_score, xmp=xmp,
         rating_thresholds=rating_thresholds, summary=summary)
@@ -128,16 +142,17 @@ def score(
     selected_shard = parse_shard(shard) if shard is not None else None
     check_model_options(model, weights, device, precision)
 
-    files, problems = _inputs(paths, ext, recursive, null, selected_shard)
+    files, problems, tars = _inputs(paths, ext, recursive, null, selected_shard)
+    if xmp and tars.listings:
+        raise typer.BadParameter("XMP sidecars go beside files; members of tar shards have "
+                                 "none", param_hint="--xmp")
     if output:
         check_not_an_input(output, files)
     done: list[ScoreResult] = []
     if resume:
-        from grmpiqa.io.resume import done_rows, partial_path
+        from grmpiqa.io.resume import partial_path
 
-        done = done_rows(output, fmt)
-        already = {row.path for row in done}
-        files = [f for f in files if f not in already]
+        files, done = _not_done(files, output, fmt)
         if not files and not partial_path(output).exists():
             _nothing_left(output, done)
     install_signal_handlers()
@@ -153,7 +168,7 @@ def score(
         columns = list(BASE_COLUMNS) + (["score_label"] if any(
             r.score_label is not None for r in done) else [])
         _write_rows(reporter, extras, output, fmt, groups.columns(columns), done, iter(()),
-                    null=null, quiet=quiet, problems=problems, groups=groups)
+                    null=null, quiet=quiet, problems=problems, groups=groups, resume=resume)
 
     from grmpiqa.scoring.engine import score_paths
     from grmpiqa.weights.loading import load_model
@@ -167,20 +182,35 @@ def score(
         files, device, load=load,
         score=lambda loaded_model, mine: score_paths(
             mine, loaded_model, batch_size=batch_size, workers=workers, draft=draft,
-            max_pixels=max_pixels, expand=False, known_errors=problems,
-            features=groups.features, thumbnails=groups.thumbnails),
+            max_pixels=max_pixels, expand=False, known_errors=problems, gpu_decode=gpu_decode,
+            shards=tars, features=groups.features, thumbnails=groups.thumbnails),
     )
     if results is None:  # a torchrun rank other than 0: its share is done, rank 0 writes
         raise typer.Exit(EXIT_OK)
     columns = [*BASE_COLUMNS, "score_label"] if loaded.label is not None else list(BASE_COLUMNS)
     extras.use_label_scale(loaded.label, quiet)
     _write_rows(reporter, extras, output, fmt, groups.columns(columns), done, results,
-                null=null, quiet=quiet, problems=problems, groups=groups)
+                null=null, quiet=quiet, problems=problems, groups=groups, resume=resume)
+
+
+def _check_scale_options(fmt: str, output: str | None, gpu_decode: str) -> None:
+    if gpu_decode not in ("auto", "on", "off"):
+        raise typer.BadParameter("use auto, on or off", param_hint="--gpu-decode")
+    if fmt == "parquet" and not output:
+        raise typer.BadParameter("parquet is written to a file: add --output FILE.parquet",
+                                 param_hint="--format")
+    if fmt == "parquet":
+        from grmpiqa.io.parquet import require_pyarrow
+
+        require_pyarrow()  # a missing extra is a usage error before any model loads
 
 
 def _inputs(paths: list[str], ext: list[str] | None, recursive: bool, null: bool,
-            shard: Any) -> tuple[list[str], dict[str, str]]:
-    """The files to score, and the entries known to fail already (see expand_inputs)."""
+            shard: Any) -> tuple[list[str], dict[str, str], ShardIndex]:
+    """The files to score (tar shards listed after --shard splits the entries), the
+    entries known to fail already (see expand_inputs) and the shards' index."""
+    from grmpiqa.io.shards import ShardIndex, expand_shards
+
     stdin_paths = read_path_list(sys.stdin.buffer, null) if "-" in paths else []
     skipped: Counter[str] = Counter()
     problems: dict[str, str] = {}
@@ -188,7 +218,22 @@ def _inputs(paths: list[str], ext: list[str] | None, recursive: bool, null: bool
                           stdin_paths=stdin_paths, skipped=None if ext else skipped,
                           problems=problems)
     workflow.warn_skipped(skipped)
-    return (shard.take(files) if shard is not None else files), problems
+    tars = ShardIndex(normalise_extensions(ext or DEFAULT_EXTENSIONS))
+    files = expand_shards(shard.take(files) if shard is not None else files, tars)
+    return files, problems, tars
+
+
+def _not_done(files: list[str], output: str, fmt: str) -> tuple[list[str], list[ScoreResult]]:
+    """--resume: the rows ``output`` holds already, and the files still to score."""
+    from grmpiqa.io.resume import done_rows
+
+    done = done_rows(output, fmt)
+    already = {row.path for row in done}
+    if fmt == "parquet":  # Parquet holds names that are not UTF-8 as \\xNN text
+        from grmpiqa.io.parquet import text_path
+
+        return [f for f in files if text_path(f) not in already], done
+    return [f for f in files if f not in already], done
 
 
 def _nothing_left(output: str, done: list[ScoreResult]) -> NoReturn:
@@ -202,13 +247,10 @@ def _nothing_left(output: str, done: list[ScoreResult]) -> NoReturn:
 def _write_rows(reporter: Any, extras: workflow.ScoreWorkflow, output: str | None, fmt: str,
                 columns: list[str], done: list[ScoreResult], results: Iterator[ScoreResult], *,
                 null: bool, quiet: bool, problems: dict[str, str],
-                groups: grouping.ScoreGrouping) -> NoReturn:
+                groups: grouping.ScoreGrouping, resume: bool) -> NoReturn:
     """Write the kept rows, then each new one as it is scored; exits with the run's status."""
-    from grmpiqa.io.output import make_writer
-
-    target = OutputFile(output) if output else None
-    stream = target.stream if target else sys.stdout.buffer
-    writer = groups.wrap(extras.wrap(make_writer(fmt, stream, columns, null=null), quiet=quiet))
+    target, stream, rows = _open_output(output, fmt, columns, null=null, resume=resume)
+    writer = groups.wrap(extras.wrap(rows, quiet=quiet))
     if not reporter.total and not done:
         say("warning: no image files found")
     tally = Tally(done)
@@ -219,7 +261,7 @@ def _write_rows(reporter: Any, extras: workflow.ScoreWorkflow, output: str | Non
         with reporter:
             for result in results:
                 result = groups.add(result)
-                reporter.write_row(lambda r=result: (writer.write(r), stream.flush()))
+                reporter.write_row(lambda r=result: (writer.write(r), stream and stream.flush()))
                 tally.add(result, problems)
                 if not result.ok:
                     reporter.message(f"{display_path(result.path)}: {result.error}")
@@ -251,3 +293,19 @@ def _write_rows(reporter: Any, extras: workflow.ScoreWorkflow, output: str | Non
     if closing:
         say(closing)  # also with -q: a non-zero exit always says why
     raise typer.Exit(EXIT_SOME_FAILED if closing or page_failed else EXIT_OK)
+
+
+def _open_output(output: str | None, fmt: str, columns: list[str], *, null: bool,
+                 resume: bool) -> tuple[Any, IO[bytes] | None, Any]:
+    """(target to commit or discard or None for stdout, stream to flush or None, row writer)."""
+    if fmt == "parquet":
+        from grmpiqa.io.parquet import ParquetOutput
+
+        assert output is not None
+        target = ParquetOutput(output, columns, resume=resume)
+        return target, None, target
+    from grmpiqa.io.output import make_writer
+
+    file = OutputFile(output) if output else None
+    stream = file.stream if file else sys.stdout.buffer
+    return file, stream, make_writer(fmt, stream, columns, null=null)

@@ -147,9 +147,9 @@ def _expand_glob(pattern: str, exts: tuple[str, ...], recursive: bool,
         if os.path.isdir(match):
             kept += 1
             yield from walk_folder(match, exts, recursive, skipped, problems)
-        elif _has_extension(match, exts):
+        elif _has_extension(match, exts) or match.lower().endswith(".tar"):
             kept += 1
-            yield match
+            yield match  # a tar is a WebDataset shard (grmpiqa.io.shards), one entry here
         elif extra := missing_extra_for(match):
             extra_needed[extra] += 1
     if skipped is not None:
@@ -169,13 +169,13 @@ def expand_inputs(args: Sequence[str], *, extensions: Sequence[str] = DEFAULT_EX
 
     Folders expand to their sorted image files; globs (``*``, ``?``, ``[``,
     and ``**`` for any depth; the extension matched in any case) expand to
-    sorted matches; anything else, even a file with another extension, is
-    taken as named. ``-`` stands for ``stdin_paths``, a list of files taken
-    literally, like ``xargs`` would (a folder there gets an error row instead
-    of being searched). ``skipped``: see :func:`walk_folder`. ``problems``
-    collects the entries known to fail already (an unreadable folder, a
-    pattern that matches nothing) with their message; they stay in the list,
-    where their row belongs.
+    sorted matches (images, and ``.tar`` shards as one entry each); anything
+    else, even a file with another extension, is taken as named. ``-`` stands
+    for ``stdin_paths``, a list of files taken literally, like ``xargs`` would
+    (a folder there gets an error row instead of being searched). ``skipped``:
+    see :func:`walk_folder`. ``problems`` collects the entries known to fail
+    already (an unreadable folder, a pattern that matches nothing) with their
+    message; they stay in the list, where their row belongs.
     """
     exts = normalise_extensions(extensions)
     files: list[str] = []

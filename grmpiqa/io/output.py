@@ -25,11 +25,12 @@ from grmpiqa.errors import ConfigError
 from grmpiqa.io.atomic import file_mode_for, partial_path
 from grmpiqa.io.inputs import HEIF_EXTENSIONS, PILLOW_EXTENSIONS, RAW_EXTENSIONS
 
-FORMATS = ("table", "csv", "jsonl", "tsv", "paths")
+FORMATS = ("table", "csv", "jsonl", "tsv", "paths", "parquet")
 BASE_COLUMNS = ("path", "score", "error")
 # columns holding file names: escaped reversibly (other text only loses undecodable bytes)
 NAME_COLUMNS = ("path", "source", "destination")
-OUTPUT_EXTENSIONS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
+OUTPUT_EXTENSIONS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl",
+                     ".parquet": "parquet"}
 IMAGE_EXTENSIONS = frozenset(PILLOW_EXTENSIONS + HEIF_EXTENSIONS + RAW_EXTENSIONS)
 _UNDECODABLE = re.compile("[\udc80-\udcff]")
 _ESCAPED = re.compile(rb"\\(x[0-9a-fA-F]{2}|[\\tnr])")
@@ -226,6 +227,8 @@ def make_writer(fmt: str, stream: IO[bytes], columns: Sequence[str], *,
         return JsonlWriter(stream, columns)
     if fmt == "table":
         return TableWriter(stream, columns)
+    if fmt == "parquet":
+        raise ValueError("parquet is written by grmpiqa.io.parquet.ParquetOutput, to a file")
     raise ValueError(f"unknown format {fmt!r}")
 
 

@@ -48,6 +48,13 @@ def squash_crop(image: Image.Image | np.ndarray, cfg: PreprocessConfig) -> torch
     return torch.from_numpy(np.ascontiguousarray(cropped)).permute(2, 0, 1).contiguous()
 
 
+def _checked_squash(image: Image.Image, cfg: PreprocessConfig) -> torch.Tensor:
+    try:
+        return squash_crop(image, cfg)
+    except (ValueError, OSError, MemoryError) as exc:
+        raise ImageError(f"cannot resize ({type(exc).__name__}: {exc})") from None
+
+
 def load_pixels(path: str, cfg: PreprocessConfig, *, draft: bool = False,
                 max_pixels: int = DEFAULT_MAX_PIXELS,
                 inspect: Callable[[Image.Image], None] | None = None) -> torch.Tensor:
@@ -62,10 +69,20 @@ def load_pixels(path: str, cfg: PreprocessConfig, *, draft: bool = False,
                        max_pixels=max_pixels)
     if inspect is not None:
         inspect(image)
-    try:
-        return squash_crop(image, cfg)
-    except (ValueError, OSError, MemoryError) as exc:
-        raise ImageError(f"cannot resize ({type(exc).__name__}: {exc})") from None
+    return _checked_squash(image, cfg)
+
+
+def load_encoded_pixels(data: bytes, name: str, cfg: PreprocessConfig, *, draft: bool = False,
+                        max_pixels: int = DEFAULT_MAX_PIXELS,
+                        inspect: Callable[[Image.Image], None] | None = None) -> torch.Tensor:
+    """:func:`load_pixels` for a photo in memory (a tar member); ``name`` gives its type."""
+    from grmpiqa.io.encoded import open_encoded
+
+    image = open_encoded(data, name, draft_size=draft_size(cfg) if draft else None,
+                         max_pixels=max_pixels)
+    if inspect is not None:
+        inspect(image)
+    return _checked_squash(image, cfg)
 
 
 def _tensor_input(tensor: torch.Tensor, cfg: PreprocessConfig) -> torch.Tensor:

@@ -9,9 +9,10 @@ turned upright the way the camera recorded it.
 
 from __future__ import annotations
 
+import contextlib
 import io
 from collections.abc import Callable
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 from PIL import Image
@@ -34,10 +35,11 @@ def _import_rawpy() -> Any:
     return rawpy
 
 
-def open_raw(path: str, *, draft_size: int | None = None,
+def open_raw(source: str | IO[bytes], *, draft_size: int | None = None,
              max_pixels: int = DEFAULT_MAX_PIXELS,
              open_preview: Callable[..., Image.Image] | None = None) -> Image.Image:
-    """Decode a camera RAW file to an upright RGB image (preview or half-size demosaic).
+    """Decode a camera RAW file (a path or an in-memory file) to an upright RGB image
+    (preview or half-size demosaic).
 
     ``open_preview(file, draft_size=, max_pixels=)`` decodes an embedded JPEG preview
     (:func:`grmpiqa.io.images.open_with_pillow`, passed in by ``open_image`` so that this
@@ -47,7 +49,9 @@ def open_raw(path: str, *, draft_size: int | None = None,
     min_side = draft_size or DEFAULT_PREVIEW_MIN_SIDE
     try:
         # A file object, not the path: LibRaw cannot open names that are not valid UTF-8.
-        with open(path, "rb") as handle, rawpy.imread(handle) as raw:
+        opened = open(source, "rb") if isinstance(source, str) \
+            else contextlib.nullcontext(source)  # noqa: SIM115 (closed by the with below)
+        with opened as handle, rawpy.imread(handle) as raw:
             sizes = raw.sizes
             if sizes.raw_width * sizes.raw_height > max_pixels:
                 raise ImageError(

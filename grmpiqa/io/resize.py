@@ -20,8 +20,8 @@ from __future__ import annotations
 import numpy as np
 
 _A = np.float32(-0.75)
-_FIXED_BITS = 11  # OpenCV's INTER_RESIZE_COEF_BITS
-_SMALL_SIDE = 4  # below this, OpenCV takes its fixed-point path
+FIXED_BITS = 11  # OpenCV's INTER_RESIZE_COEF_BITS
+SMALL_SIDE = 4  # below this, OpenCV takes its fixed-point path
 
 
 def cubic_weights(fraction: np.ndarray) -> np.ndarray:
@@ -60,19 +60,19 @@ def resize_cubic(image: np.ndarray, height: int, width: int) -> np.ndarray:
     src_h, src_w = image.shape[:2]
     if src_h < 1 or src_w < 1 or height < 1 or width < 1:
         raise ValueError(f"cannot resize {src_w}x{src_h} to {width}x{height}")
-    fixed = min(src_h, src_w) < _SMALL_SIDE
+    fixed = min(src_h, src_w) < SMALL_SIDE
     rows, wy = cubic_taps(src_h, height, fixed_point=fixed)
     cols, wx = cubic_taps(src_w, width, fixed_point=fixed)
     needed, row_slot = np.unique(rows, return_inverse=True)
     row_slot = row_slot.reshape(rows.shape)
     gathered = image[needed][:, cols.ravel()].reshape(len(needed), width, 4, image.shape[2])
     if fixed:
-        scale = np.float32(1 << _FIXED_BITS)
+        scale = np.float32(1 << FIXED_BITS)
         ix = np.rint(wx * scale).astype(np.int64)
         iy = np.rint(wy * scale).astype(np.int64)
         across = np.einsum("rwkc,wk->rwc", gathered.astype(np.int64), ix)
         total = np.einsum("hkwc,hk->hwc", across[row_slot], iy)
-        out = (total + (1 << (2 * _FIXED_BITS - 1))) >> (2 * _FIXED_BITS)
+        out = (total + (1 << (2 * FIXED_BITS - 1))) >> (2 * FIXED_BITS)
     else:
         across = np.einsum("rwkc,wk->rwc", gathered.astype(np.float32), wx)
         total = np.einsum("hkwc,hk->hwc", across[row_slot], wy)

@@ -1,6 +1,7 @@
 """``score --output FILE --resume``: find the rows a previous run already wrote.
 
-A run writes its rows to ``FILE.part`` (flushed row by row) and renames it to
+A run writes its rows to ``FILE.part`` (flushed row by row; Parquet: see
+:mod:`grmpiqa.io.parquet`) and renames it to
 ``FILE`` when it ends, also when it is interrupted by SIGINT or SIGTERM. A run
 killed outright (SIGKILL, power loss) leaves ``FILE.part``; its last row may be
 torn. ``done_rows`` reads both, keeps every complete row once and drops a torn
@@ -22,7 +23,7 @@ from grmpiqa.io.atomic import partial_path
 from grmpiqa.io.output import unescape_name
 from grmpiqa.results import ScoreResult
 
-RESUMABLE_FORMATS = ("csv", "tsv", "jsonl")
+RESUMABLE_FORMATS = ("csv", "tsv", "jsonl", "parquet")
 
 
 def _number(value: Any) -> float | None:
@@ -34,7 +35,7 @@ def _number(value: Any) -> float | None:
     return number
 
 
-def _result(row: dict[str, Any]) -> ScoreResult | None:
+def row_result(row: dict[str, Any]) -> ScoreResult | None:
     """A complete row, or None for anything torn or foreign."""
     try:
         path = row["path"]
@@ -87,7 +88,7 @@ def read_rows(path: Path, fmt: str) -> list[ScoreResult]:
         if isinstance(record, dict):  # undo the output's escaping: TSV escapes every cell
             record = {k: unescape_name(v) if isinstance(v, str) and (k == "path" or fmt == "tsv")
                       else v for k, v in record.items()}
-        result = _result(record) if isinstance(record, dict) else None
+        result = row_result(record) if isinstance(record, dict) else None
         if result is None:
             break  # a torn row: nothing after it can be trusted
         out.append(result)
@@ -99,6 +100,12 @@ def done_rows(output: str | os.PathLike[str], fmt: str) -> list[ScoreResult]:
     if fmt not in RESUMABLE_FORMATS:
         raise InputError(f"--resume needs --format {', '.join(RESUMABLE_FORMATS)}, not {fmt}")
     seen: dict[str, ScoreResult] = {}
+    if fmt == "parquet":  # FILE and the parts in FILE.part/ (grmpiqa.io.parquet)
+        from grmpiqa.io import parquet
+
+        for result in parquet.read_rows(output):
+            seen.setdefault(result.path, result)
+        return list(seen.values())
     for source in (Path(output), partial_path(output)):
         for result in read_rows(source, fmt):
             seen.setdefault(result.path, result)

@@ -20,10 +20,12 @@ from torch.utils.data import DataLoader, Dataset
 from grmpiqa.config import PreprocessConfig
 from grmpiqa.errors import ImageError
 from grmpiqa.io.images import DEFAULT_MAX_PIXELS
-from grmpiqa.io.inputs import DEFAULT_EXTENSIONS, expand_inputs
-from grmpiqa.io.preprocess import load_pixels
+from grmpiqa.io.inputs import DEFAULT_EXTENSIONS, expand_inputs, normalise_extensions
+from grmpiqa.io.shards import ShardIndex, expand_shards
 from grmpiqa.model.acceleration import autocast_context
 from grmpiqa.results import ModelSource, PhotoFeatures, ScoreResult
+from grmpiqa.scoring.gpu_decode import EncodedJpeg, GpuDecoder, resolve_gpu_decode
+from grmpiqa.scoring.sources import Sources
 
 if TYPE_CHECKING:  # pragma: no cover
     from grmpiqa.model.network import QualityModel
@@ -38,6 +40,7 @@ class Batch:
     pixels: torch.Tensor | None
     errors: dict[int, str]
     features: dict[int, PhotoFeatures] = field(default_factory=dict)
+    encoded: dict[int, EncodedJpeg] = field(default_factory=dict)  # left for the GPU
 
 
 @dataclass(frozen=True)
@@ -48,7 +51,7 @@ class SignalOptions:
     thumbnail: int = 0
 
 
-Item = tuple[int, "torch.Tensor | None", "str | None", "PhotoFeatures | None"]
+Item = tuple[int, "torch.Tensor | EncodedJpeg | None", "str | None", "PhotoFeatures | None"]
 
 
 class _Signals:
@@ -70,18 +73,22 @@ class _Signals:
 
 
 class ImageFiles(Dataset):
-    """Decodes one file per item; errors are returned, not raised, so workers never die."""
+    """Decodes one file or tar member per item; errors are returned, not raised, so workers
+    never die. With ``gpu_jpeg``, JPEGs come back encoded for :class:`GpuDecoder`."""
 
     def __init__(self, paths: Sequence[str], cfg: PreprocessConfig, *, draft: bool = False,
                  max_pixels: int = DEFAULT_MAX_PIXELS,
                  known_errors: Mapping[str, str] | None = None,
+                 shards: ShardIndex | None = None, gpu_jpeg: bool = False,
                  signals: SignalOptions | None = None) -> None:
         self.paths = list(paths)
         self.known_errors = dict(known_errors or {})
         self.cfg = cfg
-        self.draft = draft
-        self.max_pixels = max_pixels
         self.signals = signals
+        # signals need the decoded image on the CPU: no GPU decoding with them
+        self.sources = Sources(cfg, shards or ShardIndex(DEFAULT_EXTENSIONS), draft=draft,
+                               max_pixels=max_pixels, gpu_jpeg=gpu_jpeg and signals is None)
+        self.decode_on_cpu = self.sources.decode_on_cpu
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -92,8 +99,7 @@ class ImageFiles(Dataset):
             return index, None, self.known_errors[path], None
         seen = _Signals(self.signals) if self.signals is not None else None
         try:
-            pixels = load_pixels(path, self.cfg, draft=self.draft,
-                                 max_pixels=self.max_pixels, inspect=seen)
+            pixels = self.sources.load(path, inspect=seen)
         except ImageError as exc:
             return index, None, str(exc), None
         except MemoryError:
@@ -110,13 +116,14 @@ class ImageFiles(Dataset):
 
 
 def collate(items: list[Item]) -> Batch:
-    good = [(i, px) for i, px, _, _ in items if px is not None]
+    good = [(i, px) for i, px, _, _ in items if isinstance(px, torch.Tensor)]
     pixels = torch.stack([px for _, px in good]) if good else None
     return Batch(
         indices=[i for i, _, _, _ in items],
         pixels=pixels,
         errors={i: err for i, _, err, _ in items if err is not None},
         features={i: f for i, _, _, f in items if f is not None},
+        encoded={i: px for i, px, _, _ in items if isinstance(px, EncodedJpeg)},
     )
 
 
@@ -134,13 +141,18 @@ def _lower_priority(_: int) -> None:
         os.nice(10)
 
 
-def iter_batches(paths: Sequence[str], cfg: PreprocessConfig, *, batch_size: int, workers: int,
-                 pin_memory: bool = False, draft: bool = False,
+def iter_batches(paths: Sequence[str] | ImageFiles, cfg: PreprocessConfig | None = None, *,
+                 batch_size: int, workers: int, pin_memory: bool = False, draft: bool = False,
                  max_pixels: int = DEFAULT_MAX_PIXELS, yield_cpu: bool = False,
                  known_errors: Mapping[str, str] | None = None,
                  signals: SignalOptions | None = None) -> Iterator[Batch]:
-    dataset = ImageFiles(paths, cfg, draft=draft, max_pixels=max_pixels,
-                         known_errors=known_errors, signals=signals)
+    """Decoded batches of ``paths`` (or of a ready :class:`ImageFiles`), in order."""
+    if isinstance(paths, ImageFiles):
+        dataset = paths
+    else:
+        assert cfg is not None, "cfg is needed to decode paths"
+        dataset = ImageFiles(paths, cfg, draft=draft, max_pixels=max_pixels,
+                             known_errors=known_errors, signals=signals)
     workers = max(0, min(workers, -(-len(dataset) // batch_size)))
     loader = DataLoader(
         dataset,
@@ -216,9 +228,11 @@ class BackoffPredictor:
         return out
 
 
-def score_batches(model: QualityModel, batches: Iterable[Batch], paths: Sequence[str], *,
-                  embeddings: bool = False) -> Iterator[ScoreResult]:
-    """Run the model on decoded batches and yield one result per path, in order.
+def score_batches(model: QualityModel, batches: Iterable[Batch], paths: Sequence[str],
+                  gpu: GpuDecoder | None = None, *, embeddings: bool = False
+                  ) -> Iterator[ScoreResult]:
+    """Run the model on decoded batches and yield one result per path, in order; ``gpu``
+    decodes the JPEGs a batch holds encoded.
 
     With ``embeddings`` each result's ``features`` (taken by the workers) also
     gets the image embedding of the same forward pass.
@@ -227,9 +241,15 @@ def score_batches(model: QualityModel, batches: Iterable[Batch], paths: Sequence
     predict = BackoffPredictor(model, embeddings=embeddings)
     for batch in batches:
         scores: dict[int, Prediction | None] = {}
-        if batch.pixels is not None:
-            good = [i for i in batch.indices if i not in batch.errors]
-            scores = dict(zip(good, predict(batch.pixels), strict=True))
+        if batch.encoded:
+            if gpu is None:
+                raise ValueError("a batch holds encoded JPEGs but no GPU decoder was given")
+            pixels, good, errors = gpu.assemble(batch)
+        else:
+            pixels, errors = batch.pixels, batch.errors
+            good = [i for i in batch.indices if i not in errors]
+        if pixels is not None:
+            scores = dict(zip(good, predict(pixels), strict=True))
         for index in batch.indices:
             prediction = scores.get(index)
             if prediction is not None:
@@ -243,7 +263,7 @@ def score_batches(model: QualityModel, batches: Iterable[Batch], paths: Sequence
             elif index in scores:
                 yield ScoreResult(paths[index], None, "out of memory even at batch size 1")
             else:
-                yield ScoreResult(paths[index], None, batch.errors.get(index, "not scored"))
+                yield ScoreResult(paths[index], None, errors.get(index, "not scored"))
 
 
 def score_paths(paths: Iterable[str], model: ModelSource = None, *, device: str = "auto",
@@ -251,13 +271,15 @@ def score_paths(paths: Iterable[str], model: ModelSource = None, *, device: str 
                 max_pixels: int = DEFAULT_MAX_PIXELS, expand: bool = True,
                 extensions: Sequence[str] = DEFAULT_EXTENSIONS,
                 recursive: bool = True, known_errors: Mapping[str, str] | None = None,
-                features: bool = False, thumbnails: int = 0) -> Iterator[ScoreResult]:
+                features: bool = False, thumbnails: int = 0, gpu_decode: str = "auto",
+                shards: ShardIndex | None = None) -> Iterator[ScoreResult]:
     """Score image files (folders and globs are expanded) and yield results in input order.
 
     Parameters
     ----------
     paths : iterable of str
-        Files, folders (searched for images) and globs.
+        Files, folders (searched for images), globs, WebDataset ``.tar`` shards (one row
+        per sample, path ``SHARD.tar/MEMBER``) and such member paths.
     model : QualityModel, str or path, optional
         A loaded model, a manifest name or a weights path (default: the manifest's
         default model, loaded on ``device``).
@@ -288,6 +310,11 @@ def score_paths(paths: Iterable[str], model: ModelSource = None, *, device: str 
     thumbnails : int
         With ``features``: also a JPEG thumbnail of at most this many pixels a side,
         made from the decoded image (for reports).
+    gpu_decode : {"auto", "on", "off"}
+        Decode JPEGs on the GPU (nvJPEG) and squash them there with the exact kernel;
+        ``auto``: when the model is on a CUDA device.
+    shards : ShardIndex, optional
+        Tar shards listed already (by :func:`grmpiqa.io.shards.expand_shards`).
 
     Yields
     ------
@@ -302,16 +329,22 @@ def score_paths(paths: Iterable[str], model: ModelSource = None, *, device: str 
 
         model = load_model(model, device=device)
     model.eval()
+    use_gpu = resolve_gpu_decode(gpu_decode, model.device, model.preprocess)
+    shards = shards if shards is not None else ShardIndex(normalise_extensions(extensions))
     known = dict(known_errors or {})
-    files = expand_inputs(list(paths), extensions=extensions, recursive=recursive,
-                          problems=known) if expand else list(paths)
+    files = list(paths)
+    if expand:
+        files = expand_shards(expand_inputs(files, extensions=extensions, recursive=recursive,
+                                            problems=known), shards)
     if not files:
         return
     if workers is None:
         workers = default_workers(model.device)
-    batches = iter_batches(files, model.preprocess, batch_size=batch_size, workers=workers,
-                           pin_memory=model.device.type == "cuda", draft=draft,
-                           max_pixels=max_pixels, yield_cpu=model.device.type == "cpu",
-                           known_errors=known,
-                           signals=SignalOptions(thumbnails) if features else None)
-    yield from score_batches(model, batches, files, embeddings=features)
+    dataset = ImageFiles(files, model.preprocess, draft=draft, max_pixels=max_pixels,
+                         known_errors=known, shards=shards, gpu_jpeg=use_gpu,
+                         signals=SignalOptions(thumbnails) if features else None)
+    batches = iter_batches(dataset, batch_size=batch_size, workers=workers,
+                           pin_memory=model.device.type == "cuda",
+                           yield_cpu=model.device.type == "cpu")
+    gpu = GpuDecoder(model.preprocess, model.device, dataset.decode_on_cpu) if use_gpu else None
+    yield from score_batches(model, batches, files, gpu, embeddings=features)

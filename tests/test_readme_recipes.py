@@ -24,6 +24,7 @@ import pytest
 from PIL import Image
 
 from photos import texture
+from tarshards import good_samples, write_shard
 
 REPO = Path(__file__).resolve().parent.parent
 DOCUMENTS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
@@ -89,7 +90,7 @@ def _photo(path: Path, seed: int) -> None:
 
 
 def prepare(root: Path) -> None:
-    """The folders and files the recipes name, with camera-style names."""
+    """The folders and files the recipes name, with camera-style names, and tar shards."""
     names = ["day1/IMG_0001.JPG", "day1/IMG_0002.JPG", "day1/IMG_0003.jpg",
              "day 2/IMG_0004.JPG", "day 2/IMG_0005.JPG", "day 2/scan.png", "IMG_0006.JPG",
              "IMG_0007.JPG", "IMG_0008.png", "IMG_0009.JPG"]
@@ -100,6 +101,9 @@ def prepare(root: Path) -> None:
         _photo(root / "library" / name, 30 + seed)
         _photo(root / "good-photos" / name, 40 + seed)
     (root / "rejects").mkdir()
+    (root / "shards").mkdir()  # WebDataset shards (docs/scale.md)
+    write_shard(root / "shards" / "00000.tar", good_samples(0, 3))
+    write_shard(root / "shards" / "00001.tar", good_samples(3, 3))
     for label_file in ("my_labels.csv", "held_out.csv", "labels.csv"):
         with open(root / label_file, "w", newline="") as handle:
             writer = csv.writer(handle)

@@ -222,7 +222,7 @@ def test_output_extension_decides_the_format_or_is_refused(tiny_hub, tmp_path):
         out = grmpiqa([shoot, "-o", tmp_path / name], hub=tiny_hub,
                       env={"GRMPIQA_MANIFEST": str(tmp_path / "no-manifest.json")})
         assert out.returncode == 2, stderr(out)
-        assert ".csv, .tsv, .jsonl, .ndjson, or give --format" in stderr(out)
+        assert ".csv, .tsv, .jsonl, .ndjson, .parquet, or give --format" in stderr(out)
         assert not (tmp_path / name).exists()
     out = grmpiqa([shoot, "-o", tmp_path / "scores.ndjson"], hub=tiny_hub)
     assert out.returncode == 0 and json.loads((tmp_path / "scores.ndjson").read_text())["score"]

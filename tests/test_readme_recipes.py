@@ -24,6 +24,7 @@ import pytest
 from PIL import Image
 
 from photos import texture
+from tarshards import good_samples, write_shard
 from xmp_photos import packet
 
 REPO = Path(__file__).resolve().parent.parent
@@ -92,7 +93,7 @@ def _photo(path: Path, seed: int) -> None:
 def prepare(root: Path) -> None:
     """The folders and files the recipes name, with camera-style names; ``catalogue/``
     holds photos rated in XMP sidecars, ``ratings.csv`` stands for a downloaded rating
-    page's CSV."""
+    page's CSV; ``shards/`` holds WebDataset tar shards."""
     names = ["day1/IMG_0001.JPG", "day1/IMG_0002.JPG", "day1/IMG_0003.jpg",
              "day 2/IMG_0004.JPG", "day 2/IMG_0005.JPG", "day 2/scan.png", "IMG_0006.JPG",
              "IMG_0007.JPG", "IMG_0008.png", "IMG_0009.JPG"]
@@ -106,6 +107,9 @@ def prepare(root: Path) -> None:
     for seed, name in enumerate(f"IMG_{i:04d}.JPG" for i in range(201, 211)):
         _photo(root / "catalogue" / name, 50 + seed)  # a rated catalogue: 1 to 5 stars
         (root / "catalogue" / name).with_suffix(".xmp").write_bytes(packet(1 + seed % 5))
+    (root / "shards").mkdir()  # WebDataset shards (docs/scale.md)
+    write_shard(root / "shards" / "00000.tar", good_samples(0, 3))
+    write_shard(root / "shards" / "00001.tar", good_samples(3, 3))
     for label_file in ("my_labels.csv", "held_out.csv", "labels.csv", "ratings.csv"):
         with open(root / label_file, "w", newline="") as handle:
             writer = csv.writer(handle)

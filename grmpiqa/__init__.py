@@ -1,7 +1,9 @@
 """grmpiqa: perceptual quality scores for photographs with GRMP-IQA.
 
 The public API: :func:`load_model`, :func:`score_paths`, :func:`evaluate`,
-:func:`adapt`, :func:`pretrain` and :func:`cull`. Long calls report through
+:func:`adapt`, :func:`pretrain`, :func:`cull`, :func:`group_bursts`,
+:func:`read_ratings` (the star ratings photos already carry, to adapt on) and
+:func:`suggest` (which photos to rate). Long calls report through
 :class:`grmpiqa.progress.Progress`. They are imported lazily so that
 ``import grmpiqa`` (and the command line's ``--help``) stays fast and never
 pulls in torch.
@@ -18,15 +20,19 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "adapt", "cull", "evaluate", "load_model", "pretrain", "score_paths"]
+__all__ = ["__version__", "adapt", "cull", "evaluate", "group_bursts", "load_model", "pretrain",
+           "read_ratings", "score_paths", "suggest"]
 
 _LAZY = {
     "adapt": ("grmpiqa.training.adaptation", "adapt"),
     "cull": ("grmpiqa.workflow.cull", "cull"),
     "evaluate": ("grmpiqa.training.evaluate", "evaluate"),
+    "group_bursts": ("grmpiqa.workflow.bursts", "group_bursts"),
     "load_model": ("grmpiqa.weights.loading", "load_model"),
     "pretrain": ("grmpiqa.pretraining.run", "pretrain"),
+    "read_ratings": ("grmpiqa.workflow.ratings", "read_ratings"),
     "score_paths": ("grmpiqa.scoring.engine", "score_paths"),
+    "suggest": ("grmpiqa.workflow.suggest", "suggest"),
 }
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -35,7 +41,10 @@ if TYPE_CHECKING:  # pragma: no cover
     from grmpiqa.training.adaptation import adapt
     from grmpiqa.training.evaluate import evaluate
     from grmpiqa.weights.loading import load_model
+    from grmpiqa.workflow.bursts import group_bursts
     from grmpiqa.workflow.cull import cull
+    from grmpiqa.workflow.ratings import read_ratings
+    from grmpiqa.workflow.suggest import suggest
 
 
 def __getattr__(name: str) -> Any:

@@ -148,12 +148,14 @@ class LabelScale:
     """The user's own label scale, remembered by ``adapt`` so ``score`` can speak it back.
 
     Scores stay P(high quality) in [0, 1]; ``to_label`` maps them linearly onto
-    [low, high], reversed for DMOS-style scales where lower is better.
+    [low, high], reversed for DMOS-style scales where lower is better. ``stars``:
+    the labels were star ratings, so ``score --xmp`` writes the rounded label.
     """
 
     low: float
     high: float
     higher_is_better: bool = True
+    stars: bool = False
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.low) and math.isfinite(self.high)) or self.high <= self.low:
@@ -169,3 +171,26 @@ class LabelScale:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+# Thumbnails of the HTML report, pixels a side: its boxes are 160 px, sharp up to 1.6x zoom.
+REPORT_THUMBNAIL = 256
+
+
+@dataclass(frozen=True)
+class BurstOptions:
+    """How bursts are found (:mod:`grmpiqa.workflow.bursts` says what each threshold does)."""
+
+    similarity: float = 0.88
+    time_gap: float = 2.0
+    embedding_floor: float = 0.5
+    window: int = 6
+    orderings: int = 12
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.similarity <= 1.0:
+            raise ValueError("similarity must be between 0 and 1")
+        if self.time_gap < 0:
+            raise ValueError("time gap must be at least 0 seconds")
+        if self.window < 1 or self.orderings < 0:
+            raise ValueError("window must be at least 1 and orderings at least 0")

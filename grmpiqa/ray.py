@@ -105,8 +105,9 @@ class Scorer:
         good = list(prepared)
         for start in range(0, len(good), self.batch_size):
             chunk = good[start:start + self.batch_size]
-            values = predict(torch.stack([prepared[i] for i in chunk]))
-            scores.update(zip(chunk, values, strict=True))
+            predictions = predict(torch.stack([prepared[i] for i in chunk]))
+            scores.update((i, None if p is None else p[0])
+                          for i, p in zip(chunk, predictions, strict=True))
         return [ScoreResult(f"image {i}", scores[i], None) if scores.get(i) is not None
                 else ScoreResult(f"image {i}", None,
                                  errors.get(i, "out of memory even at batch size 1"))

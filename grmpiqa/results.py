@@ -7,8 +7,8 @@ types its rows with these instead of importing the scoring engine.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Union
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Union
 
 if TYPE_CHECKING:  # pragma: no cover
     from grmpiqa.model.network import QualityModel
@@ -18,14 +18,145 @@ ModelSource = Union["QualityModel", str, "os.PathLike[str]", None]
 
 
 @dataclass(frozen=True)
+class Capture:
+    """When and with what a photo was taken, from its EXIF. ``time`` is seconds since the
+    epoch (``DateTimeOriginal`` + ``SubSecTimeOriginal``, in UTC when ``OffsetTimeOriginal``
+    or ``OffsetTime`` is given); ``camera`` is make, model and body serial, as far as the
+    file says."""
+
+    time: float
+    camera: str = ""
+
+
+@dataclass(frozen=True)
+class PhotoFeatures:
+    """What burst grouping and the report need besides the score, from the scoring pass.
+
+    ``embedding`` is the model's L2-normalised image embedding (a float32 numpy
+    vector); ``phash`` a 64-bit DCT perceptual hash; ``layout`` the image reduced to
+    16x16 RGB (768 bytes, row-major); ``thumbnail`` JPEG bytes
+    (only when a report asked for them).
+    """
+
+    phash: int
+    layout: bytes = field(default=b"", repr=False)
+    embedding: Any = field(default=None, repr=False)
+    capture: Capture | None = None
+    thumbnail: bytes | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True)
 class ScoreResult:
-    """One row of output. ``score`` is P(high quality) in [0, 1], None when ``error`` is set."""
+    """One row of output. ``score`` is P(high quality) in [0, 1], None when ``error`` is set.
+    ``features`` is filled only when scoring was asked for them (bursts, report)."""
 
     path: str
     score: float | None
     error: str | None = None
     score_label: float | None = None
+    features: PhotoFeatures | None = field(default=None, compare=False, repr=False)
+
+    @property
+    def embedding(self) -> Any:
+        """The unit-length image embedding (a float32 numpy vector), with
+        ``score_paths(..., features=True)``; None otherwise."""
+        return self.features.embedding if self.features is not None else None
 
     @property
     def ok(self) -> bool:
         return self.error is None
+
+
+#: xmp:Rating values: -1 rejected, 0 unrated, 1..5 stars.
+REJECTED, UNRATED = -1, 0
+
+
+@dataclass(frozen=True)
+class PhotoRating:
+    """The star rating found for one photo.
+
+    ``rating`` is the ``xmp:Rating`` (-1 rejected, 0 unrated, 1..5 stars), None when
+    the photo has none or ``error`` says why it cannot be read. ``source`` is the
+    sidecar it came from, or ``"embedded"`` for XMP inside the file.
+    """
+
+    path: str
+    rating: int | None
+    source: str | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class Ratings:
+    """The ratings of a collection, as :func:`grmpiqa.read_ratings` found them.
+
+    A rejected photo (-1) is left out, or with ``rejected_as_lowest`` becomes the
+    label 0, one step below one star; unrated photos are always left out.
+    """
+
+    photos: tuple[PhotoRating, ...]
+    rejected_as_lowest: bool = False
+    source: str = "XMP ratings"
+
+    def label(self, photo: PhotoRating) -> int | None:
+        """The training label of ``photo``, or None when it is not used."""
+        if photo.error is not None or photo.rating is None or photo.rating == UNRATED:
+            return None
+        if photo.rating == REJECTED:
+            return 0 if self.rejected_as_lowest else None
+        return photo.rating
+
+    @property
+    def labelled(self) -> list[PhotoRating]:
+        return [p for p in self.photos if self.label(p) is not None]
+
+    @property
+    def unreadable(self) -> list[PhotoRating]:
+        return [p for p in self.photos if p.error is not None]
+
+    def counts(self) -> dict[str, int]:
+        """How many photos of each kind: '1'..'5' stars, 'rejected', 'unrated', 'unreadable'."""
+        out = dict.fromkeys(["1", "2", "3", "4", "5", "rejected", "unrated", "unreadable"], 0)
+        for photo in self.photos:
+            if photo.error is not None:
+                out["unreadable"] += 1
+            elif photo.rating is None or photo.rating == UNRATED:
+                out["unrated"] += 1
+            elif photo.rating == REJECTED:
+                out["rejected"] += 1
+            else:
+                out[str(photo.rating)] += 1
+        return out
+
+
+@dataclass(frozen=True)
+class Suggestion:
+    """The photos :func:`grmpiqa.suggest` chose to rate, in the order it picked them.
+
+    ``coverage`` is the mean distance from each scored photo to its nearest chosen
+    one (in the space the choice was made in); ``random_coverage`` the same for a
+    random choice of as many photos (mean of 20 draws): lower covers better. Photos
+    already rated (``already_rated`` of them, with ``skip_rated``) count as chosen
+    in both.
+    """
+
+    chosen: tuple[ScoreResult, ...]
+    failed: tuple[ScoreResult, ...]
+    scored: int
+    coverage: float
+    random_coverage: float
+    already_rated: int = 0
+
+
+@dataclass(frozen=True)
+class BurstResult(ScoreResult):
+    """A scored row with its burst: ``burst`` is shared by the frames of one burst or
+    near-duplicate group (a single photo has its own), ``burst_rank`` 1 is its best."""
+
+    burst: int = 0
+    burst_rank: int = 0
+
+    @classmethod
+    def of(cls, result: ScoreResult, burst: int, rank: int) -> BurstResult:
+        return cls(result.path, result.score, result.error, result.score_label,
+                   result.features, burst, rank)

@@ -74,9 +74,10 @@ def _tiff_ifd(offset: int, entries) -> bytes:
 
 
 def write_dng(path: Path, rgb: np.ndarray, *, preview: bytes | np.ndarray | None = None,
-              orientation: int = 1) -> Path:
+              orientation: int = 1, xmp: bytes | None = None) -> Path:
     """A minimal but valid DNG 1.4: 16-bit RGGB mosaic of ``rgb`` (even sides), identity
-    colour matrix, optional preview (RGB array, or JPEG bytes) in IFD0 with the raw as SubIFD."""
+    colour matrix, optional preview (RGB array, or JPEG bytes) in IFD0 with the raw as SubIFD,
+    optional XMP packet (tag 700) in IFD0."""
     h, w, _ = rgb.shape
     linear = (rgb.astype(np.float64) / 255.0) ** 2.2 * 4095
     mosaic = np.empty((h, w), np.uint16)
@@ -96,6 +97,8 @@ def write_dng(path: Path, rgb: np.ndarray, *, preview: bytes | np.ndarray | None
               (50721, 10, [(1, 1), (0, 1), (0, 1), (0, 1), (1, 1), (0, 1), (0, 1), (0, 1),
                            (1, 1)]),
               (50728, 5, [(1, 1), (1, 1), (1, 1)]), (50778, 3, [21])]
+    if xmp is not None:
+        camera.append((700, 7, list(xmp)))
     if preview is None:
         first = len(out)
         out += _tiff_ifd(first, raw_ifd + camera)

@@ -129,7 +129,7 @@ def test_gpu_path_pixels_equal_the_cpu_path(tmp_path):
     dataset = ImageFiles(files, cfg, gpu_jpeg=True)
     decoder = GpuDecoder(cfg, torch.device("cpu"), dataset.decode_on_cpu,
                          decode=_torchvision_on_cpu())
-    jpegs = [item for _, item, _ in (dataset[i] for i in range(len(files)))
+    jpegs = [item for _, item, _, _ in (dataset[i] for i in range(len(files)))
              if isinstance(item, EncodedJpeg)]
     assert len(jpegs) == 6
     on_gpu = torch.stack(decoder.finish(jpegs))
@@ -187,7 +187,7 @@ def test_workers_leave_jpegs_encoded_for_the_gpu(tmp_path):
     paths = _mixed_inputs(tmp_path / "p")
     dataset = ImageFiles(paths, CFG, gpu_jpeg=True)
     items = [dataset[i] for i in range(len(paths))]
-    kinds = [type(p).__name__ if e is None else "error" for _, p, e in items]
+    kinds = [type(p).__name__ if e is None else "error" for _, p, e, _ in items]
     assert kinds == ["EncodedJpeg", "EncodedJpeg", "Tensor", "error", "EncodedJpeg", "Tensor"]
     assert items[1][1].orientation == 6
     batch = collate(items)

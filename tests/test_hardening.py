@@ -438,12 +438,12 @@ def test_rewritten_file_mode_comes_from_a_file_never_a_folder(tmp_path):
     assert stat.S_ISDIR(tmp_path.stat().st_mode)
 
 
-def test_readme_name_bytes_recipe_inverts_the_escaping():
-    """Item 6: the dependency-free function the README gives scripts is right."""
+def test_documented_name_bytes_recipe_inverts_the_escaping():
+    """Item 6: the dependency-free function docs/cli.md gives scripts is right."""
     from grmpiqa.io.output import escape_name
 
-    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
-    blocks = [b.split("```")[0] for b in readme.split("```python\n")[1:]]
+    doc = Path(__file__).resolve().parent.parent / "docs" / "cli.md"
+    blocks = [b.split("```")[0] for b in doc.read_text(encoding="utf-8").split("```python\n")[1:]]
     (code,) = [b for b in blocks if "def name_bytes" in b]
     namespace: dict = {}
     exec(code, namespace)

@@ -93,3 +93,28 @@ def test_coop_prompt_layout(tiny_model):
     text = [tok.decode([i for i in row.tolist() if i]) for row in ids]
     assert "x x x x high quality ." in text[0]
     assert "x x x x low quality ." in text[1]
+
+
+def test_embeddings_come_from_the_scoring_pass(tiny_model, tiny_zeroshot, tmp_path):
+    from PIL import Image
+
+    from grmpiqa.scoring.engine import score_paths
+
+    pixels = torch.randint(0, 256, (3, 3, 32, 32), dtype=torch.uint8)
+    for model in (tiny_model, tiny_zeroshot):
+        with torch.inference_mode():
+            quality, embeddings = model.predict_with_embedding(pixels)
+            features = model.encode_image(model.normalize(pixels))
+        assert torch.allclose(quality, model.predict(pixels), atol=1e-6)
+        assert torch.allclose(embeddings, features / features.norm(dim=-1, keepdim=True),
+                              atol=1e-6)
+        assert torch.allclose(embeddings.norm(dim=-1), torch.ones(3), atol=1e-5)
+    for i in range(3):
+        Image.fromarray(pixels[i].permute(1, 2, 0).numpy()).save(tmp_path / f"{i}.png")
+    (tmp_path / "3.png").write_bytes(b"broken")
+    plain = list(score_paths([str(tmp_path)], tiny_model, workers=0))
+    rich = list(score_paths([str(tmp_path)], tiny_model, workers=0, features=True))
+    assert [r.score for r in plain] == [r.score for r in rich]
+    assert all(r.embedding is None for r in plain) and rich[3].embedding is None
+    assert [len(r.embedding) for r in rich[:3]] == [32, 32, 32]
+    assert "embedding=" not in repr(rich[0])

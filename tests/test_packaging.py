@@ -64,9 +64,11 @@ def test_wheel_exposes_the_public_api(installed_wheel):
     _, site = installed_wheel
     out = _run(site, (
         "import grmpiqa\n"
-        "for name in ('load_model', 'score_paths', 'evaluate', 'adapt', 'pretrain', 'cull'):\n"
+        "for name in ('load_model', 'score_paths', 'evaluate', 'adapt', 'pretrain', 'cull',\n"
+        "             'group_bursts', 'read_ratings', 'suggest'):\n"
         "    f = getattr(grmpiqa, name)\n"
         "    assert callable(f) and 'Parameters' in f.__doc__, name\n"
         "    print(name, f.__module__)\n"))
     assert [line.split()[0] for line in out if line] == [
-        "load_model", "score_paths", "evaluate", "adapt", "pretrain", "cull"]
+        "load_model", "score_paths", "evaluate", "adapt", "pretrain", "cull", "group_bursts",
+        "read_ratings", "suggest"]

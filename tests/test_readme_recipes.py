@@ -25,6 +25,7 @@ from PIL import Image
 
 from photos import texture
 from tarshards import good_samples, write_shard
+from xmp_photos import packet
 
 REPO = Path(__file__).resolve().parent.parent
 DOCUMENTS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
@@ -90,7 +91,9 @@ def _photo(path: Path, seed: int) -> None:
 
 
 def prepare(root: Path) -> None:
-    """The folders and files the recipes name, with camera-style names, and tar shards."""
+    """The folders and files the recipes name, with camera-style names; ``catalogue/``
+    holds photos rated in XMP sidecars, ``ratings.csv`` stands for a downloaded rating
+    page's CSV, ``shards/`` WebDataset tar shards (docs/scale.md)."""
     names = ["day1/IMG_0001.JPG", "day1/IMG_0002.JPG", "day1/IMG_0003.jpg",
              "day 2/IMG_0004.JPG", "day 2/IMG_0005.JPG", "day 2/scan.png", "IMG_0006.JPG",
              "IMG_0007.JPG", "IMG_0008.png", "IMG_0009.JPG"]
@@ -101,10 +104,13 @@ def prepare(root: Path) -> None:
         _photo(root / "library" / name, 30 + seed)
         _photo(root / "good-photos" / name, 40 + seed)
     (root / "rejects").mkdir()
-    (root / "shards").mkdir()  # WebDataset shards (docs/scale.md)
+    (root / "shards").mkdir()
     write_shard(root / "shards" / "00000.tar", good_samples(0, 3))
     write_shard(root / "shards" / "00001.tar", good_samples(3, 3))
-    for label_file in ("my_labels.csv", "held_out.csv", "labels.csv"):
+    for seed, name in enumerate(f"IMG_{i:04d}.JPG" for i in range(201, 211)):
+        _photo(root / "catalogue" / name, 50 + seed)  # a rated catalogue: 1 to 5 stars
+        (root / "catalogue" / name).with_suffix(".xmp").write_bytes(packet(1 + seed % 5))
+    for label_file in ("my_labels.csv", "held_out.csv", "labels.csv", "ratings.csv"):
         with open(root / label_file, "w", newline="") as handle:
             writer = csv.writer(handle)
             writer.writerow(["image", "score"])

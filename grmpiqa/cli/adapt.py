@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from contextlib import ExitStack
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -18,7 +18,6 @@ from grmpiqa.cli.common import (
 )
 from grmpiqa.cli.label_options import (
     ImageColumnOption,
-    LabelsArgument,
     LowerIsBetterOption,
     RootOption,
     ScoreColumnOption,
@@ -56,11 +55,22 @@ ResumeOption = Annotated[bool, typer.Option(
     "--resume", help="Continue the run whose checkpoint is beside --out.")]
 MaxPixelsOption = Annotated[int, typer.Option(
     "--max-pixels", min=1, help="Refuse images with more pixels.")]
+LabelsOrPhotosArgument = Annotated[list[str], typer.Argument(
+    help="A labels CSV: an image column (path/image/file/filename) and a score column "
+         "(score/mos/label/rating); , ; or tab separated. With --from-ratings: photos, "
+         "folders and globs instead.", show_default=False, metavar="LABELS.csv | PATH")]
+FromRatingsOption = Annotated[bool, typer.Option(
+    "--from-ratings", help="Learn the star ratings (xmp:Rating) the photos already have, "
+    "from their XMP sidecars or the XMP inside them (a sidecar wins); unrated photos are "
+    "left out.")]
+RejectedAsLowestOption = Annotated[bool, typer.Option(
+    "--rejected-as-lowest", help="With --from-ratings: rejected photos (rating -1) become the "
+    "lowest label, below 1 star, instead of being left out.")]
 
 
 @cli_errors
 def adapt(
-    labels: LabelsArgument,
+    labels: LabelsOrPhotosArgument,
     out: OutOption,
     model: ModelOption = None,
     init: InitOption = None,
@@ -68,6 +78,8 @@ def adapt(
     score_column: ScoreColumnOption = None,
     root: RootOption = None,
     lower_is_better: LowerIsBetterOption = False,
+    from_ratings: FromRatingsOption = False,
+    rejected_as_lowest: RejectedAsLowestOption = False,
     trainable: TrainableOption = "full",
     lam: LamOption = 5.0,
     epochs: EpochsOption = 2000,
@@ -85,8 +97,10 @@ def adapt(
     """Adapt GRMP-IQA to your own quality labels (few-shot fine-tuning with
     quality-aware gradient regularisation).
 
-    Every label and photo is checked first; any problem (all are listed, with
-    their CSV line) stops the command with status 2 before anything trains.
+    Labels come from a CSV, or with --from-ratings from the star ratings the
+    photos already carry (the count per star is printed first). Every label and
+    photo is checked first; any problem (all are listed, with their CSV line or
+    photo) stops the command with status 2 before anything trains.
     Progress goes to stderr; Ctrl-C stops training, writes the best weights so
     far and exits with 130 (continue later with --resume).
     """
@@ -94,10 +108,9 @@ def adapt(
     from grmpiqa.cli.progress import Reporter
     from grmpiqa.cli.training_table import TrainingDisplay
     from grmpiqa.training.adaptation import adapt as run_adapt
-    from grmpiqa.training.labels import read_labels
-
-    table = read_labels(labels, image_column=image_column, score_column=score_column,
-                        root=root, lower_is_better=lower_is_better)
+    table = _read_labels(labels, from_ratings, rejected_as_lowest, quiet,
+                         image_column=image_column, score_column=score_column, root=root,
+                         lower_is_better=lower_is_better)
     display = TrainingDisplay(epochs, quiet=quiet)
     with ExitStack() as displays, ExitStack() as reading:
         reporter = reading.enter_context(
@@ -132,6 +145,35 @@ def adapt(
         say(f"interrupted: best weights so far written to {result.out}; "
             f"continue with --resume")
         raise typer.Exit(EXIT_INTERRUPTED)
+
+
+def _read_labels(labels: list[str], from_ratings: bool, rejected_as_lowest: bool, quiet: bool,
+                 **csv_options: Any) -> Any:
+    """The label table: the CSV's, or the photos' own star ratings (counts printed)."""
+    if not from_ratings:
+        if rejected_as_lowest:
+            raise typer.BadParameter("only with --from-ratings", param_hint="--rejected-as-lowest")
+        if len(labels) != 1:
+            raise typer.BadParameter("give one labels CSV (or photos with --from-ratings)",
+                                     param_hint="LABELS")
+        from grmpiqa.training.labels import read_labels
+
+        return read_labels(labels[0], **csv_options)
+    given = [name for name, value in csv_options.items() if value not in (None, False)]
+    if given:
+        option = "--" + given[0].replace("_", "-")
+        raise typer.BadParameter("is for a labels CSV, not --from-ratings", param_hint=option)
+    csvs = [path for path in labels if path.lower().endswith((".csv", ".tsv", ".txt"))]
+    if csvs:
+        raise typer.BadParameter(f"{csvs[0]} is a labels file: give photos and folders with "
+                                 "--from-ratings, or the CSV without it", param_hint="PATH")
+    from grmpiqa.training.labels import ratings_table
+    from grmpiqa.workflow.ratings import format_counts, read_ratings
+
+    ratings = read_ratings(labels, rejected_as_lowest=rejected_as_lowest)
+    if not quiet:
+        say(format_counts(ratings))
+    return ratings_table(ratings)
 
 
 def _start_line(info: dict) -> str:

@@ -21,6 +21,7 @@ from grmpiqa.cli import evaluate as evaluate_command
 from grmpiqa.cli import models as models_command
 from grmpiqa.cli import pretrain as pretrain_command
 from grmpiqa.cli import score as score_command
+from grmpiqa.cli import suggest as suggest_command
 
 app = typer.Typer(
     name="grmpiqa",
@@ -54,6 +55,7 @@ app.command("cull", no_args_is_help=True)(cull_command.cull)
 app.command("pretrain", no_args_is_help=True)(pretrain_command.pretrain)
 app.command("adapt", no_args_is_help=True)(adapt_command.adapt)
 app.command("evaluate", no_args_is_help=True)(evaluate_command.evaluate)
+app.command("suggest", no_args_is_help=True)(suggest_command.suggest)
 app.command("bench")(bench_command.bench)
 
 

@@ -9,6 +9,7 @@ from typing import IO, TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 
+from grmpiqa.cli import bursts_options as grouping
 from grmpiqa.cli import score_workflow as workflow
 from grmpiqa.cli.common import (
     EXIT_OK,
@@ -106,15 +107,19 @@ def score(
     min_score: workflow.MinScoreOption = None,
     max_score: workflow.MaxScoreOption = None,
     xmp: workflow.XmpOption = False,
-    rating_thresholds: workflow.RatingThresholdsOption = workflow.DEFAULT_RATING_THRESHOLDS,
+    rating_thresholds: workflow.RatingThresholdsOption = None,
     summary: workflow.SummaryOption = False,
+    bursts: grouping.BurstsOption = False,
+    similarity: grouping.SimilarityOption = grouping.BurstOptions.similarity,
+    time_gap: grouping.TimeGapOption = grouping.BurstOptions.time_gap,
+    report: grouping.ReportOption = None,
 ) -> None:
     """Score photos: P(high quality) in 0..1, higher is better, one row per image.
 
-    Rows stream in input order with the columns path, score, error (--sort and
-    --top wait for the last photo). A file that cannot be scored keeps its row
-    (with the error) and the run goes on; --format paths, --min-score and
-    --max-score leave such files out.
+    Rows stream in input order with the columns path, score, error (--sort,
+    --top and --bursts wait for the last photo). A file that cannot be scored
+    keeps its row (with the error) and the run goes on; --format paths,
+    --min-score and --max-score leave such files out.
     Exit status: 0 all scored, 1 some failed, 2 usage error, 130 interrupted (Ctrl-C),
     143 terminated (SIGTERM); with --output, rows scored before a stop are saved.
     """
@@ -131,6 +136,9 @@ def score(
         rating_thresholds=rating_thresholds, summary=summary)
     if resume and not output:
         raise typer.BadParameter("needs --output FILE", param_hint="--resume")
+    grouping.check_resume(resume, bursts, report)
+    groups = grouping.ScoreGrouping(bursts, grouping.burst_options(similarity, time_gap),
+                                    report)
     selected_shard = parse_shard(shard) if shard is not None else None
     check_model_options(model, weights, device, precision)
 
@@ -159,8 +167,8 @@ def score(
             raise typer.Exit(EXIT_OK)  # rank 0 writes
         columns = list(BASE_COLUMNS) + (["score_label"] if any(
             r.score_label is not None for r in done) else [])
-        _write_rows(reporter, extras, output, fmt, columns, done, iter(()), null=null,
-                    quiet=quiet, problems=problems, resume=resume)
+        _write_rows(reporter, extras, output, fmt, groups.columns(columns), done, iter(()),
+                    null=null, quiet=quiet, problems=problems, groups=groups, resume=resume)
 
     from grmpiqa.scoring.engine import score_paths
     from grmpiqa.weights.loading import load_model
@@ -175,13 +183,14 @@ def score(
         score=lambda loaded_model, mine: score_paths(
             mine, loaded_model, batch_size=batch_size, workers=workers, draft=draft,
             max_pixels=max_pixels, expand=False, known_errors=problems, gpu_decode=gpu_decode,
-            shards=tars),
+            shards=tars, features=groups.features, thumbnails=groups.thumbnails),
     )
     if results is None:  # a torchrun rank other than 0: its share is done, rank 0 writes
         raise typer.Exit(EXIT_OK)
     columns = [*BASE_COLUMNS, "score_label"] if loaded.label is not None else list(BASE_COLUMNS)
-    _write_rows(reporter, extras, output, fmt, columns, done, results, null=null, quiet=quiet,
-                problems=problems, resume=resume)
+    extras.use_label_scale(loaded.label, quiet)
+    _write_rows(reporter, extras, output, fmt, groups.columns(columns), done, results,
+                null=null, quiet=quiet, problems=problems, groups=groups, resume=resume)
 
 
 def _check_scale_options(fmt: str, output: str | None, gpu_decode: str) -> None:
@@ -237,10 +246,11 @@ def _nothing_left(output: str, done: list[ScoreResult]) -> NoReturn:
 
 def _write_rows(reporter: Any, extras: workflow.ScoreWorkflow, output: str | None, fmt: str,
                 columns: list[str], done: list[ScoreResult], results: Iterator[ScoreResult], *,
-                null: bool, quiet: bool, problems: dict[str, str], resume: bool) -> NoReturn:
+                null: bool, quiet: bool, problems: dict[str, str],
+                groups: grouping.ScoreGrouping, resume: bool) -> NoReturn:
     """Write the kept rows, then each new one as it is scored; exits with the run's status."""
     target, stream, rows = _open_output(output, fmt, columns, null=null, resume=resume)
-    writer = extras.wrap(rows, quiet=quiet)
+    writer = groups.wrap(extras.wrap(rows, quiet=quiet))
     if not reporter.total and not done:
         say("warning: no image files found")
     tally = Tally(done)
@@ -250,6 +260,7 @@ def _write_rows(reporter: Any, extras: workflow.ScoreWorkflow, output: str | Non
             extras.observe(row, say, rate=False)
         with reporter:
             for result in results:
+                result = groups.add(result)
                 reporter.write_row(lambda r=result: (writer.write(r), stream and stream.flush()))
                 tally.add(result, problems)
                 if not result.ok:
@@ -258,6 +269,7 @@ def _write_rows(reporter: Any, extras: workflow.ScoreWorkflow, output: str | Non
                 reporter.advance()
     except KeyboardInterrupt as exc:
         writer.close()
+        groups.write_page()
         total = reporter.total + len(done)
         if target is not None:
             target.commit()
@@ -270,15 +282,17 @@ def _write_rows(reporter: Any, extras: workflow.ScoreWorkflow, output: str | Non
     except BaseException:
         if target is not None:
             target.discard()
+        groups.discard()
         raise
     writer.close()
+    page_failed = groups.write_page()
     if target is not None:
         target.commit()
     extras.finish()
     closing = tally.closing_line(extras.problems, extras.left_out)
     if closing:
         say(closing)  # also with -q: a non-zero exit always says why
-    raise typer.Exit(EXIT_SOME_FAILED if closing else EXIT_OK)
+    raise typer.Exit(EXIT_SOME_FAILED if closing or page_failed else EXIT_OK)
 
 
 def _open_output(output: str | None, fmt: str, columns: list[str], *, null: bool,

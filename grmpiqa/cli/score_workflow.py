@@ -44,9 +44,10 @@ MaxScoreOption = Annotated[float | None, typer.Option(
 XmpOption = Annotated[bool, typer.Option(
     "--xmp", help="Write each scored photo's star rating (xmp:Rating 1-5) into its XMP sidecar "
                   "(IMG_1.jpg -> IMG_1.xmp), keeping all the sidecar already holds.")]
-RatingThresholdsOption = Annotated[str, typer.Option(
-    "--rating-thresholds", metavar="T2,T3,T4,T5",
-    help="Scores at which 2, 3, 4 and 5 stars begin (below T2: 1 star).")]
+RatingThresholdsOption = Annotated[str | None, typer.Option(
+    "--rating-thresholds", metavar="T2,T3,T4,T5", show_default=DEFAULT_RATING_THRESHOLDS,
+    help="Scores at which 2, 3, 4 and 5 stars begin (below T2: 1 star). Weights adapted to "
+         "star ratings write their own stars (rounded score_label) unless this is given.")]
 SummaryOption = Annotated[bool, typer.Option(
     "--summary", help="After the rows, print on stderr: count, mean, quartiles, a histogram "
                       "and the number of failures.")]
@@ -57,6 +58,7 @@ class ScoreWorkflow:
     selection: Selection
     rater: SidecarRater | None = None
     summary: bool = False
+    fixed_thresholds: bool = False
     scores: list[float] = field(default_factory=list)
     failed: int = 0
     problems: int = 0
@@ -64,7 +66,7 @@ class ScoreWorkflow:
 
     @classmethod
     def from_options(cls, *, sort: str | None, top: int | None, min_score: float | None,
-                     max_score: float | None, xmp: bool, rating_thresholds: str,
+                     max_score: float | None, xmp: bool, rating_thresholds: str | None,
                      summary: bool) -> ScoreWorkflow:
         """Check the options; a bad one is a usage error (exit 2) naming it."""
         if sort is not None and sort not in SORT_KEYS:
@@ -79,10 +81,22 @@ class ScoreWorkflow:
         rater = None
         if xmp:
             try:
-                rater = SidecarRater(parse_thresholds(rating_thresholds))
+                thresholds = parse_thresholds(rating_thresholds or DEFAULT_RATING_THRESHOLDS)
             except ValueError as exc:
                 raise typer.BadParameter(str(exc), param_hint="--rating-thresholds") from None
-        return cls(selection=selection, rater=rater, summary=summary)
+            rater = SidecarRater(thresholds)
+        return cls(selection=selection, rater=rater, summary=summary,
+                   fixed_thresholds=rating_thresholds is not None)
+
+    def use_label_scale(self, label: Any, quiet: bool = False) -> None:
+        """Weights that learned star ratings write their own stars, unless thresholds
+        were given."""
+        if self.rater is None or self.fixed_thresholds or not getattr(label, "stars", False):
+            return
+        self.rater.on_label_scale = True
+        if not quiet:
+            say(f"--xmp: these weights learned star ratings ({label.low:g}..{label.high:g}): "
+                "each photo gets its predicted stars (score_label rounded, 1..5)")
 
     def wrap(self, writer: Any, *, quiet: bool = False) -> SelectingWriter:
         """Filter and order the rows; ``quiet`` also silences --format paths' per-file warning."""
@@ -101,7 +115,7 @@ class ScoreWorkflow:
         self.scores.append(result.score)
         if self.rater is not None and rate:
             try:
-                self.rater.rate(result.path, result.score)
+                self.rater.rate(result.path, result.score, result.score_label)
             except XmpError as exc:
                 self.problems += 1
                 from grmpiqa.io.output import display_path

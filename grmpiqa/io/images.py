@@ -89,22 +89,27 @@ def open_image(path: str, *, draft_size: int | None = None,
 
         return open_raw(path, draft_size=draft_size, max_pixels=max_pixels,
                         open_preview=open_with_pillow)
-    if extension in HEIF_EXTENSIONS:
+    enable_heif_for(path)
+    return open_with_pillow(path, draft_size=draft_size, max_pixels=max_pixels)
+
+
+def enable_heif_for(path: str) -> None:
+    """Register pillow-heif when ``path`` is HEIC/HEIF by its name or its content."""
+    if extension_of(path) in HEIF_EXTENSIONS:
         enable_heif()
     elif not _heif_enabled:
         try:
             with open(path, "rb") as handle:
                 head = handle.read(64)
         except OSError:
-            head = b""  # Pillow reports the problem below
+            head = b""  # Pillow reports the problem later
         if looks_like_heif(head):
             enable_heif()
-    return open_with_pillow(path, draft_size=draft_size, max_pixels=max_pixels)
 
 
-def open_with_pillow(source: str | IO[bytes], *, draft_size: int | None = None,
-                     max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
-    """Pillow's part of :func:`open_image`, for a path or an in-memory file."""
+def open_lazily(source: str | IO[bytes], *, max_pixels: int = DEFAULT_MAX_PIXELS
+                ) -> Image.Image:
+    """Pillow's ``Image.open``: the header is read, no pixel is decoded yet."""
     if max_pixels > 2 * (Image.MAX_IMAGE_PIXELS or 0):
         Image.MAX_IMAGE_PIXELS = max_pixels // 2 + 1  # only ever loosened, at the user's request
     try:
@@ -124,7 +129,13 @@ def open_with_pillow(source: str | IO[bytes], *, draft_size: int | None = None,
         raise ImageError(f"cannot open ({exc.strerror or describe(exc)})") from None
     except Exception as exc:
         raise ImageError(f"cannot open ({describe(exc)})") from None
-    with image:
+    return image
+
+
+def open_with_pillow(source: str | IO[bytes], *, draft_size: int | None = None,
+                     max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
+    """Pillow's part of :func:`open_image`, for a path or an in-memory file."""
+    with open_lazily(source, max_pixels=max_pixels) as image:
         width, height = image.size
         if width < 1 or height < 1:
             raise ImageError(f"has no pixels ({width}x{height})")

@@ -160,7 +160,9 @@ class TableWriter(_TextWriter):
     def __init__(self, stream: IO[bytes], columns: Sequence[str]) -> None:
         super().__init__(stream, columns)
         self.show_label = "score_label" in self.columns
-        head = f"{'score':>8}  " + (f"{'label':>10}  " if self.show_label else "") + "path"
+        self.show_burst = "burst" in self.columns
+        head = (f"{'score':>8}  " + (f"{'label':>10}  " if self.show_label else "")
+                + (f"{'burst':>6} {'rank':>4}  " if self.show_burst else "") + "path")
         self.text.write(head + "\n")
 
     def write(self, result: Any) -> None:
@@ -169,6 +171,9 @@ class TableWriter(_TextWriter):
         if self.show_label:
             label = getattr(result, "score_label", None)
             line += f"{'-' if label is None else f'{label:.3f}':>10}  "
+        if self.show_burst:
+            burst, rank = getattr(result, "burst", None), getattr(result, "burst_rank", None)
+            line += f"{burst or '-':>6} {rank or '-':>4}  "
         line += display_path(result.path)
         if result.error:
             line += f"  [error: {_text(result.error)}]"

@@ -10,6 +10,7 @@ its weights were trained with.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -55,24 +56,32 @@ def _checked_squash(image: Image.Image, cfg: PreprocessConfig) -> torch.Tensor:
 
 
 def load_pixels(path: str, cfg: PreprocessConfig, *, draft: bool = False,
-                max_pixels: int = DEFAULT_MAX_PIXELS) -> torch.Tensor:
+                max_pixels: int = DEFAULT_MAX_PIXELS,
+                inspect: Callable[[Image.Image], None] | None = None) -> torch.Tensor:
     """Decode and preprocess one file; raises :class:`ImageError` with the reason.
 
     ``draft=True`` is ``--fast-decode``: big JPEGs decode at 1/2, 1/4 or 1/8
     scale, which is faster but not the authors' pixels (docs/method.md).
+    ``inspect`` sees the decoded, upright RGB image before it is squashed (burst
+    signals and report thumbnails are taken from it: no second decode).
     """
     image = open_image(path, draft_size=draft_size(cfg) if draft else None,
                        max_pixels=max_pixels)
+    if inspect is not None:
+        inspect(image)
     return _checked_squash(image, cfg)
 
 
 def load_encoded_pixels(data: bytes, name: str, cfg: PreprocessConfig, *, draft: bool = False,
-                        max_pixels: int = DEFAULT_MAX_PIXELS) -> torch.Tensor:
+                        max_pixels: int = DEFAULT_MAX_PIXELS,
+                        inspect: Callable[[Image.Image], None] | None = None) -> torch.Tensor:
     """:func:`load_pixels` for a photo in memory (a tar member); ``name`` gives its type."""
     from grmpiqa.io.encoded import open_encoded
 
     image = open_encoded(data, name, draft_size=draft_size(cfg) if draft else None,
                          max_pixels=max_pixels)
+    if inspect is not None:
+        inspect(image)
     return _checked_squash(image, cfg)
 
 

@@ -204,6 +204,16 @@ class QualityModel(nn.Module):
         """Quality in [0, 1], higher is better, for a batch of preprocessed pixels."""
         return quality_from_logits(self(pixels))
 
+    def predict_with_embedding(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Quality as :meth:`predict` and the L2-normalised image embedding, from one pass.
+
+        Burst grouping compares photos by the same image features the score is
+        computed from, so it costs no second network run.
+        """
+        image = self.encode_image(self.normalize(pixels))
+        logits = clip_logits(image, self.class_text_features(), self.clip.logit_scale)
+        return quality_from_logits(logits), nn.functional.normalize(image.float(), dim=-1)
+
     @torch.inference_mode()
     def score(self, images: Any, batch_size: int = 32) -> list[float]:
         """Score PIL images or RGB tensors (CHW or NCHW, uint8 or [0, 1] floats) of any size."""

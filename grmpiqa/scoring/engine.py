@@ -11,8 +11,8 @@ import contextlib
 import logging
 import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch.utils.data import DataLoader, Dataset
@@ -23,7 +23,7 @@ from grmpiqa.io.images import DEFAULT_MAX_PIXELS
 from grmpiqa.io.inputs import DEFAULT_EXTENSIONS, expand_inputs, normalise_extensions
 from grmpiqa.io.shards import ShardIndex, expand_shards
 from grmpiqa.model.acceleration import autocast_context
-from grmpiqa.results import ModelSource, ScoreResult
+from grmpiqa.results import ModelSource, PhotoFeatures, ScoreResult
 from grmpiqa.scoring.gpu_decode import EncodedJpeg, GpuDecoder, resolve_gpu_decode
 from grmpiqa.scoring.sources import Sources
 
@@ -31,6 +31,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from grmpiqa.model.network import QualityModel
 
 log = logging.getLogger("grmpiqa")
+Prediction = tuple[float, Any]  # a score and the image embedding (None unless asked for)
 
 
 @dataclass
@@ -38,10 +39,37 @@ class Batch:
     indices: list[int]
     pixels: torch.Tensor | None
     errors: dict[int, str]
+    features: dict[int, PhotoFeatures] = field(default_factory=dict)
     encoded: dict[int, EncodedJpeg] = field(default_factory=dict)  # left for the GPU
 
 
-Item = tuple[int, "torch.Tensor | EncodedJpeg | None", "str | None"]
+@dataclass(frozen=True)
+class SignalOptions:
+    """What the workers take besides the pixels: the perceptual hash and EXIF capture
+    time always, a JPEG thumbnail of at most ``thumbnail`` pixels a side when it is > 0."""
+
+    thumbnail: int = 0
+
+
+Item = tuple[int, "torch.Tensor | EncodedJpeg | None", "str | None", "PhotoFeatures | None"]
+
+
+class _Signals:
+    """Collects the signals of one decoded image (called before it is squashed)."""
+
+    def __init__(self, options: SignalOptions) -> None:
+        self.options = options
+        self.hash = 0
+        self.layout = b""
+        self.thumbnail: bytes | None = None
+
+    def __call__(self, image: Any) -> None:
+        from grmpiqa.io.signals import HASH_SIDE, hash_and_layout, reduced, thumbnail_jpeg
+
+        small = reduced(image, max(2 * HASH_SIDE, self.options.thumbnail))
+        self.hash, self.layout = hash_and_layout(small)
+        if self.options.thumbnail > 0:
+            self.thumbnail = thumbnail_jpeg(small, self.options.thumbnail)
 
 
 class ImageFiles(Dataset):
@@ -51,38 +79,51 @@ class ImageFiles(Dataset):
     def __init__(self, paths: Sequence[str], cfg: PreprocessConfig, *, draft: bool = False,
                  max_pixels: int = DEFAULT_MAX_PIXELS,
                  known_errors: Mapping[str, str] | None = None,
-                 shards: ShardIndex | None = None, gpu_jpeg: bool = False) -> None:
+                 shards: ShardIndex | None = None, gpu_jpeg: bool = False,
+                 signals: SignalOptions | None = None) -> None:
         self.paths = list(paths)
         self.known_errors = dict(known_errors or {})
         self.cfg = cfg
+        self.signals = signals
+        # signals need the decoded image on the CPU: no GPU decoding with them
         self.sources = Sources(cfg, shards or ShardIndex(DEFAULT_EXTENSIONS), draft=draft,
-                               max_pixels=max_pixels, gpu_jpeg=gpu_jpeg)
+                               max_pixels=max_pixels, gpu_jpeg=gpu_jpeg and signals is None)
         self.decode_on_cpu = self.sources.decode_on_cpu
 
     def __len__(self) -> int:
         return len(self.paths)
 
     def __getitem__(self, index: int) -> Item:
-        if self.paths[index] in self.known_errors:
-            return index, None, self.known_errors[self.paths[index]]
+        path = self.paths[index]
+        if path in self.known_errors:
+            return index, None, self.known_errors[path], None
+        seen = _Signals(self.signals) if self.signals is not None else None
         try:
-            return index, self.sources.load(self.paths[index]), None
+            pixels = self.sources.load(path, inspect=seen)
         except ImageError as exc:
-            return index, None, str(exc)
+            return index, None, str(exc), None
         except MemoryError:
-            return index, None, "out of memory while decoding"
+            return index, None, "out of memory while decoding", None
         except Exception as exc:  # a decoder bug must not cost the other photos
-            return index, None, f"unexpected {type(exc).__name__}: {exc}"
+            return index, None, f"unexpected {type(exc).__name__}: {exc}", None
+        if seen is None:
+            return index, pixels, None, None
+        from grmpiqa.io.signals import read_capture
+
+        features = PhotoFeatures(seen.hash, seen.layout, capture=read_capture(path),
+                                 thumbnail=seen.thumbnail)
+        return index, pixels, None, features
 
 
 def collate(items: list[Item]) -> Batch:
-    good = [(i, px) for i, px, _ in items if isinstance(px, torch.Tensor)]
+    good = [(i, px) for i, px, _, _ in items if isinstance(px, torch.Tensor)]
     pixels = torch.stack([px for _, px in good]) if good else None
     return Batch(
-        indices=[i for i, _, _ in items],
+        indices=[i for i, _, _, _ in items],
         pixels=pixels,
-        errors={i: err for i, _, err in items if err is not None},
-        encoded={i: px for i, px, _ in items if isinstance(px, EncodedJpeg)},
+        errors={i: err for i, _, err, _ in items if err is not None},
+        features={i: f for i, _, _, f in items if f is not None},
+        encoded={i: px for i, px, _, _ in items if isinstance(px, EncodedJpeg)},
     )
 
 
@@ -103,14 +144,15 @@ def _lower_priority(_: int) -> None:
 def iter_batches(paths: Sequence[str] | ImageFiles, cfg: PreprocessConfig | None = None, *,
                  batch_size: int, workers: int, pin_memory: bool = False, draft: bool = False,
                  max_pixels: int = DEFAULT_MAX_PIXELS, yield_cpu: bool = False,
-                 known_errors: Mapping[str, str] | None = None) -> Iterator[Batch]:
+                 known_errors: Mapping[str, str] | None = None,
+                 signals: SignalOptions | None = None) -> Iterator[Batch]:
     """Decoded batches of ``paths`` (or of a ready :class:`ImageFiles`), in order."""
     if isinstance(paths, ImageFiles):
         dataset = paths
     else:
         assert cfg is not None, "cfg is needed to decode paths"
         dataset = ImageFiles(paths, cfg, draft=draft, max_pixels=max_pixels,
-                             known_errors=known_errors)
+                             known_errors=known_errors, signals=signals)
     workers = max(0, min(workers, -(-len(dataset) // batch_size)))
     loader = DataLoader(
         dataset,
@@ -146,18 +188,26 @@ class BackoffPredictor:
     does not fit even alone gets an error row.
     """
 
-    def __init__(self, model: QualityModel) -> None:
+    def __init__(self, model: QualityModel, *, embeddings: bool = False) -> None:
         self.model = model
+        self.embeddings = embeddings
         self.limit: int | None = None
+        self.embeddings = embeddings
 
-    def _run(self, pixels: torch.Tensor) -> list[float]:
+    def _run(self, pixels: torch.Tensor) -> list[Prediction]:
         device = self.model.device
+        pixels = pixels.to(device, non_blocking=True)
         with torch.inference_mode(), autocast_context(device, self.model.precision):
-            quality = self.model.predict(pixels.to(device, non_blocking=True))
-        return quality.float().cpu().tolist()
+            if not self.embeddings:
+                quality = self.model.predict(pixels)
+                return [(q, None) for q in quality.float().cpu().tolist()]
+            quality, embedding = self.model.predict_with_embedding(pixels)
+        vectors = list(embedding.float().cpu().numpy())
+        return list(zip(quality.float().cpu().tolist(), vectors, strict=True))
 
-    def __call__(self, pixels: torch.Tensor) -> list[float | None]:
-        out: list[float | None] = []
+    def __call__(self, pixels: torch.Tensor) -> list[Prediction | None]:
+        """(score, embedding or None) per image; None for one that never fits in memory."""
+        out: list[Prediction | None] = []
         start, total = 0, pixels.shape[0]
         while start < total:
             size = min(self.limit or total, total - start)
@@ -179,13 +229,18 @@ class BackoffPredictor:
 
 
 def score_batches(model: QualityModel, batches: Iterable[Batch], paths: Sequence[str],
-                  gpu: GpuDecoder | None = None) -> Iterator[ScoreResult]:
+                  gpu: GpuDecoder | None = None, *, embeddings: bool = False
+                  ) -> Iterator[ScoreResult]:
     """Run the model on decoded batches and yield one result per path, in order; ``gpu``
-    decodes the JPEGs a batch holds encoded."""
+    decodes the JPEGs a batch holds encoded.
+
+    With ``embeddings`` each result's ``features`` (taken by the workers) also
+    gets the image embedding of the same forward pass.
+    """
     label = getattr(model, "label", None)
-    predict = BackoffPredictor(model)
+    predict = BackoffPredictor(model, embeddings=embeddings)
     for batch in batches:
-        scores: dict[int, float | None] = {}
+        scores: dict[int, Prediction | None] = {}
         if batch.encoded:
             if gpu is None:
                 raise ValueError("a batch holds encoded JPEGs but no GPU decoder was given")
@@ -196,10 +251,15 @@ def score_batches(model: QualityModel, batches: Iterable[Batch], paths: Sequence
         if pixels is not None:
             scores = dict(zip(good, predict(pixels), strict=True))
         for index in batch.indices:
-            value = scores.get(index)
-            if value is not None:
+            prediction = scores.get(index)
+            if prediction is not None:
+                value, vector = prediction
+                features = batch.features.get(index)
+                if features is not None and vector is not None:
+                    features = replace(features, embedding=vector)
                 yield ScoreResult(paths[index], value, None,
-                                  label.to_label(value) if label is not None else None)
+                                  label.to_label(value) if label is not None else None,
+                                  features)
             elif index in scores:
                 yield ScoreResult(paths[index], None, "out of memory even at batch size 1")
             else:
@@ -211,8 +271,8 @@ def score_paths(paths: Iterable[str], model: ModelSource = None, *, device: str 
                 max_pixels: int = DEFAULT_MAX_PIXELS, expand: bool = True,
                 extensions: Sequence[str] = DEFAULT_EXTENSIONS,
                 recursive: bool = True, known_errors: Mapping[str, str] | None = None,
-                gpu_decode: str = "auto", shards: ShardIndex | None = None
-                ) -> Iterator[ScoreResult]:
+                features: bool = False, thumbnails: int = 0, gpu_decode: str = "auto",
+                shards: ShardIndex | None = None) -> Iterator[ScoreResult]:
     """Score image files (folders and globs are expanded) and yield results in input order.
 
     Parameters
@@ -243,6 +303,13 @@ def score_paths(paths: Iterable[str], model: ModelSource = None, *, device: str 
     known_errors : mapping of str to str, optional
         Entries that get their row with this error and are not opened (an unreadable
         folder, a pattern that matched nothing; see ``expand_inputs``).
+    features : bool
+        Also give each result :class:`~grmpiqa.results.PhotoFeatures`: the model's
+        normalised image embedding (same forward pass), a perceptual hash and the
+        EXIF capture time; burst grouping needs them.
+    thumbnails : int
+        With ``features``: also a JPEG thumbnail of at most this many pixels a side,
+        made from the decoded image (for reports).
     gpu_decode : {"auto", "on", "off"}
         Decode JPEGs on the GPU (nvJPEG) and squash them there with the exact kernel;
         ``auto``: when the model is on a CUDA device.
@@ -274,9 +341,10 @@ def score_paths(paths: Iterable[str], model: ModelSource = None, *, device: str 
     if workers is None:
         workers = default_workers(model.device)
     dataset = ImageFiles(files, model.preprocess, draft=draft, max_pixels=max_pixels,
-                         known_errors=known, shards=shards, gpu_jpeg=use_gpu)
+                         known_errors=known, shards=shards, gpu_jpeg=use_gpu,
+                         signals=SignalOptions(thumbnails) if features else None)
     batches = iter_batches(dataset, batch_size=batch_size, workers=workers,
                            pin_memory=model.device.type == "cuda",
                            yield_cpu=model.device.type == "cpu")
     gpu = GpuDecoder(model.preprocess, model.device, dataset.decode_on_cpu) if use_gpu else None
-    yield from score_batches(model, batches, files, gpu)
+    yield from score_batches(model, batches, files, gpu, embeddings=features)

@@ -6,7 +6,9 @@ encoded (its bytes and EXIF orientation) for :class:`~grmpiqa.scoring.gpu_decode
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -26,9 +28,11 @@ class Sources:
     max_pixels: int = DEFAULT_MAX_PIXELS
     gpu_jpeg: bool = False
 
-    def load(self, path: str) -> torch.Tensor | EncodedJpeg:
+    def load(self, path: str, inspect: Callable[[Any], None] | None = None
+             ) -> torch.Tensor | EncodedJpeg:
         """The item's uint8 (3, crop, crop) pixels, or its JPEG left for the GPU; raises
-        :class:`~grmpiqa.errors.ImageError` naming the problem."""
+        :class:`~grmpiqa.errors.ImageError` naming the problem. ``inspect`` sees the
+        decoded image of an item decoded here (see :func:`~grmpiqa.io.preprocess.load_pixels`)."""
         if self.shards.is_member(path):
             data = self.shards.read(path)
         elif is_shard(path):
@@ -37,12 +41,13 @@ class Sources:
         elif self.gpu_jpeg and (data := read_jpeg(path)) is not None:
             pass
         else:
-            return load_pixels(path, self.cfg, draft=self.draft, max_pixels=self.max_pixels)
+            return load_pixels(path, self.cfg, draft=self.draft, max_pixels=self.max_pixels,
+                               inspect=inspect)
         if self.gpu_jpeg and (orientation := probe_jpeg(data, self.max_pixels)) is not None:
             return EncodedJpeg(torch.frombuffer(bytearray(data), dtype=torch.uint8),
                                orientation, path)
         return load_encoded_pixels(data, path, self.cfg, draft=self.draft,
-                                   max_pixels=self.max_pixels)
+                                   max_pixels=self.max_pixels, inspect=inspect)
 
     def decode_on_cpu(self, jpeg: EncodedJpeg) -> torch.Tensor:
         """For a JPEG the GPU refused: Pillow, in the main process, full resolution."""

@@ -24,9 +24,10 @@ from grmpiqa.errors import ConfigError
 from grmpiqa.io.images import DEFAULT_MAX_PIXELS
 from grmpiqa.model.devices import resolve_device
 from grmpiqa.progress import Progress, or_silent
+from grmpiqa.results import Ratings
 from grmpiqa.training.data import decode_rows, split_validation
 from grmpiqa.training.finetune import AdaptOptions, EvaluationRecord, FewShotTrainer, TrainingState
-from grmpiqa.training.labels import LabelTable, read_labels, require_usable
+from grmpiqa.training.labels import LabelTable, ratings_table, read_labels, require_usable
 from grmpiqa.training.teacher import SceneTeacher, differing_keys
 from grmpiqa.training.trainable import trainable_names
 from grmpiqa.weights.checkpoints import (
@@ -134,7 +135,7 @@ class _Start:
     run_id: str
 
 
-def adapt(labels: PathLike | LabelTable, out: PathLike | None = None, *,
+def adapt(labels: PathLike | LabelTable | Ratings, out: PathLike | None = None, *,
           model: str | None = None, init: PathLike | None = None,
           image_column: str | None = None, score_column: str | None = None,
           root: PathLike | None = None, lower_is_better: bool = False,
@@ -150,8 +151,10 @@ def adapt(labels: PathLike | LabelTable, out: PathLike | None = None, *,
 
     Parameters
     ----------
-    labels : path or LabelTable
-        A CSV of image paths and scores, or a table from ``read_labels``.
+    labels : path, LabelTable or Ratings
+        A CSV of image paths and scores, a table from ``read_labels``, or the star
+        ratings from ``grmpiqa.read_ratings`` (the weights then write stars on that
+        scale with ``score --xmp``).
     out : path, optional
         Where to write the best weights (``*.safetensors``, atomically); a checkpoint is
         kept beside it at every evaluation.
@@ -197,6 +200,8 @@ def adapt(labels: PathLike | LabelTable, out: PathLike | None = None, *,
         checkpoint_path_for(out_path) if out_path is not None else None
     if resume and ckpt is None:
         raise ConfigError("--resume needs --out (the checkpoint lives beside it)")
+    if isinstance(labels, Ratings):
+        labels = ratings_table(labels)
     table = labels if isinstance(labels, LabelTable) else read_labels(
         labels, image_column=image_column, score_column=score_column, root=root,
         lower_is_better=lower_is_better)
@@ -298,7 +303,7 @@ def _finish(begin: _Start, opts: AdaptOptions, trainer: FewShotTrainer, final: T
         metadata = WeightsMetadata(start.backbone_spec, start.config, start.preprocess,
                                    label=start.label, training=summary,
                                    source=f"grmpiqa adapt on {len(table.rows)} labels from "
-                                          f"{Path(table.source).name}")
+                                          f"{table.name}")
         save_weights(out_path, weights_to_save(start, copies), metadata)
     if ckpt is not None and final.stopped.startswith("learning rate"):
         ckpt.unlink(missing_ok=True)
@@ -334,7 +339,7 @@ def _summary(table: LabelTable, opts: AdaptOptions, trainer: FewShotTrainer,
         "trainable": opts.trainable,
         "val_fraction": opts.val_fraction,
         "start": start,
-        "label_file": Path(table.source).name,
+        "label_file": table.name,
         "label_columns": [table.image_column, table.score_column],
         "seconds_per_epoch": state.train_seconds / state.timed_epochs
         if state.timed_epochs else None,

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from grmpiqa.config import LabelScale
 from grmpiqa.errors import GrmpiqaError
+from grmpiqa.results import Ratings
 
 IMAGE_COLUMNS = ("path", "image", "file", "filename")
 SCORE_COLUMNS = ("score", "mos", "label", "rating")
@@ -72,6 +73,9 @@ class LabelTable:
     score_column: str
     higher_is_better: bool = True
     problems: tuple[Problem, ...] = field(default=(), compare=False)
+    # Rows of a CSV are named by their line; rows read from XMP ratings by their photo.
+    numbered: bool = True
+    stars: bool = False  # read from XMP star ratings
 
     @property
     def paths(self) -> list[str]:
@@ -81,8 +85,16 @@ class LabelTable:
     def scores(self) -> list[float]:
         return [row.score for row in self.rows]
 
+    @property
+    def name(self) -> str:
+        """The labels' file name, or what they were read from."""
+        return Path(self.source).name if self.numbered else self.source
+
     def scale(self) -> LabelScale:
-        return label_scale(self.scores, self.higher_is_better)
+        scale = label_scale(self.scores, self.higher_is_better)
+        if self.higher_is_better and (self.stars or looks_like_stars(self.scores)):
+            return LabelScale(scale.low, scale.high, True, stars=True)
+        return scale
 
     def targets(self) -> list[float]:
         """Scores min-max normalised to [0, 1], 1 = best, whatever the scale's direction."""
@@ -92,6 +104,11 @@ class LabelTable:
 def label_scale(scores: Sequence[float], higher_is_better: bool = True) -> LabelScale:
     """The range of the user's scores and their direction (DMOS: lower is better)."""
     return LabelScale(float(min(scores)), float(max(scores)), higher_is_better)
+
+
+def looks_like_stars(scores: Sequence[float]) -> bool:
+    """Every score a whole number from 0 to 5: star ratings (e.g. a filled ``suggest`` CSV)."""
+    return bool(scores) and all(s == int(s) and 0 <= s <= 5 for s in scores)
 
 
 def normalise_scores(scores: Sequence[float], scale: LabelScale) -> list[float]:
@@ -292,6 +309,11 @@ def read_labels(csv_path: str | os.PathLike[str], *, image_column: str | None = 
             problems.extend(Problem(message, line) for message in bad)
         else:
             rows.append(LabelRow(line, image, path, score))
+    if table.records and not any(table.cell(c, "score").strip() for _, c in table.records):
+        column = table.header[table.index["score"]].strip()
+        problems = [p for p in problems if p.message != "no score"]
+        problems.append(Problem(f"the {column!r} column is empty on every row: fill it in "
+                                "(e.g. 1-5 stars) and run again"))
     if check_files and rows == [] and seen and not any(os.path.exists(p) for p in seen):
         problems.append(Problem(f"none of the images exist under {base}; is --root right?"))
     header = table.header
@@ -309,14 +331,30 @@ def require_usable(table: LabelTable, extra: Sequence[Problem] = (), *,
     """
     problems = list(table.problems) + list(extra)
     bad_lines = {p.line for p in extra if p.line is not None}
+    if not table.numbered:  # the messages name the photos; their positions mean nothing
+        problems = [Problem(p.message) for p in problems]
     usable = [row for row in table.rows if row.line not in bad_lines]
+    noun, what = ("row", "scores") if table.numbered else ("rated photo", "ratings")
     if len(usable) < min_rows:
-        problems.append(Problem(f"only {len(usable)} usable row{'s' if len(usable) != 1 else ''};"
-                                f" {purpose} needs at least {min_rows}"))
+        problems.append(Problem(f"only {len(usable)} usable {noun}{'s' if len(usable) != 1 else ''}"
+                                f"; {purpose} needs at least {min_rows}"))
     elif len({row.score for row in usable}) == 1:
-        problems.append(Problem(f"all {len(usable)} scores are equal ({usable[0].score:g}): "
+        problems.append(Problem(f"all {len(usable)} {what} are equal ({usable[0].score:g}): "
                                 "there is no quality difference to learn from"))
     if problems:
         problems.sort(key=lambda p: (p.line is None, p.line or 0))
         raise LabelsError(table.source, problems)
     return table
+
+
+def ratings_table(ratings: Ratings) -> LabelTable:
+    """The labelled photos as adapt's label rows; unreadable photos become problems."""
+    rows, problems = [], []
+    for position, photo in enumerate(ratings.photos, start=1):
+        label = ratings.label(photo)
+        if photo.error is not None:
+            problems.append(Problem(f"{photo.path}: rating cannot be read: {photo.error}"))
+        elif label is not None:
+            rows.append(LabelRow(position, photo.path, photo.path, float(label)))
+    return LabelTable(ratings.source, tuple(rows), "path", "xmp:Rating", True, tuple(problems),
+                      numbered=False, stars=True)

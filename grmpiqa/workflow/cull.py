@@ -19,8 +19,9 @@ import shutil
 import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from grmpiqa.config import REPORT_THUMBNAIL
 from grmpiqa.errors import ConfigError
 from grmpiqa.io.atomic import atomic_write
 from grmpiqa.io.extensions import extension_of
@@ -34,10 +35,15 @@ from grmpiqa.io.inputs import (
 from grmpiqa.progress import Progress, or_silent
 from grmpiqa.results import ModelSource, ScoreResult
 
+if TYPE_CHECKING:  # pragma: no cover
+    from grmpiqa.workflow.bursts import BurstOptions
+    from grmpiqa.workflow.report import Report
+
 MODES = ("move", "copy", "link")
 SIDECAR_EXTENSIONS = ("xmp", "pp3", "dop", "aae")
 PHOTO_EXTENSIONS = PILLOW_EXTENSIONS + HEIF_EXTENSIONS + RAW_EXTENSIONS
 LOG_COLUMNS = ("action", "source", "destination", "score", "error")
+BURST_LOG_COLUMNS = (*LOG_COLUMNS, "reason")
 
 
 @dataclass(frozen=True)
@@ -74,6 +80,7 @@ class CullAction:
     destination: str
     score: float | None
     error: str | None = None
+    reason: str = ""
 
 
 def _split(name: str) -> tuple[str, str]:
@@ -121,7 +128,7 @@ def check_destination(src: str, dest: str) -> None:
 class CullPlanner:
     """Decides, photo by photo, what happens and where; remembers names it has handed out."""
 
-    def __init__(self, src: str, dest: str, *, mode: str, below: float) -> None:
+    def __init__(self, src: str, dest: str, *, mode: str, below: float | None) -> None:
         if mode not in MODES:
             raise ValueError(f"mode must be one of {', '.join(MODES)}")
         check_destination(src, dest)
@@ -129,12 +136,19 @@ class CullPlanner:
         self.taken: set[str] = set()
         self.culled = 0  # photos (groups), not files
 
-    def plan(self, group: PhotoGroup, score: float | None, error: str | None = None
-             ) -> list[CullAction]:
+    def reason(self, score: float, burst: str | None = None) -> str:
+        """Why a photo goes ("" if it stays): below the threshold, not among its burst's best
+        (``burst`` says so), or both."""
+        low = f"below {self.below:g}" if self.below is not None and score < self.below else ""
+        return "; ".join(part for part in (low, burst or "") if part)
+
+    def plan(self, group: PhotoGroup, score: float | None, error: str | None = None,
+             burst: str | None = None) -> list[CullAction]:
         """No actions for a photo that stays; one per file for a culled one."""
         if score is None:
             return [CullAction("skip", group.scored, "", None, error or "not scored")]
-        if score >= self.below:
+        reason = self.reason(score, burst)
+        if not reason:
             return []
         folder = os.path.join(self.dest, os.path.relpath(group.folder, self.src))
         stem = self._free_stem(folder, group)
@@ -144,7 +158,7 @@ class CullPlanner:
             name = os.path.basename(path)
             target = os.path.normpath(os.path.join(folder, stem + name[len(group.stem):]))
             self.taken.add(target)
-            actions.append(CullAction(self.mode, path, target, score))
+            actions.append(CullAction(self.mode, path, target, score, reason=reason))
         return actions
 
     def _free_stem(self, folder: str, group: PhotoGroup) -> str:
@@ -220,16 +234,30 @@ def perform(action: CullAction) -> CullAction:
     return action
 
 
+@dataclass(frozen=True)
+class Decision:
+    """What became of one photo (for the report): ``reason`` is empty for a kept one."""
+
+    result: ScoreResult
+    burst: int | None
+    reason: str
+
+
 class CullRun:
     """One cull: the destination is checked and the photos grouped when it is made;
-    iterating (or :meth:`actions`) scores them and yields every action as it happens."""
+    iterating (or :meth:`actions`) scores them and yields every action as it happens
+    (with bursts, once every photo is scored and grouped)."""
 
     def __init__(self, planner: CullPlanner, groups: list[PhotoGroup], model: ModelSource,
                  dry_run: bool, score_options: dict[str, Any],
-                 unreadable: dict[str, str] | None = None) -> None:
+                 unreadable: dict[str, str] | None = None, *,
+                 bursts: BurstOptions | None = None, keep: int = 1,
+                 report: Report | None = None) -> None:
         self.planner, self.groups, self.model = planner, groups, model
         self.dry_run, self.score_options = dry_run, score_options
         self.unreadable = dict(unreadable or {})
+        self.bursts, self.keep, self.report = bursts, keep, report
+        self.decisions: list[Decision] = []
 
     @property
     def culled(self) -> int:
@@ -247,14 +275,29 @@ class CullRun:
             # nothing under a folder that cannot be read can be culled: it gets a skip row
             report_to.message(f"{display_path(folder)}: skip: {reason}")
             yield CullAction("skip", folder, "", None, reason)
-        results = score_paths([g.scored for g in self.groups], self.model, expand=False,
-                              **self.score_options)
-        for action in cull_scored(self.planner, self.groups, _advancing(results, report_to),
-                                  dry_run=self.dry_run):
-            if action.error:
-                report_to.message(f"{display_path(action.source)}: {action.action}: "
-                                  f"{action.error}")
-            yield action
+        wanted = self.bursts is not None or self.report is not None
+        results: Iterable[ScoreResult] = score_paths(
+            [g.scored for g in self.groups], self.model, expand=False, features=wanted,
+            thumbnails=REPORT_THUMBNAIL if self.report is not None else 0,
+            **self.score_options)
+        results = _advancing(results, report_to)
+        if self.report is not None:
+            results = map(self.report.add, results)
+        if self.bursts is not None:
+            from grmpiqa.workflow.bursts import cull_notes
+
+            triples = cull_notes(results, self.bursts, self.keep)
+        else:
+            triples = ((r, None, None) for r in results)
+        for group, (result, burst, note) in zip(self.groups, triples, strict=True):
+            reason = self.planner.reason(result.score, note) if result.score is not None else ""
+            self.decisions.append(Decision(result, burst, reason))
+            for action in self.planner.plan(group, result.score, result.error, note):
+                action = action if self.dry_run else perform(action)
+                if action.error:
+                    report_to.message(f"{display_path(action.source)}: {action.action}: "
+                                      f"{action.error}")
+                yield action
 
     def __iter__(self) -> Iterator[CullAction]:
         return self.actions()
@@ -267,10 +310,13 @@ def _advancing(results: Iterable[ScoreResult], progress: Progress
         progress.advance()
 
 
-def cull(src: str, dest: str, *, below: float, mode: str, model: ModelSource = None,
-         dry_run: bool = False, recursive: bool = True, **score_options: Any) -> CullRun:
+def cull(src: str, dest: str, *, below: float | None = None, mode: str,
+         model: ModelSource = None, dry_run: bool = False, recursive: bool = True,
+         bursts: BurstOptions | None = None, keep: int = 1, report: Report | None = None,
+         **score_options: Any) -> CullRun:
     """Score each photo under ``src`` and move, copy or link those scored below ``below``
-    under ``dest``, keeping the folder structure and never overwriting.
+    (and, with ``bursts``, all but the best ``keep`` frames of each burst) under ``dest``,
+    keeping the folder structure and never overwriting.
 
     Parameters
     ----------
@@ -278,7 +324,7 @@ def cull(src: str, dest: str, *, below: float, mode: str, model: ModelSource = N
         The shoot: a folder, searched recursively unless ``recursive`` is false.
     dest : str
         Where culled photos go; it may not be inside ``src`` (nor ``src`` inside it).
-    below : float
+    below : float, optional
         The threshold (0..1): photos scored below it are culled.
     mode : {"move", "copy", "link"}
         What happens to a culled photo's files.
@@ -288,6 +334,13 @@ def cull(src: str, dest: str, *, below: float, mode: str, model: ModelSource = N
         Plan the actions without touching any file.
     recursive : bool
         Search sub-folders of ``src``.
+    bursts : BurstOptions, optional
+        Group bursts and near-duplicates and cull all but the best ``keep`` of each
+        (a photo goes if either rule says so). Actions then come once all are scored.
+    keep : int
+        Frames kept per burst.
+    report : grmpiqa.workflow.report.Report, optional
+        Collects thumbnails while scoring; write it from :attr:`CullRun.decisions`.
     **score_options
         Passed to :func:`grmpiqa.score_paths` (``batch_size``, ``workers``, ``device``,
         ``draft``).
@@ -297,22 +350,18 @@ def cull(src: str, dest: str, *, below: float, mode: str, model: ModelSource = N
     CullRun
         Iterate it for the :class:`CullAction` rows (one per file, and a ``skip`` row for
         each folder that could not be read; failures carry ``error`` and never stop the
-        run). A bad ``mode`` or ``dest`` raises here,
-        before anything is scored.
+        run). A bad ``mode`` or ``dest``, or neither ``below`` nor ``bursts``, raises
+        here, before anything is scored.
     """
+    if below is None and bursts is None:
+        raise ValueError("give below, bursts or both")
+    if keep < 1:
+        raise ValueError("keep must be at least 1")
     planner = CullPlanner(src, dest, mode=mode, below=below)
     unreadable: dict[str, str] = {}
     groups = find_groups(src, recursive=recursive, problems=unreadable)
-    return CullRun(planner, groups, model, dry_run, score_options, unreadable)
-
-
-def cull_scored(planner: CullPlanner, groups: Sequence[PhotoGroup],
-                results: Iterable[ScoreResult], *,
-                dry_run: bool = False) -> Iterator[CullAction]:
-    """Plan (and unless ``dry_run`` perform) the actions for groups scored in order."""
-    for group, result in zip(groups, results, strict=True):
-        for action in planner.plan(group, result.score, result.error):
-            yield action if dry_run else perform(action)
+    return CullRun(planner, groups, model, dry_run, score_options, unreadable, bursts=bursts,
+                   keep=keep, report=report)
 
 
 def default_log_path(dest: str, stamp: str) -> str:
@@ -325,13 +374,14 @@ def default_log_path(dest: str, stamp: str) -> str:
     return path
 
 
-def write_log(path: str, actions: Iterable[CullAction]) -> None:
+def write_log(path: str, actions: Iterable[CullAction],
+              columns: Sequence[str] = LOG_COLUMNS) -> None:
     """The CSV log of every action, written atomically (any file name survives)."""
     from grmpiqa.io.output import CsvWriter
 
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     with atomic_write(path) as handle:
-        writer = CsvWriter(handle, LOG_COLUMNS)
+        writer = CsvWriter(handle, columns)
         for action in actions:
             writer.write(action)
         writer.close()

@@ -6,10 +6,15 @@ Capture One and digiKam also read). If darktable's or digiKam's own
 ``xmp:Rating`` changes: every other property, namespace prefix, comment and
 the xpacket wrapper stay as they were. A sidecar that is not well-formed XMP
 is left untouched and reported. Writes are atomic and keep the file's mode.
+
+Reading (``grmpiqa adapt --from-ratings``) follows the same naming, with the
+``.xmp`` extension in any case; the file's own ``IMG_1.CR2.xmp`` wins over the
+shared ``IMG_1.xmp``, which a RAW+JPEG pair share and which carries the RAW's rating.
 """
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Sequence
 from xml.dom import minidom
@@ -63,11 +68,17 @@ def rating_for(score: float, thresholds: Sequence[float] = DEFAULT_THRESHOLDS) -
     return 1 + sum(score >= t for t in thresholds)
 
 
+def sidecar_bases(photo: str) -> tuple[str, str, str]:
+    """(folder, name, stem) of ``photo``: its sidecars are ``stem.xmp`` and ``name.xmp``."""
+    folder, name = os.path.split(photo)
+    stem = os.path.splitext(name)[0]  # the same rule as extension_of
+    return folder, name, stem
+
+
 def sidecar_paths(photo: str) -> list[str]:
     """The sidecars to write for ``photo``: ``stem.xmp`` (or an existing ``stem.XMP``),
     plus ``photo.xmp`` when that already exists."""
-    folder, name = os.path.split(photo)
-    stem = os.path.splitext(name)[0]  # the same rule as extension_of
+    folder, name, stem = sidecar_bases(photo)
     paths = []
     for candidate in (stem + ".xmp", stem + ".XMP"):
         if os.path.lexists(os.path.join(folder, candidate)):
@@ -102,14 +113,44 @@ def _prefix_taken(element: minidom.Element, prefix: str) -> bool:
     return False
 
 
-def set_rating(document: bytes, rating: int) -> bytes:
-    """``document`` (an XMP packet) with ``xmp:Rating`` set; all else kept. Raises XmpError."""
+def _parse(document: bytes) -> minidom.Document:
     if b"<!DOCTYPE" in document or b"<!ENTITY" in document:  # refused before any expansion
         raise XmpError("has a DOCTYPE, which XMP never has")
     try:
-        dom = minidom.parseString(document)
+        return minidom.parseString(document)
     except (ExpatError, ValueError) as exc:
         raise XmpError(f"malformed XML ({exc})") from None
+
+
+def read_rating(document: bytes) -> int | None:
+    """The ``xmp:Rating`` of an XMP packet (attribute or element form), or None when it has
+    none. -1 is rejected, 0 unrated, 1..5 stars. Raises XmpError for anything else."""
+    dom = _parse(document)
+    values = [d.getAttributeNS(XMP_NS, "Rating")
+              for d in dom.getElementsByTagNameNS(RDF_NS, "Description")
+              if d.hasAttributeNS(XMP_NS, "Rating")]
+    values += ["".join(c.data for c in e.childNodes if c.nodeType == c.TEXT_NODE)
+               for e in dom.getElementsByTagNameNS(XMP_NS, "Rating")]
+    ratings = {_rating_value(value) for value in values}
+    if len(ratings) > 1:
+        raise XmpError(f"holds different ratings ({', '.join(map(str, sorted(ratings)))})")
+    return ratings.pop() if ratings else None
+
+
+def _rating_value(text: str) -> int:
+    try:
+        value = float(text.strip())
+    except ValueError:
+        raise XmpError(f"xmp:Rating {text.strip()!r} is not a number") from None
+    if value != int(value) or not -1 <= value <= 5:
+        raise XmpError(f"xmp:Rating {text.strip()!r} is not -1 (rejected), 0 (unrated) "
+                       "or 1..5 stars")
+    return int(value)
+
+
+def set_rating(document: bytes, rating: int) -> bytes:
+    """``document`` (an XMP packet) with ``xmp:Rating`` set; all else kept. Raises XmpError."""
+    dom = _parse(document)
     roots = dom.getElementsByTagNameNS(RDF_NS, "RDF")
     if not roots:
         top = dom.documentElement
@@ -162,18 +203,44 @@ def _add_rating(dom: minidom.Document, rdf: minidom.Element,
     target.setAttributeNS(XMP_NS, f"{prefix}:Rating", str(rating))
 
 
+def _load(sidecar: str) -> bytes:
+    """An existing sidecar's bytes; OSError when it cannot be read."""
+    name = os.path.basename(sidecar)
+    if not os.path.isfile(sidecar):
+        raise XmpError(f"{name} is not a regular file")
+    if os.path.getsize(sidecar) > MAX_SIDECAR_BYTES:
+        raise XmpError(f"{name} is over {MAX_SIDECAR_BYTES // 2**20} MiB, not a sidecar")
+    with open(sidecar, "rb") as handle:
+        return handle.read()
+
+
+def read_sidecar(sidecar: str) -> int | None:
+    """The rating in one sidecar (None: it has none). Raises XmpError naming the file."""
+    name = os.path.basename(sidecar)
+    try:
+        document = _load(sidecar)
+    except OSError as exc:
+        raise XmpError(f"cannot read {name} ({exc.strerror or exc})") from None
+    if not document.strip():
+        return None
+    try:
+        return read_rating(document)
+    except XmpError as exc:
+        raise XmpError(f"{name}: {exc}") from None
+
+
+def stars_for_label(label: float) -> int:
+    """Stars on a star-rating label scale: ``label`` rounded half up, clamped to 1..5."""
+    return min(5, max(1, math.floor(label + 0.5)))
+
+
 def write_rating(sidecar: str, rating: int) -> None:
     """Create or update one sidecar atomically. Raises XmpError naming the problem."""
     name = os.path.basename(sidecar)
     document = NEW_SIDECAR.encode("utf-8")
     try:
         if os.path.lexists(sidecar):
-            if not os.path.isfile(sidecar):
-                raise XmpError(f"{name} is not a regular file")
-            if os.path.getsize(sidecar) > MAX_SIDECAR_BYTES:
-                raise XmpError(f"{name} is over {MAX_SIDECAR_BYTES // 2**20} MiB, not a sidecar")
-            with open(sidecar, "rb") as handle:
-                existing = handle.read()
+            existing = _load(sidecar)
             if existing.strip():
                 document = existing
         try:
@@ -190,15 +257,27 @@ def write_rating(sidecar: str, rating: int) -> None:
 
 class SidecarRater:
     """Rates photo after photo. A RAW+JPEG pair shares ``stem.xmp``: the RAW's rating wins,
-    whichever of the two comes first, because the sidecar describes the RAW."""
+    whichever of the two comes first, because the sidecar describes the RAW.
 
-    def __init__(self, thresholds: Sequence[float] = DEFAULT_THRESHOLDS) -> None:
+    ``on_label_scale``: the weights learned star ratings, so a photo gets the stars
+    the model predicts on that scale (:func:`stars_for_label` of its ``score_label``)
+    instead of the thresholds.
+    """
+
+    def __init__(self, thresholds: Sequence[float] = DEFAULT_THRESHOLDS, *,
+                 on_label_scale: bool = False) -> None:
         self.thresholds = tuple(thresholds)
+        self.on_label_scale = on_label_scale
         self._written_for_raw: set[str] = set()
 
-    def rate(self, photo: str, score: float) -> list[str]:
+    def stars(self, score: float, score_label: float | None = None) -> int:
+        if self.on_label_scale and score_label is not None:
+            return stars_for_label(score_label)
+        return rating_for(score, self.thresholds)
+
+    def rate(self, photo: str, score: float, score_label: float | None = None) -> list[str]:
         """Write the rating for ``photo``; returns the sidecars written. Raises XmpError."""
-        rating = rating_for(score, self.thresholds)
+        rating = self.stars(score, score_label)
         is_raw = extension_of(photo) in RAW_EXTENSIONS
         written, problems = [], []
         for sidecar in sidecar_paths(photo):

@@ -1,0 +1,131 @@
+"""``grmpiqa suggest PATH... -n 50 -o to_rate.csv``: which photos to rate for ``adapt``."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from grmpiqa.cli.common import (
+    EXIT_OK,
+    EXIT_SOME_FAILED,
+    BatchSizeOption,
+    DeviceOption,
+    ModelOption,
+    QuietOption,
+    WeightsOption,
+    WorkersOption,
+    cli_errors,
+    configure_logging,
+    say,
+)
+
+
+def _check_writable(path: str, option: str) -> None:
+    """Refuse, before any scoring, an output that cannot be written."""
+    target = Path(path)
+    folder = target.parent if str(target.parent) else Path(".")
+    if target.is_dir():
+        raise typer.BadParameter(f"{path} is a folder", param_hint=option)
+    if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
+        raise typer.BadParameter(f"cannot write in {folder}", param_hint=option)
+
+
+def _report(result: Any, output: str | None, html_page: str | None) -> None:
+    """What was chosen, how well it covers the collection, and what to do next."""
+    scores = sorted(r.score for r in result.chosen)
+    rated = f" ({result.already_rated} rated already, left out)" if result.already_rated else ""
+    say(f"chose {len(result.chosen)} of {result.scored} photos{rated}, scores "
+        f"{scores[0]:.3f}..{scores[-1]:.3f}; mean distance to the nearest chosen photo "
+        f"{result.coverage:.4f} (a random choice: {result.random_coverage:.4f})")
+    if html_page:
+        say(f"next: open {html_page}, press 1-5 on each photo, download ratings.csv, then: "
+            "grmpiqa adapt ratings.csv -o mine.safetensors")
+    else:
+        say(f"next: fill the rating column of {output or 'the CSV'} with 1-5 stars, then: "
+            f"grmpiqa adapt {output or 'ratings.csv'} -o mine.safetensors")
+
+
+@cli_errors
+def suggest(
+    paths: Annotated[list[str], typer.Argument(
+        help="Image files, folders (searched recursively) and globs.", show_default=False,
+        metavar="PATH")],
+    n: Annotated[int, typer.Option("-n", "--count", min=1, help="How many photos to choose.")
+                 ] = 50,
+    output: Annotated[str | None, typer.Option(
+        "--output", "-o", help="Write the labels CSV here (atomically) instead of stdout.")
+    ] = None,
+    html_page: Annotated[str | None, typer.Option(
+        "--html", help="Also write a page (no server needed) to rate the photos with keys "
+        "1-5 and download the filled CSV.")] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Chooses the first photo; the same "
+                                      "seed gives the same choice.")] = 0,
+    score_weight: Annotated[float, typer.Option(
+        "--score-weight", min=0.0, help="How much spreading over the current scores counts "
+        "beside the content: 1 makes the whole score range count as much as two unrelated "
+        "photos differ; 0 ignores scores.")] = 1.0,
+    skip_rated: Annotated[bool, typer.Option(
+        "--skip-rated", help="Never suggest photos that already have a star rating or a "
+        "reject in XMP (sidecar or embedded); they count as covered.")] = False,
+    model: ModelOption = None,
+    weights: WeightsOption = None,
+    device: DeviceOption = "auto",
+    batch_size: BatchSizeOption = 32,
+    workers: WorkersOption = None,
+    quiet: QuietOption = False,
+) -> None:
+    """Choose photos to rate so that a few labels teach `adapt` the most.
+
+    Every photo is scored; greedy k-centre over the model's image embeddings and
+    scores then picks photos unlike each other (near-identical frames only after
+    every scene has one) and spread over the score range. The CSV has the columns
+    path, rating (empty: fill in 1-5 stars) and model_score; once filled,
+    `grmpiqa adapt to_rate.csv -o mine.safetensors` learns from it.
+    Exit status: 0 done, 1 some photos could not be scored, 2 usage error.
+    """
+    configure_logging(quiet)
+    from grmpiqa.cli.progress import Reporter
+    from grmpiqa.io.inputs import expand_inputs
+    from grmpiqa.weights.loading import load_model
+    from grmpiqa.workflow.suggest import suggest as run_suggest
+    from grmpiqa.workflow.suggest import suggestion_csv, write_suggestion
+
+    for target, option in ((output, "--output"), (html_page, "--html")):
+        if target:
+            _check_writable(target, option)
+    files = expand_inputs(paths)
+    if not files:
+        raise typer.BadParameter("no image files found", param_hint="PATH")
+    loaded = load_model(weights or model, device=device, base=model)
+    with Reporter(len(files), quiet=quiet) as reporter:
+        result = run_suggest(files, n, model=loaded, seed=seed, score_weight=score_weight,
+                             batch_size=batch_size, workers=workers, skip_rated=skip_rated,
+                             progress=reporter)
+    if not result.chosen:
+        say("error: " + ("every photo scored is rated already" if result.scored
+                         else "no photo could be scored"))
+        raise typer.Exit(EXIT_SOME_FAILED)
+    from grmpiqa.workflow.rating_page import write_rating_page
+
+    try:
+        if output:
+            write_suggestion(result.chosen, output)
+        else:
+            sys.stdout.write(suggestion_csv(result.chosen))
+            sys.stdout.flush()
+        if html_page:
+            write_rating_page(result.chosen, html_page)
+    except OSError as exc:
+        say(f"error: cannot write {exc.filename or output} ({exc.strerror or exc})")
+        raise typer.Exit(EXIT_SOME_FAILED) from None
+    if not quiet:
+        _report(result, output, html_page)
+    if result.failed:
+        if not quiet:
+            say(f"{len(result.failed)} of {len(files)} photos could not be scored")
+        raise typer.Exit(EXIT_SOME_FAILED)
+    raise typer.Exit(EXIT_OK)

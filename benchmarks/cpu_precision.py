@@ -116,15 +116,22 @@ def main() -> None:
 
 
 def agreement(models: dict, photos: list[str]) -> None:
-    pixels = torch.stack([load_pixels(f, models["fp32"].preprocess) for f in photos])
-    scores = {p: predict(m, pixels)[1] for p, m in models.items()}
-    exact = scores["fp32"]
-    print(f"agreement with fp32 on {len(photos)} photos (fp32 scores span "
-          f"{max(exact) - min(exact):.4f})")
-    for p in ("bf16", "int8"):
-        diff = max(abs(a - b) for a, b in zip(scores[p], exact, strict=True))
-        print(f"  {p}: SRCC {spearmanr(scores[p], exact).statistic:.4f}, "
-              f"max |diff| {diff:.5f}")
+    """Batch by batch, all precisions on each batch, with the running figures printed
+    after each batch: a run cut short still reports on the photos it covered."""
+    scores: dict[str, list[float]] = {p: [] for p in models}
+    for i in range(0, len(photos), ARGS.batch_size):
+        pixels = torch.stack([load_pixels(f, models["fp32"].preprocess)
+                              for f in photos[i:i + ARGS.batch_size]])
+        for p, m in models.items():
+            scores[p] += predict(m, pixels)[1]
+        exact = scores["fp32"]
+        line = [f"agreement with fp32, {len(exact)} photos (fp32 span "
+                f"{max(exact) - min(exact):.4f}; {load()})"]
+        for p in ("bf16", "int8"):
+            diff = max(abs(a - b) for a, b in zip(scores[p], exact, strict=True))
+            line.append(f"{p}: SRCC {spearmanr(scores[p], exact).statistic:.4f}, "
+                        f"max |diff| {diff:.5f}")
+        print("; ".join(line), flush=True)
 
 
 if __name__ == "__main__":

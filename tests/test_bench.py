@@ -56,3 +56,16 @@ def _report(speeds, features):
 ])
 def test_recommendation_is_the_quickest_known_good_precision(features, speeds, expected):
     assert _recommend(_report(speeds, features), torch.device("cpu")) == expected
+
+
+@pytest.mark.parametrize(("warm_up", "batch", "expected"), [
+    ({"fp32": 0.4, "bf16": 0.2, "int8": 0.2}, 8, 8),    # a round of 8 takes 3.2 s
+    ({"fp32": 2.0, "bf16": 8.0, "int8": 1.0}, 8, 2),    # emulated bf16: 22 s a round of 8
+    ({"fp32": 2.0, "bf16": 2.0}, 8, 5),
+    ({"fp32": 0.0}, 8, 8),
+    ({"fp32": 50.0}, 1, 1),
+])
+def test_timed_batch_shrinks_so_that_a_round_fits_in_ten_seconds(warm_up, batch, expected):
+    from grmpiqa.model.speed import timed_batch_size
+
+    assert timed_batch_size(warm_up, batch) == expected

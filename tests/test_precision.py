@@ -110,3 +110,52 @@ def test_deprecated_torch_ao_dynamic_quantisation_is_still_there():
     assert hasattr(Linear, "from_float")
     assert hasattr(torch.ops.quantized, "linear_dynamic"), \
         f"torch {torch.__version__} lost quantized::linear_dynamic; int8 needs a new kernel"
+
+
+def _mlp_block(act_layer):
+    from open_clip.transformer import ResidualAttentionBlock
+
+    torch.manual_seed(0)
+    return ResidualAttentionBlock(16, 2, act_layer=act_layer, batch_first=True).eval()
+
+
+def test_fold_quick_gelu_keeps_the_block_output_with_one_silu():
+    import copy
+
+    from open_clip.transformer import QuickGELU
+
+    from grmpiqa.model.acceleration import fold_quick_gelu
+
+    block = _mlp_block(QuickGELU)
+    folded = copy.deepcopy(block)
+    assert fold_quick_gelu([folded]) == 1
+    assert isinstance(folded.mlp.gelu, torch.nn.SiLU)
+    x = torch.randn(3, 7, 16) * 4
+    with torch.inference_mode():
+        assert torch.allclose(folded(x), block(x), atol=1e-5)
+
+
+def test_fold_quick_gelu_leaves_other_activations_alone():
+    from grmpiqa.model.acceleration import fold_quick_gelu
+
+    block = _mlp_block(torch.nn.GELU)
+    weight = block.mlp.c_fc.weight.clone()
+    assert fold_quick_gelu([block]) == 0
+    assert isinstance(block.mlp.gelu, torch.nn.GELU)
+    assert torch.equal(block.mlp.c_fc.weight, weight)
+
+
+@pytest.mark.parametrize(("precision", "folded"), [("int8", True), ("bf16", True),
+                                                   ("fp32", False)])
+def test_quick_gelu_is_folded_on_the_fast_cpu_paths_only(tiny_hub, precision, folded):
+    from open_clip.transformer import QuickGELU
+
+    from grmpiqa.weights.loading import load_model
+    from grmpiqa.weights.manifest import parse_manifest
+
+    model = load_model("grmp-tiny", device="cpu", manifest=parse_manifest(tiny_hub.manifest, "m"))
+    blocks = model.clip.visual.transformer.resblocks
+    for block in blocks:
+        block.mlp.gelu = QuickGELU()
+    prepare_for_inference(model, precision, features=ZEN4)
+    assert all(isinstance(b.mlp.gelu, torch.nn.SiLU) == folded for b in blocks)

@@ -24,7 +24,9 @@ def bench(
     weights: WeightsOption = None,
     device: DeviceOption = "auto",
     batch_size: Annotated[int, typer.Option(
-        "--batch-size", "-b", min=1, help="Images per timed forward pass.")] = 8,
+        "--batch-size", "-b", min=1,
+        help="Images per timed forward pass, at most: fewer where one round of passes "
+        "would take over 10 s.")] = 8,
     seconds: Annotated[float, typer.Option(
         "--seconds", min=0.0, help="Time spent on timed passes after the warm-up ones.")] = 5.0,
     quiet: QuietOption = False,

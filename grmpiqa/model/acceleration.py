@@ -102,6 +102,36 @@ def pack_attention(blocks: Any) -> int:
     return swapped
 
 
+QUICK_GELU_SLOPE = 1.702
+
+
+def fold_quick_gelu(blocks: Any) -> int:
+    """Run each MLP's QuickGELU as one SiLU, with its slope folded into the weights; returns count.
+
+    QuickGELU is ``x * sigmoid(1.702 * x)``: three passes over the widest activation
+    in the block. Since it equals ``silu(1.702 * x) / 1.702``, scaling ``c_fc`` by
+    1.702 and ``c_proj``'s weight by 1/1.702 leaves one fused pass with the same
+    maths. Once int8 or bf16 has made the matrix products cheap, those passes were
+    a quarter of the image tower's time (torch.profiler, docs/performance.md).
+    """
+    folded = 0
+    for block in blocks:
+        mlp = getattr(block, "mlp", None)
+        gelu = getattr(mlp, "gelu", None)
+        fc, proj = getattr(mlp, "c_fc", None), getattr(mlp, "c_proj", None)
+        if type(gelu).__name__ != "QuickGELU" or not isinstance(fc, torch.nn.Linear) \
+                or not isinstance(proj, torch.nn.Linear):
+            continue
+        with torch.no_grad():
+            fc.weight.mul_(QUICK_GELU_SLOPE)
+            if fc.bias is not None:
+                fc.bias.mul_(QUICK_GELU_SLOPE)
+            proj.weight.div_(QUICK_GELU_SLOPE)
+        mlp.gelu = torch.nn.SiLU()
+        folded += 1
+    return folded
+
+
 def layers_to_quantize(tower: torch.nn.Module) -> list[str]:
     """Names of the image tower's linear layers that int8 pays for.
 
@@ -164,6 +194,7 @@ def quantize_image_tower(model: Any, features: CpuFeatures | None = None) -> Non
     features = detect() if features is None else features
     tower = model.clip.visual.transformer
     pack_attention(tower.resblocks)
+    fold_quick_gelu(tower.resblocks)
     # Per-channel weight scales: as fast as per-tensor here, and closer to fp32.
     spec = dict.fromkeys(layers_to_quantize(tower), per_channel_dynamic_qconfig)
     mapping = {torch.nn.Linear: _dynamic_linear_class(features.vnni)}
@@ -189,6 +220,7 @@ def prepare_for_inference(model: Any, precision: str = "auto", compile: bool = F
         # Under autocast nn.MultiheadAttention leaves its fused kernel for a path whose
         # input projection copies its weight once per sequence position on the CPU.
         pack_attention(model.clip.visual.transformer.resblocks)
+        fold_quick_gelu(model.clip.visual.transformer.resblocks)
     model.precision = resolved
     if compile:
         model.encode_image = torch.compile(model.encode_image, dynamic=None)

@@ -120,6 +120,24 @@ def _time_batches(model: Any, pixels: torch.Tensor) -> float:
     return time.perf_counter() - start
 
 
+#: Images in each precision's warm-up pass (text features, first-call costs), which
+#: also estimates how many images a timed pass can take on this machine.
+WARM_UP_IMAGES = 2
+#: Longest a round of timed passes (one per precision) should take: on a slow CPU,
+#: or where bf16 is emulated, a full batch would push `grmpiqa bench` past 30 s.
+ROUND_S = 10.0
+
+
+def timed_batch_size(warm_up_s: dict[str, float], batch_size: int,
+                     round_s: float = ROUND_S) -> int:
+    """Images per timed pass: ``batch_size``, or fewer where the warm-up passes (of
+    :data:`WARM_UP_IMAGES` images each) say a round would take longer than ``round_s``."""
+    per_image = sum(warm_up_s.values()) / WARM_UP_IMAGES
+    if per_image <= 0:
+        return batch_size
+    return max(1, min(batch_size, max(WARM_UP_IMAGES, int(round_s / per_image))))
+
+
 def measure_speed(name: str | None = None, *, weights: PathLike | None = None,
                   device: str = "auto", batch_size: int = 8, budget_s: float = 5.0,
                   hf_cache: PathLike | None = None, features: CpuFeatures | None = None,
@@ -130,7 +148,8 @@ def measure_speed(name: str | None = None, *, weights: PathLike | None = None,
     ----------
     name, weights: the model, as for :func:`grmpiqa.load_model`.
     device: where to measure (``auto``: CUDA, then MPS, then the CPU).
-    batch_size: images per timed forward pass.
+    batch_size: images per timed forward pass, at most (fewer where one round of
+        passes would take over :data:`ROUND_S` seconds; the report says how many).
     budget_s: after one warm-up pass each, timed passes go round the precisions
         (so that a drifting machine affects all alike) until this much time is spent.
     features: the CPU's features (default: detected).
@@ -143,18 +162,19 @@ def measure_speed(name: str | None = None, *, weights: PathLike | None = None,
     size = base.preprocess.crop
     pixels = torch.randint(0, 256, (batch_size, 3, size, size), dtype=torch.uint8,
                            generator=torch.Generator().manual_seed(0))
-    models, errors = {}, {}
+    models, errors, warm_up = {}, {}, {}
     candidates = candidate_precisions(target, features)
     for precision in candidates:
         progress(f"warming up {precision}")
         try:
             model = copy.deepcopy(base).to(target)
             models[precision] = prepare_for_inference(model, precision, features=features)
-            _time_batches(models[precision], pixels)
+            warm_up[precision] = _time_batches(models[precision], pixels[:WARM_UP_IMAGES])
         except Exception as exc:  # one precision failing must not hide the others
             models.pop(precision, None)
             errors[precision] = str(exc).strip().splitlines()[0] if str(exc).strip() \
                 else type(exc).__name__
+    pixels = pixels[:timed_batch_size(warm_up, batch_size)]
     spent = dict.fromkeys(models, 0.0)
     rounds = 0
     start = time.perf_counter()
@@ -164,11 +184,11 @@ def measure_speed(name: str | None = None, *, weights: PathLike | None = None,
             spent[precision] += _time_batches(model, pixels)
         rounds += 1
     speeds = tuple(
-        PrecisionSpeed(p, rounds * batch_size / spent[p] if p in spent else None, good,
+        PrecisionSpeed(p, rounds * len(pixels) / spent[p] if p in spent else None, good,
                        errors.get(p))
         for p, good in candidates.items())
     report = SpeedReport(cpu_name(), features, torch.get_num_threads(), visible_devices(),
-                         str(target), label, random_weights, batch_size, speeds, "")
+                         str(target), label, random_weights, len(pixels), speeds, "")
     return dataclasses.replace(report, recommended=_recommend(report, target))
 
 

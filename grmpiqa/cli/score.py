@@ -54,54 +54,74 @@ if TYPE_CHECKING:
     from grmpiqa.results import ScoreResult
 
 
+PathsArgument = Annotated[list[str], typer.Argument(
+    help="Image files, folders (searched recursively), globs, WebDataset .tar shards "
+         "(rows SHARD.tar/MEMBER), or - to read a list of paths from stdin.",
+    show_default=False)]
+
+FormatOption = Annotated[str | None, typer.Option(
+    "--format", "-f", metavar="FORMAT", show_default="table on a terminal, else CSV",
+    help=f"Output format: {', '.join(FORMATS)}. With --output, taken from its extension "
+         "(.csv, .tsv, .jsonl, .ndjson, .parquet) unless given; parquet needs --output "
+         "and the extra grmpiqa[parquet].")]
+
+OutputOption = Annotated[str | None, typer.Option(
+    "--output", "-o", metavar="FILE",
+    help="Write rows to this file (atomically) instead of stdout; its folder is created. "
+         "Refused: a folder, one of the photos, a photo extension.")]
+
+RecursiveOption = Annotated[bool, typer.Option(
+    "--recursive/--no-recursive", help="Search folders recursively.")]
+
+ExtOption = Annotated[list[str] | None, typer.Option(
+    "--ext", metavar="EXTS", show_default=",".join(DEFAULT_EXTENSIONS),
+    help="File extensions picked up in folders (repeat or comma-separate).")]
+
+NullOption = Annotated[bool, typer.Option(
+    "--null", "-0", help="NUL ends each record, like sort -z: in the list read from stdin "
+                         "(-) and after each path of --format paths (for xargs -0).")]
+
+MaxPixelsOption = Annotated[int, typer.Option(
+    "--max-pixels", min=1, metavar="N",
+    help="Refuse images with more pixels (decompression bombs).")]
+
+ShardOption = Annotated[str | None, typer.Option(
+    "--shard", metavar="K/N", help="Score only shard K of N (0 <= K < N) of the sorted "
+    "input list (a .tar shard counts as one entry); N jobs with K = 0..N-1 cover every "
+    "image exactly once.")]
+
+GpuDecodeOption = Annotated[str, typer.Option(
+    "--gpu-decode", metavar="auto|on|off",
+    help="Decode JPEGs on the GPU (nvJPEG) and squash them there with the same kernel; "
+         "auto: on CUDA devices.")]
+
+ResumeOption = Annotated[bool, typer.Option(
+    "--resume", help="With --output FILE: keep the rows FILE already holds (or FILE.part, "
+    "left by a killed run) and score only the photos missing from it.")]
+
+
 @cli_errors
 def score(
-    paths: Annotated[list[str], typer.Argument(
-        help="Image files, folders (searched recursively), globs, WebDataset .tar shards "
-             "(rows SHARD.tar/MEMBER), or - to read a list of paths from stdin.",
-        show_default=False)],
+    paths: PathsArgument,
     model: ModelOption = None,
     weights: WeightsOption = None,
     device: DeviceOption = "auto",
     batch_size: BatchSizeOption = 32,
     workers: WorkersOption = None,
-    fmt: Annotated[str | None, typer.Option(
-        "--format", "-f", metavar="FORMAT", show_default="table on a terminal, else CSV",
-        help=f"Output format: {', '.join(FORMATS)}. With --output, taken from its extension "
-             "(.csv, .tsv, .jsonl, .ndjson, .parquet) unless given; parquet needs --output "
-             "and the extra grmpiqa[parquet].")] = None,
-    output: Annotated[str | None, typer.Option(
-        "--output", "-o", metavar="FILE",
-        help="Write rows to this file (atomically) instead of stdout; its folder is created. "
-             "Refused: a folder, one of the photos, a photo extension.")] = None,
-    recursive: Annotated[bool, typer.Option(
-        "--recursive/--no-recursive", help="Search folders recursively.")] = True,
-    ext: Annotated[list[str] | None, typer.Option(
-        "--ext", metavar="EXTS", show_default=",".join(DEFAULT_EXTENSIONS),
-        help="File extensions picked up in folders (repeat or comma-separate).")] = None,
-    null: Annotated[bool, typer.Option(
-        "--null", "-0", help="NUL ends each record, like sort -z: in the list read from stdin "
-                             "(-) and after each path of --format paths (for xargs -0).")] = False,
-    max_pixels: Annotated[int, typer.Option(
-        "--max-pixels", min=1, metavar="N",
-        help="Refuse images with more pixels (decompression bombs).")
-    ] = DEFAULT_MAX_PIXELS,
+    fmt: FormatOption = None,
+    output: OutputOption = None,
+    recursive: RecursiveOption = True,
+    ext: ExtOption = None,
+    null: NullOption = False,
+    max_pixels: MaxPixelsOption = DEFAULT_MAX_PIXELS,
     precision: PrecisionOption = "auto",
     compile_model: CompileOption = False,
-    shard: Annotated[str | None, typer.Option(
-        "--shard", metavar="K/N", help="Score only shard K of N (0 <= K < N) of the sorted "
-        "input list (a .tar shard counts as one entry); N jobs with K = 0..N-1 cover every "
-        "image exactly once.")] = None,
-    gpu_decode: Annotated[str, typer.Option(
-        "--gpu-decode", metavar="auto|on|off",
-        help="Decode JPEGs on the GPU (nvJPEG) and squash them there with the same kernel; "
-             "auto: on CUDA devices.")] = "auto",
+    shard: ShardOption = None,
+    gpu_decode: GpuDecodeOption = "auto",
     draft: FastDecodeOption = False,
     quiet: QuietOption = False,
-    resume: Annotated[bool, typer.Option(
-        "--resume", help="With --output FILE: keep the rows FILE already holds (or FILE.part, "
-        "left by a killed run) and score only the photos missing from it.")] = False,
-    # photo-workflow options (grmpiqa/commands/score_workflow.py)
+    resume: ResumeOption = False,
+    # photo-workflow options (grmpiqa/cli/score_workflow.py, grmpiqa/cli/bursts_options.py)
     sort: workflow.SortOption = None,
     top: workflow.TopOption = None,
     min_score: workflow.MinScoreOption = None,
@@ -124,13 +144,7 @@ def score(
     143 terminated (SIGTERM); with --output, rows scored before a stop are saved.
     """
     configure_logging(quiet)
-    if output:
-        check_output_path(output)
-    if fmt is not None and fmt not in FORMATS:
-        raise typer.BadParameter(f"use one of {', '.join(FORMATS)}", param_hint="--format")
-    if fmt is None:
-        fmt = format_for_path(output) if output else ("table" if sys.stdout.isatty() else "csv")
-    _check_scale_options(fmt, output, gpu_decode)
+    fmt = _output_format(fmt, output, gpu_decode)
     extras = workflow.ScoreWorkflow.from_options(
         sort=sort, top=top, min_score=min_score, max_score=max_score, xmp=xmp,
         rating_thresholds=rating_thresholds, summary=summary)
@@ -142,19 +156,8 @@ def score(
     selected_shard = parse_shard(shard) if shard is not None else None
     check_model_options(model, weights, device, precision)
 
-    files, problems, tars = _inputs(paths, ext, recursive, null, selected_shard)
-    if xmp and tars.listings:
-        raise typer.BadParameter("XMP sidecars go beside files; members of tar shards have "
-                                 "none", param_hint="--xmp")
-    if output:
-        check_not_an_input(output, files)
-    done: list[ScoreResult] = []
-    if resume:
-        from grmpiqa.io.resume import partial_path
-
-        files, done = _not_done(files, output, fmt)
-        if not files and not partial_path(output).exists():
-            _nothing_left(output, done)
+    files, problems, tars, done = _plan(paths, ext, recursive, null, selected_shard,
+                                        output=output, fmt=fmt, resume=resume, xmp=xmp)
     install_signal_handlers()
 
     from grmpiqa.cli.progress import Reporter
@@ -191,6 +194,39 @@ def score(
     extras.use_label_scale(loaded.label, quiet)
     _write_rows(reporter, extras, output, fmt, groups.columns(columns), done, results,
                 null=null, quiet=quiet, problems=problems, groups=groups, resume=resume)
+
+
+def _output_format(fmt: str | None, output: str | None, gpu_decode: str) -> str:
+    """The format rows are written in, with --output's path checked (before any model loads)."""
+    if output:
+        check_output_path(output)
+    if fmt is not None and fmt not in FORMATS:
+        raise typer.BadParameter(f"use one of {', '.join(FORMATS)}", param_hint="--format")
+    if fmt is None:
+        fmt = format_for_path(output) if output else ("table" if sys.stdout.isatty() else "csv")
+    _check_scale_options(fmt, output, gpu_decode)
+    return fmt
+
+
+def _plan(paths: list[str], ext: list[str] | None, recursive: bool, null: bool,
+          selected_shard: Any, *, output: str | None, fmt: str, resume: bool, xmp: bool
+          ) -> tuple[list[str], dict[str, str], ShardIndex, list[ScoreResult]]:
+    """The files to score, the inputs that already failed, the tar shards, and the rows an
+    earlier run wrote (--resume); exits at once when nothing is left to score."""
+    files, problems, tars = _inputs(paths, ext, recursive, null, selected_shard)
+    if xmp and tars.listings:
+        raise typer.BadParameter("XMP sidecars go beside files; members of tar shards have "
+                                 "none", param_hint="--xmp")
+    if output:
+        check_not_an_input(output, files)
+    done: list[ScoreResult] = []
+    if resume:
+        from grmpiqa.io.resume import partial_path
+
+        files, done = _not_done(files, output, fmt)
+        if not files and not partial_path(output).exists():
+            _nothing_left(output, done)
+    return files, problems, tars, done
 
 
 def _check_scale_options(fmt: str, output: str | None, gpu_decode: str) -> None:

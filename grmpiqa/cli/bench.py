@@ -34,7 +34,8 @@ def bench(
     """Measure images/s of each precision on this machine and print the command to use.
 
     Runs the model (the cached one, or its architecture with random weights when
-    it is not downloaded: same cost) on random pixels; about 20-30 s on a laptop.
+    it is not downloaded: same cost) on random pixels; it aims at half a minute
+    (78 s measured on a busy 2-core machine).
     Exit status: 0 done, 2 usage error.
     """
     configure_logging(quiet)

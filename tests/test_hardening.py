@@ -20,6 +20,9 @@ from PIL import Image
 from grmpiqa.io.output import name_bytes, unescape_name
 from photos import texture
 
+# each test runs the grmpiqa command in a subprocess: seconds to a minute apiece
+pytestmark = pytest.mark.slow
+
 
 def grmpiqa(args, *, hub, cwd=None, stdin=b"", env=None, preexec_fn=None, timeout=300,
             python=sys.executable):

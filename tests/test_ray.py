@@ -12,6 +12,9 @@ from grmpiqa.io.shards import ShardIndex, expand_shards
 from grmpiqa.ray import Scorer
 from tarshards import good_samples, jpeg_bytes, write_shard
 
+# each test runs the grmpiqa command in a subprocess: seconds to a minute apiece
+pytestmark = pytest.mark.slow
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 

@@ -27,6 +27,9 @@ from photos import texture
 from tarshards import good_samples, write_shard
 from xmp_photos import packet
 
+# each test runs the grmpiqa command in a subprocess: seconds to a minute apiece
+pytestmark = pytest.mark.slow
+
 REPO = Path(__file__).resolve().parent.parent
 DOCUMENTS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
 _FENCE = re.compile(r"^(\s*)```(\w*)\s*$")

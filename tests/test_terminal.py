@@ -17,9 +17,13 @@ import sys
 import termios
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from photos import texture
+
+# each test runs the grmpiqa command in a subprocess: seconds to a minute apiece
+pytestmark = pytest.mark.slow
 
 _CSI = re.compile(r"\x1b\[([?0-9;]*)([A-Za-z])")
 

@@ -52,7 +52,7 @@ os.environ.pop("GRMPIQA_MANIFEST", None)
 import numpy as np  # noqa: E402
 
 from bursts_set import adjusted_rand_index, make_shoot  # noqa: E402
-from fakehub import VIT_B_16_REPO, repo_folder, write_vit_b16_cache  # noqa: E402
+from fakehub import ensure_vit_b16_cache  # noqa: E402
 from grmpiqa.config import REPORT_THUMBNAIL, BurstOptions  # noqa: E402
 from grmpiqa.io.images import open_image  # noqa: E402
 from grmpiqa.io.signals import hash_and_layout, read_capture, thumbnail_jpeg  # noqa: E402
@@ -183,9 +183,7 @@ def main() -> None:
 
     from grmpiqa.weights.loading import load_model
 
-    if not repo_folder(HF_CACHE, VIT_B_16_REPO).is_dir():
-        print(f"writing a random-weight ViT-B-16 Hub cache to {HF_CACHE} ...", file=sys.stderr)
-        write_vit_b16_cache(HF_CACHE)
+    ensure_vit_b16_cache(HF_CACHE)
     model = load_model(None, device="cpu")
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; random-weight "
           "ViT-B-16 (grmp-clive50's architecture)")

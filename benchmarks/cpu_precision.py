@@ -46,7 +46,7 @@ os.environ.pop("GRMPIQA_MANIFEST", None)
 import torch  # noqa: E402
 from scipy.stats import spearmanr  # noqa: E402
 
-from fakehub import VIT_B_16_REPO, repo_folder, write_vit_b16_cache  # noqa: E402
+from fakehub import ensure_vit_b16_cache  # noqa: E402
 from grmpiqa.io.preprocess import load_pixels  # noqa: E402
 from grmpiqa.model.acceleration import autocast_context  # noqa: E402
 from grmpiqa.model.cpu_features import detect  # noqa: E402
@@ -82,8 +82,7 @@ def report(title: str, seconds: dict[str, float], images: int) -> None:
 
 
 def main() -> None:
-    if not repo_folder(HF_CACHE, VIT_B_16_REPO).is_dir():
-        write_vit_b16_cache(HF_CACHE)
+    ensure_vit_b16_cache(HF_CACHE)
     photos = sorted(str(p) for p in ARGS.livec.glob("*.[jJ][pP][gG]"))
     print(f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; {detect().describe()}; "
           f"torch {torch.__version__}, {torch.get_num_threads()} threads; {load()}", flush=True)

@@ -49,7 +49,7 @@ os.environ.pop("GRMPIQA_MANIFEST", None)
 
 import numpy as np  # noqa: E402
 
-from fakehub import VIT_B_16_REPO, repo_folder, write_vit_b16_cache  # noqa: E402
+from fakehub import ensure_vit_b16_cache  # noqa: E402
 from grmpiqa.io.preprocess import load_pixels  # noqa: E402
 from grmpiqa.scoring.engine import score_paths  # noqa: E402
 from grmpiqa.weights.loading import load_model  # noqa: E402
@@ -125,9 +125,7 @@ def coverage_figures(model, photos: list[str], n: int) -> None:
 def main() -> None:
     import torch
 
-    if not repo_folder(HF_CACHE, VIT_B_16_REPO).is_dir():
-        print(f"writing a random-weight ViT-B-16 Hub cache to {HF_CACHE} ...", file=sys.stderr)
-        write_vit_b16_cache(HF_CACHE)
+    ensure_vit_b16_cache(HF_CACHE)
     photos = sorted(ARGS.livec.glob("*.[jJ][pP][gG]"))
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
     reading(photos[:ARGS.read_images])

@@ -49,7 +49,7 @@ HF_CACHE = ARGS.workdir / "hf"
 os.environ.update(HF_HUB_CACHE=str(HF_CACHE), HF_HUB_OFFLINE="1",
                   GRMPIQA_CACHE=str(ARGS.workdir / "grmpiqa-cache"))
 
-from fakehub import tiny_manifest, write_vit_b16_cache  # noqa: E402
+from fakehub import ensure_vit_b16_cache, tiny_manifest  # noqa: E402
 from grmpiqa.scoring.engine import score_paths  # noqa: E402
 from grmpiqa.weights.loading import load_model  # noqa: E402
 from grmpiqa.weights.manifest import parse_manifest  # noqa: E402
@@ -84,7 +84,7 @@ def pack_shards(files: list[Path], folder: Path, per_shard: int = 128) -> list[s
 
 def load() -> object:
     if ARGS.model == "vit-b16":
-        write_vit_b16_cache(HF_CACHE)
+        ensure_vit_b16_cache(HF_CACHE)
         return load_model("grmp-clive50", device=ARGS.device)
     manifest = tiny_manifest(HF_CACHE)
     return load_model("grmp-tiny", device=ARGS.device,

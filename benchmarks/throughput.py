@@ -74,17 +74,11 @@ import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 from scipy.stats import spearmanr  # noqa: E402
 
-from fakehub import VIT_B_16_REPO, repo_folder, write_vit_b16_cache  # noqa: E402
+from fakehub import ensure_vit_b16_cache  # noqa: E402
 from grmpiqa.io.preprocess import load_pixels  # noqa: E402
 from grmpiqa.model.cpu_features import detect as detect_cpu  # noqa: E402
 from grmpiqa.scoring.engine import score_paths  # noqa: E402
 from grmpiqa.weights.loading import load_model  # noqa: E402
-
-
-def ensure_cache() -> None:
-    if not repo_folder(HF_CACHE, VIT_B_16_REPO).is_dir():
-        print(f"writing a random-weight ViT-B-16 Hub cache to {HF_CACHE} ...", file=sys.stderr)
-        write_vit_b16_cache(HF_CACHE)
 
 
 def _upscale(job: tuple[Path, Path]) -> None:
@@ -181,7 +175,7 @@ def startup_seconds(args: list[str], repeat: int = 5) -> float:
 
 
 def main() -> None:
-    ensure_cache()
+    ensure_vit_b16_cache(HF_CACHE)
     photos = sorted(ARGS.livec.glob("*.[jJ][pP][gG]"))
     files = [str(p) for p in photos[:ARGS.images]]
     figures: dict[str, float] = {"images": len(files), "batch_size": ARGS.batch_size,

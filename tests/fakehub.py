@@ -181,6 +181,15 @@ def tiny_manifest(hf_cache: Path, *, backbone_repo: str = "test/tiny-clip",
     }
 
 
+def ensure_vit_b16_cache(hf_cache: Path) -> None:
+    """:func:`write_vit_b16_cache` unless ``hf_cache`` already holds the backbone."""
+    import sys
+
+    if not repo_folder(Path(hf_cache), VIT_B_16_REPO).is_dir():
+        print(f"writing a random-weight ViT-B-16 Hub cache to {hf_cache} ...", file=sys.stderr)
+        write_vit_b16_cache(Path(hf_cache))
+
+
 def write_vit_b16_cache(hf_cache: Path, seed: int = 0) -> None:
     """The real default manifest's files, with random weights, for benchmarks:
     a ViT-B-16 (QuickGELU) backbone and an authors'-layout GRMP checkpoint."""

@@ -9,7 +9,8 @@ The public API: :func:`load_model`, :func:`score_paths`, :func:`evaluate`,
 pulls in torch.
 
 Where things live: ``model/`` the network, ``weights/`` where weights come
-from, ``io/`` files in and out, ``scoring/`` batch scoring, ``training/``
+from, ``io/`` files in and out, ``data/`` from paths to decoded batches,
+``scoring/`` the model over batches, ``training/``
 adaptation and evaluation, ``pretraining/`` meta-prompt pre-training,
 ``workflow/`` culling, ratings and selection, ``cli/`` the command.
 """

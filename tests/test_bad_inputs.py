@@ -67,7 +67,7 @@ def test_a_folder_in_a_stdin_list_is_an_error_row(use_tiny_manifest, tmp_path):
 def test_a_file_that_vanishes_after_listing(use_tiny_manifest, tmp_path, monkeypatch):
     root = tmp_path / "corpus"
     write_corpus(root)
-    import grmpiqa.scoring.sources as scoring
+    import grmpiqa.data.sources as scoring
 
     real = scoring.load_pixels
 

@@ -8,7 +8,7 @@ from typer.testing import CliRunner
 
 from grmpiqa.cli.app import app
 from grmpiqa.model.cpu_features import CpuFeatures
-from grmpiqa.model.speed import PrecisionSpeed, SpeedReport, _recommend, measure_speed
+from grmpiqa.scoring.bench import PrecisionSpeed, SpeedReport, _recommend, measure_speed
 
 runner = CliRunner()
 ZEN4 = CpuFeatures.from_flags(["avx2", "avx512f", "avx512_vnni", "avx512_bf16"])
@@ -66,6 +66,6 @@ def test_recommendation_is_the_quickest_known_good_precision(features, speeds, e
     ({"fp32": 50.0}, 1, 1),
 ])
 def test_timed_batch_shrinks_so_that_a_round_fits_in_ten_seconds(warm_up, batch, expected):
-    from grmpiqa.model.speed import timed_batch_size
+    from grmpiqa.scoring.bench import timed_batch_size
 
     assert timed_batch_size(warm_up, batch) == expected

@@ -8,11 +8,8 @@ import torch
 from PIL import Image, ImageOps
 
 from grmpiqa.config import PreprocessConfig
-from grmpiqa.errors import ConfigError
-from grmpiqa.io.inputs import DEFAULT_EXTENSIONS
-from grmpiqa.io.shards import ShardIndex, expand_shards
-from grmpiqa.scoring.engine import ImageFiles, collate, score_batches
-from grmpiqa.scoring.gpu_decode import (
+from grmpiqa.data.dataset import ImageFiles, collate
+from grmpiqa.data.gpu_decode import (
     EncodedJpeg,
     GpuDecoder,
     orient,
@@ -20,7 +17,11 @@ from grmpiqa.scoring.gpu_decode import (
     resolve_gpu_decode,
     squash_crop_tensor,
 )
-from grmpiqa.scoring.resize_torch import resize_cubic
+from grmpiqa.data.resize_torch import resize_cubic
+from grmpiqa.errors import ConfigError
+from grmpiqa.io.inputs import DEFAULT_EXTENSIONS
+from grmpiqa.io.shards import ShardIndex, expand_shards
+from grmpiqa.scoring.engine import score_batches
 from photos import texture
 from tarshards import jpeg_bytes, write_shard
 

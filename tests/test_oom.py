@@ -4,7 +4,8 @@ import logging
 
 import torch
 
-from grmpiqa.scoring.engine import BackoffPredictor, Batch, is_out_of_memory, score_batches
+from grmpiqa.data.dataset import Batch
+from grmpiqa.scoring.engine import BackoffPredictor, is_out_of_memory, score_batches
 
 
 class FlakyModel:

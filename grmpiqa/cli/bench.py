@@ -39,7 +39,7 @@ def bench(
     Exit status: 0 done, 2 usage error.
     """
     configure_logging(quiet)
-    from grmpiqa.model.speed import measure_speed
+    from grmpiqa.scoring.bench import measure_speed
 
     progress = (lambda _: None) if quiet else (lambda line: say(f"bench: {line}"))
     report = measure_speed(model, weights=weights, device=device, batch_size=batch_size,

@@ -7,165 +7,28 @@ score and never stops the others.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import torch
-from torch.utils.data import DataLoader, Dataset
 
-from grmpiqa.config import PreprocessConfig
-from grmpiqa.errors import ImageError
-from grmpiqa.io.images import DEFAULT_MAX_PIXELS
+from grmpiqa.config import DEFAULT_MAX_PIXELS
+from grmpiqa.data.dataset import Batch, ImageFiles, SignalOptions
+from grmpiqa.data.gpu_decode import GpuDecoder, resolve_gpu_decode
+from grmpiqa.data.loader import default_workers, iter_batches
 from grmpiqa.io.inputs import DEFAULT_EXTENSIONS, expand_inputs, normalise_extensions
 from grmpiqa.io.shards import ShardIndex, expand_shards
 from grmpiqa.model.acceleration import autocast_context
-from grmpiqa.results import ModelSource, PhotoFeatures, ScoreResult
-from grmpiqa.scoring.gpu_decode import EncodedJpeg, GpuDecoder, resolve_gpu_decode
-from grmpiqa.scoring.sources import Sources
+from grmpiqa.results import ModelSource, ScoreResult
 
 if TYPE_CHECKING:  # pragma: no cover
     from grmpiqa.model.network import QualityModel
 
 log = logging.getLogger("grmpiqa")
 Prediction = tuple[float, Any]  # a score and the image embedding (None unless asked for)
-
-
-@dataclass
-class Batch:
-    indices: list[int]
-    pixels: torch.Tensor | None
-    errors: dict[int, str]
-    features: dict[int, PhotoFeatures] = field(default_factory=dict)
-    encoded: dict[int, EncodedJpeg] = field(default_factory=dict)  # left for the GPU
-
-
-@dataclass(frozen=True)
-class SignalOptions:
-    """What the workers take besides the pixels: the perceptual hash and EXIF capture
-    time always, a JPEG thumbnail of at most ``thumbnail`` pixels a side when it is > 0."""
-
-    thumbnail: int = 0
-
-
-Item = tuple[int, "torch.Tensor | EncodedJpeg | None", "str | None", "PhotoFeatures | None"]
-
-
-class _Signals:
-    """Collects the signals of one decoded image (called before it is squashed)."""
-
-    def __init__(self, options: SignalOptions) -> None:
-        self.options = options
-        self.hash = 0
-        self.layout = b""
-        self.thumbnail: bytes | None = None
-
-    def __call__(self, image: Any) -> None:
-        from grmpiqa.io.signals import HASH_SIDE, hash_and_layout, reduced, thumbnail_jpeg
-
-        small = reduced(image, max(2 * HASH_SIDE, self.options.thumbnail))
-        self.hash, self.layout = hash_and_layout(small)
-        if self.options.thumbnail > 0:
-            self.thumbnail = thumbnail_jpeg(small, self.options.thumbnail)
-
-
-class ImageFiles(Dataset):
-    """Decodes one file or tar member per item; errors are returned, not raised, so workers
-    never die. With ``gpu_jpeg``, JPEGs come back encoded for :class:`GpuDecoder`."""
-
-    def __init__(self, paths: Sequence[str], cfg: PreprocessConfig, *, draft: bool = False,
-                 max_pixels: int = DEFAULT_MAX_PIXELS,
-                 known_errors: Mapping[str, str] | None = None,
-                 shards: ShardIndex | None = None, gpu_jpeg: bool = False,
-                 signals: SignalOptions | None = None) -> None:
-        self.paths = list(paths)
-        self.known_errors = dict(known_errors or {})
-        self.cfg = cfg
-        self.signals = signals
-        # signals need the decoded image on the CPU: no GPU decoding with them
-        self.sources = Sources(cfg, shards or ShardIndex(DEFAULT_EXTENSIONS), draft=draft,
-                               max_pixels=max_pixels, gpu_jpeg=gpu_jpeg and signals is None)
-        self.decode_on_cpu = self.sources.decode_on_cpu
-
-    def __len__(self) -> int:
-        return len(self.paths)
-
-    def __getitem__(self, index: int) -> Item:
-        path = self.paths[index]
-        if path in self.known_errors:
-            return index, None, self.known_errors[path], None
-        seen = _Signals(self.signals) if self.signals is not None else None
-        try:
-            pixels = self.sources.load(path, inspect=seen)
-        except ImageError as exc:
-            return index, None, str(exc), None
-        except MemoryError:
-            return index, None, "out of memory while decoding", None
-        except Exception as exc:  # a decoder bug must not cost the other photos
-            return index, None, f"unexpected {type(exc).__name__}: {exc}", None
-        if seen is None:
-            return index, pixels, None, None
-        from grmpiqa.io.signals import read_capture
-
-        features = PhotoFeatures(seen.hash, seen.layout, capture=read_capture(path),
-                                 thumbnail=seen.thumbnail)
-        return index, pixels, None, features
-
-
-def collate(items: list[Item]) -> Batch:
-    good = [(i, px) for i, px, _, _ in items if isinstance(px, torch.Tensor)]
-    pixels = torch.stack([px for _, px in good]) if good else None
-    return Batch(
-        indices=[i for i, _, _, _ in items],
-        pixels=pixels,
-        errors={i: err for i, _, err, _ in items if err is not None},
-        features={i: f for i, _, _, f in items if f is not None},
-        encoded={i: px for i, px, _, _ in items if isinstance(px, EncodedJpeg)},
-    )
-
-
-def default_workers(device: torch.device) -> int:
-    """CPU: the model is the whole cost, one decoder suffices. GPU: decoding is, use the cores."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    cores = cores or 1
-    return 1 if device.type == "cpu" else min(16, cores)
-
-
-def _lower_priority(_: int) -> None:
-    """Decoders yield the CPU to the model's threads: on a CPU-bound run a decoder that
-    preempts one matrix-multiply thread stalls all of them at the next barrier."""
-    with contextlib.suppress(OSError, AttributeError):
-        os.nice(10)
-
-
-def iter_batches(paths: Sequence[str] | ImageFiles, cfg: PreprocessConfig | None = None, *,
-                 batch_size: int, workers: int, pin_memory: bool = False, draft: bool = False,
-                 max_pixels: int = DEFAULT_MAX_PIXELS, yield_cpu: bool = False,
-                 known_errors: Mapping[str, str] | None = None,
-                 signals: SignalOptions | None = None) -> Iterator[Batch]:
-    """Decoded batches of ``paths`` (or of a ready :class:`ImageFiles`), in order."""
-    if isinstance(paths, ImageFiles):
-        dataset = paths
-    else:
-        assert cfg is not None, "cfg is needed to decode paths"
-        dataset = ImageFiles(paths, cfg, draft=draft, max_pixels=max_pixels,
-                             known_errors=known_errors, signals=signals)
-    workers = max(0, min(workers, -(-len(dataset) // batch_size)))
-    loader = DataLoader(
-        dataset,
-        batch_size=batch_size,
-        shuffle=False,
-        num_workers=workers,
-        collate_fn=collate,
-        pin_memory=pin_memory,
-        prefetch_factor=4 if workers else None,
-        persistent_workers=False,
-        worker_init_fn=_lower_priority if yield_cpu and workers else None,
-    )
-    yield from loader
 
 
 def is_out_of_memory(exc: BaseException) -> bool:

@@ -15,8 +15,8 @@ import numpy as np
 import torch
 
 from grmpiqa.config import PreprocessConfig
+from grmpiqa.data.loader import iter_batches
 from grmpiqa.io.images import DEFAULT_MAX_PIXELS
-from grmpiqa.scoring.engine import iter_batches
 from grmpiqa.training.labels import LabelRow, Problem
 
 MIN_VALIDATION = 5  # fewer validation images than this cannot rank anything reliably

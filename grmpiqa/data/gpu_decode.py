@@ -4,7 +4,7 @@ With many fast GPUs the CPU cannot decode JPEGs as fast as the model scores
 them. Decoding processes then only read a JPEG's bytes and its EXIF
 orientation (a header parse); the main process decodes the batch with
 ``torchvision.io.decode_jpeg(list, device="cuda")``, turns each image upright,
-squashes it with the exact kernel (:mod:`grmpiqa.scoring.resize_torch`) and
+squashes it with the exact kernel (:mod:`grmpiqa.data.resize_torch`) and
 crops the centre. Anything else (PNG, HEIC, RAW, CMYK JPEGs, files nvJPEG
 refuses) is decoded on the CPU as usual, so each file still gets one row.
 """
@@ -22,8 +22,8 @@ import torch
 from PIL import Image
 
 from grmpiqa.config import PreprocessConfig
+from grmpiqa.data.resize_torch import resize_cubic
 from grmpiqa.errors import ConfigError
-from grmpiqa.scoring.resize_torch import resize_cubic
 
 log = logging.getLogger("grmpiqa")
 GPU_DECODE_CHOICES = ("auto", "on", "off")

@@ -1,7 +1,7 @@
 """What a decoding worker does with one input path: a file, or a member of a tar shard.
 
 Files and members decode alike; with GPU decoding on, a JPEG comes back still
-encoded (its bytes and EXIF orientation) for :class:`~grmpiqa.scoring.gpu_decode.GpuDecoder`.
+encoded (its bytes and EXIF orientation) for :class:`~grmpiqa.data.gpu_decode.GpuDecoder`.
 """
 
 from __future__ import annotations
@@ -13,11 +13,11 @@ from typing import Any
 import torch
 
 from grmpiqa.config import DEFAULT_MAX_PIXELS, PreprocessConfig
+from grmpiqa.data.gpu_decode import EncodedJpeg, probe_jpeg
 from grmpiqa.errors import ImageError
 from grmpiqa.io.images import check_regular_file
 from grmpiqa.io.preprocess import load_encoded_pixels, load_pixels
 from grmpiqa.io.shards import ShardIndex, is_shard
-from grmpiqa.scoring.gpu_decode import EncodedJpeg, probe_jpeg
 
 
 @dataclass

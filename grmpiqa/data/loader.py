@@ -1,0 +1,54 @@
+"""Decoded batches in input order, decoding in worker processes beside the model."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator, Mapping, Sequence
+
+import torch
+from torch.utils.data import DataLoader
+
+from grmpiqa.config import DEFAULT_MAX_PIXELS, PreprocessConfig
+from grmpiqa.data.dataset import Batch, ImageFiles, SignalOptions, collate
+
+
+def default_workers(device: torch.device) -> int:
+    """CPU: the model is the whole cost, one decoder suffices. GPU: decoding is, use the cores."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    cores = cores or 1
+    return 1 if device.type == "cpu" else min(16, cores)
+
+
+def _lower_priority(_: int) -> None:
+    """Decoders yield the CPU to the model's threads: on a CPU-bound run a decoder that
+    preempts one matrix-multiply thread stalls all of them at the next barrier."""
+    with contextlib.suppress(OSError, AttributeError):
+        os.nice(10)
+
+
+def iter_batches(paths: Sequence[str] | ImageFiles, cfg: PreprocessConfig | None = None, *,
+                 batch_size: int, workers: int, pin_memory: bool = False, draft: bool = False,
+                 max_pixels: int = DEFAULT_MAX_PIXELS, yield_cpu: bool = False,
+                 known_errors: Mapping[str, str] | None = None,
+                 signals: SignalOptions | None = None) -> Iterator[Batch]:
+    """Decoded batches of ``paths`` (or of a ready :class:`ImageFiles`), in order."""
+    if isinstance(paths, ImageFiles):
+        dataset = paths
+    else:
+        assert cfg is not None, "cfg is needed to decode paths"
+        dataset = ImageFiles(paths, cfg, draft=draft, max_pixels=max_pixels,
+                             known_errors=known_errors, signals=signals)
+    workers = max(0, min(workers, -(-len(dataset) // batch_size)))
+    loader = DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=False,
+        num_workers=workers,
+        collate_fn=collate,
+        pin_memory=pin_memory,
+        prefetch_factor=4 if workers else None,
+        persistent_workers=False,
+        worker_init_fn=_lower_priority if yield_cpu and workers else None,
+    )
+    yield from loader

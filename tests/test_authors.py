@@ -10,8 +10,8 @@ from fakehub import (
     authors_state_dict,
     write_authors_checkpoint,
 )
+from grmpiqa.env import cache_dir
 from grmpiqa.errors import WeightsError
-from grmpiqa.io.atomic import cache_dir
 from grmpiqa.weights.authors import authors_key, convert_state, read_checkpoint
 from grmpiqa.weights.loading import load_model
 from grmpiqa.weights.manifest import parse_manifest

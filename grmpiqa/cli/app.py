@@ -6,7 +6,6 @@ Exit codes: 0 success; 1 some files failed (their rows carry the error);
 
 from __future__ import annotations
 
-import os
 import sys
 from typing import Any
 
@@ -22,6 +21,7 @@ from grmpiqa.cli import models as models_command
 from grmpiqa.cli import pretrain as pretrain_command
 from grmpiqa.cli import score as score_command
 from grmpiqa.cli import suggest as suggest_command
+from grmpiqa.env import set_debug
 
 app = typer.Typer(
     name="grmpiqa",
@@ -78,5 +78,5 @@ def main(argv: list[str] | None = None) -> None:
     end = args.index("--") if "--" in args else len(args)
     if "--debug" in args[:end]:
         args.pop(args.index("--debug"))
-        os.environ["GRMPIQA_DEBUG"] = "1"
+        set_debug()
     readable_metavars(typer.main.get_command(app))(args=args, prog_name="grmpiqa")

@@ -92,7 +92,9 @@ def check_model_options(model: str | None, weights: str | None, device: str,
 
 
 def debug_enabled() -> bool:
-    return os.environ.get("GRMPIQA_DEBUG", "").strip() not in ("", "0", "false", "no")
+    from grmpiqa.env import debug
+
+    return debug()
 
 
 def say(message: str) -> None:

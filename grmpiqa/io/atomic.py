@@ -53,11 +53,3 @@ def atomic_write(path: str | os.PathLike[str], mode: str = "wb") -> Iterator[IO]
             os.unlink(tmp)
         raise
 
-
-def cache_dir() -> Path:
-    """grmpiqa's own cache (converted checkpoints, digests): ``$GRMPIQA_CACHE`` or XDG."""
-    override = os.environ.get("GRMPIQA_CACHE")
-    if override:
-        return Path(override)
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "grmpiqa"

@@ -27,6 +27,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from grmpiqa.env import parquet_part_rows
 from grmpiqa.errors import ConfigError, InputError
 from grmpiqa.io.atomic import file_mode_for
 from grmpiqa.results import ScoreResult
@@ -86,15 +87,6 @@ def _parts(folder: Path) -> list[tuple[int, int, Path]]:
     return sorted(found)
 
 
-def _rows_per_part() -> int:
-    value = os.environ.get("GRMPIQA_PARQUET_PART_ROWS", "")
-    try:
-        return max(1, int(value)) if value else ROWS_PER_PART
-    except ValueError:
-        raise ConfigError(f"GRMPIQA_PARQUET_PART_ROWS={value!r}: expected a whole number"
-                          ) from None
-
-
 class ParquetOutput:
     """A row writer and output target in one: ``write``, ``close``, then ``commit``."""
 
@@ -112,7 +104,7 @@ class ParquetOutput:
         self.folder.mkdir(parents=True, exist_ok=True)
         existing = _parts(self.folder)
         self.generation = max((g for g, _, _ in existing), default=0) + 1
-        self.rows_per_part = rows_per_part or _rows_per_part()
+        self.rows_per_part = rows_per_part or parquet_part_rows() or ROWS_PER_PART
         self.seconds_per_part = seconds_per_part
         self.pending: dict[str, list[Any]] = {name: [] for name in self.columns}
         self.written: list[Path] = []

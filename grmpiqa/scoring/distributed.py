@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from itertools import islice
 from typing import Any, TypeVar
 
+from grmpiqa.env import launched_rank
 from grmpiqa.errors import ConfigError
 
 T = TypeVar("T")
@@ -57,16 +58,11 @@ class RankInfo:
 
 def torchrun_rank() -> RankInfo | None:
     """The rank torchrun (or any env:// launcher) gave this process, if more than one."""
-    try:
-        world = int(os.environ.get("WORLD_SIZE", "1"))
-    except ValueError:
+    launched = launched_rank()
+    if launched is None:
         return None
-    if world <= 1 or "RANK" not in os.environ:
-        return None
-    rank = int(os.environ["RANK"])
-    local_rank = int(os.environ.get("LOCAL_RANK", rank))
-    local_world = int(os.environ.get("LOCAL_WORLD_SIZE", world))
-    return RankInfo(rank, world, local_rank, local_world)
+    return RankInfo(launched.rank, launched.world_size, launched.local_rank,
+                    launched.local_world_size)
 
 
 def start(info: RankInfo, device: str) -> str:

@@ -17,8 +17,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from grmpiqa import __version__
+from grmpiqa.env import cache_dir
 from grmpiqa.errors import WeightsError, first_line
-from grmpiqa.io.atomic import atomic_write, cache_dir
+from grmpiqa.io.atomic import atomic_write
 from grmpiqa.weights.manifest import HubFile
 
 log = logging.getLogger("grmpiqa")

@@ -11,8 +11,8 @@ from typing import Any
 import torch
 
 from grmpiqa.config import LabelScale, ModelConfig, PreprocessConfig
+from grmpiqa.env import cache_dir
 from grmpiqa.errors import WeightsError
-from grmpiqa.io.atomic import cache_dir
 from grmpiqa.model.acceleration import prepare_for_inference
 from grmpiqa.model.devices import resolve_device
 from grmpiqa.model.network import QualityModel

@@ -16,10 +16,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 from grmpiqa.config import ModelConfig, PreprocessConfig
+from grmpiqa.env import manifest_override
 from grmpiqa.errors import ManifestError
 
 SCHEMA_VERSION = 1
-MANIFEST_ENV = "GRMPIQA_MANIFEST"
 WeightsFormat = Literal["grmpiqa-safetensors", "authors-pt"]
 WEIGHTS_FORMATS = ("grmpiqa-safetensors", "authors-pt")
 
@@ -250,9 +250,9 @@ def parse_manifest(data: Any, path: str) -> Manifest:
 
 def manifest_path() -> Path:
     """The manifest in use: ``$GRMPIQA_MANIFEST``, the one in the wheel, or the source tree's."""
-    override = os.environ.get(MANIFEST_ENV)
-    if override:
-        return Path(override)
+    override = manifest_override()
+    if override is not None:
+        return override
     packaged = resources.files("grmpiqa").joinpath("weights_manifest.json")
     if packaged.is_file():
         return Path(str(packaged))

@@ -1,6 +1,8 @@
 """grmpiqa: perceptual quality scores for photographs with GRMP-IQA.
 
-The public API: :func:`load_model`, :func:`score_paths`, :func:`evaluate`,
+The public API: :func:`score` runs a :class:`ScoreJob` (what ``grmpiqa score``
+does, with :class:`ModelOptions`, :class:`Selection`, :class:`BurstOptions` and
+:class:`XmpOptions`); :func:`load_model`, :func:`score_paths`, :func:`evaluate`,
 :func:`adapt`, :func:`pretrain`, :func:`cull`, :func:`group_bursts`,
 :func:`read_ratings` (the star ratings photos already carry, to adapt on) and
 :func:`suggest` (which photos to rate). Long calls report through
@@ -21,12 +23,19 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "adapt", "cull", "evaluate", "group_bursts", "load_model", "pretrain",
-           "read_ratings", "score_paths", "suggest"]
+__all__ = ["BurstOptions", "ModelOptions", "ScoreJob", "Selection", "XmpOptions", "__version__",
+           "adapt", "cull", "evaluate", "group_bursts", "load_model", "pretrain", "read_ratings",
+           "score", "score_paths", "suggest"]
 
 _LAZY = {
+    "BurstOptions": ("grmpiqa.config", "BurstOptions"),
+    "ModelOptions": ("grmpiqa.config", "ModelOptions"),
+    "ScoreJob": ("grmpiqa.jobs.score", "ScoreJob"),
+    "Selection": ("grmpiqa.workflow.selection", "Selection"),
+    "XmpOptions": ("grmpiqa.jobs.score", "XmpOptions"),
+    "score": ("grmpiqa.jobs.score", "score"),
     "adapt": ("grmpiqa.training.adaptation", "adapt"),
-    "cull": ("grmpiqa.workflow.cull", "cull"),
+    "cull": ("grmpiqa.workflow.culling", "cull"),
     "evaluate": ("grmpiqa.training.evaluate", "evaluate"),
     "group_bursts": ("grmpiqa.workflow.bursts", "group_bursts"),
     "load_model": ("grmpiqa.weights.loading", "load_model"),
@@ -37,14 +46,17 @@ _LAZY = {
 }
 
 if TYPE_CHECKING:  # pragma: no cover
+    from grmpiqa.config import BurstOptions, ModelOptions
+    from grmpiqa.jobs.score import ScoreJob, XmpOptions, score
     from grmpiqa.pretraining.run import pretrain
     from grmpiqa.scoring.engine import score_paths
     from grmpiqa.training.adaptation import adapt
     from grmpiqa.training.evaluate import evaluate
     from grmpiqa.weights.loading import load_model
     from grmpiqa.workflow.bursts import group_bursts
-    from grmpiqa.workflow.cull import cull
+    from grmpiqa.workflow.culling import cull
     from grmpiqa.workflow.ratings import read_ratings
+    from grmpiqa.workflow.selection import Selection
     from grmpiqa.workflow.suggest import suggest
 
 

@@ -10,7 +10,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from grmpiqa.errors import ManifestError
+from grmpiqa.errors import ConfigError, ManifestError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -194,3 +194,32 @@ class BurstOptions:
             raise ValueError("time gap must be at least 0 seconds")
         if self.window < 1 or self.orderings < 0:
             raise ValueError("window must be at least 1 and orderings at least 0")
+
+
+@dataclass(frozen=True)
+class ModelOptions:
+    """Which model scores, where and how.
+
+    ``name`` is a manifest name or a weights file (None: the manifest's default);
+    ``base`` the manifest model an authors' ``.pt`` file is read on. ``device``,
+    ``precision`` and ``compile`` as for :func:`grmpiqa.load_model`; ``batch_size``,
+    ``workers``, ``fast_decode`` (JPEG draft decoding), ``max_pixels`` and
+    ``gpu_decode`` as for :func:`grmpiqa.score_paths` (``draft`` there).
+    """
+
+    name: str | None = None
+    base: str | None = None
+    device: str = "auto"
+    precision: str = "auto"
+    compile: bool = False
+    batch_size: int = 32
+    workers: int | None = None
+    fast_decode: bool = False
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    gpu_decode: str = "auto"
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1:
+            raise ConfigError(f"{self.batch_size}: must be at least 1", param="batch_size")
+        if self.workers is not None and self.workers < 0:
+            raise ConfigError(f"{self.workers}: must be at least 0", param="workers")

@@ -8,9 +8,26 @@ from __future__ import annotations
 
 
 class GrmpiqaError(Exception):
-    """A user-facing error: the message alone must say what went wrong and where."""
+    """A user-facing error: the message alone must say what went wrong and where.
+
+    ``param`` names the library parameter at fault (``output``, ``shard``, ...); the
+    message then reads after it (``output`` + ``scores.jpg: .jpg is a photo's
+    extension``), and the command line puts its own option name in its place.
+    """
 
     exit_code = 2
+
+    def __init__(self, message: str = "", *, param: str | None = None) -> None:
+        super().__init__(message)
+        self.param = param
+
+    @property
+    def detail(self) -> str:
+        """The message without the parameter's name."""
+        return str(self.args[0]) if self.args else ""
+
+    def __str__(self) -> str:
+        return f"{self.param} {self.detail}" if self.param else self.detail
 
 
 class ConfigError(GrmpiqaError):
@@ -27,6 +44,35 @@ class WeightsError(GrmpiqaError):
 
 class InputError(GrmpiqaError):
     """An input path or list that cannot be used at all."""
+
+
+class OutputError(GrmpiqaError):
+    """An output cannot be written (disk full, read-only file system, I/O error,
+    permission). ``partial`` is the partial file that keeps the rows written so far
+    (``kept`` of them) for a resumed run, when there is one."""
+
+    exit_code = 4
+
+    def __init__(self, message: str, *, param: str | None = None, partial: str | None = None,
+                 kept: int = 0) -> None:
+        super().__init__(message, param=param)
+        self.partial = partial
+        self.kept = kept
+
+
+class Interrupted(KeyboardInterrupt):
+    """A run stopped by Ctrl-C or SIGTERM after saving what it had: ``run`` says what
+    (a :class:`grmpiqa.results.ScoreRun`), ``cause`` is the interrupt itself."""
+
+    def __init__(self, run: object, cause: BaseException) -> None:
+        super().__init__("interrupted")
+        self.run = run
+        self.cause = cause
+
+
+def os_error_text(exc: OSError) -> str:
+    """``No space left on device``: the reason of an OS error, without its file name."""
+    return exc.strerror or first_line(exc)
 
 
 class ImageError(GrmpiqaError):

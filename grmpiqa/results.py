@@ -48,13 +48,16 @@ class PhotoFeatures:
 @dataclass(frozen=True)
 class ScoreResult:
     """One row of output. ``score`` is P(high quality) in [0, 1], None when ``error`` is set.
-    ``features`` is filled only when scoring was asked for them (bursts, report)."""
+    ``features`` is filled only when scoring was asked for them (bursts, report);
+    ``model`` is the key of the model that scored the row (:mod:`grmpiqa.identity`),
+    set by :func:`grmpiqa.score` for the rows it writes."""
 
     path: str
     score: float | None
     error: str | None = None
     score_label: float | None = None
     features: PhotoFeatures | None = field(default=None, compare=False, repr=False)
+    model: str | None = None
 
     @property
     def embedding(self) -> Any:
@@ -65,6 +68,46 @@ class ScoreResult:
     @property
     def ok(self) -> bool:
         return self.error is None
+
+
+@dataclass(frozen=True)
+class ScoreRun:
+    """What :func:`grmpiqa.score` did.
+
+    ``rows`` is every row of the output, ``carried`` of them kept from the output an
+    earlier run wrote (resume); ``shown`` the rows the output shows after score
+    filters and ``top``. ``failed`` counts files that could not be scored,
+    ``unreadable_folders`` and ``unmatched_patterns`` inputs that named no file.
+    ``left_out``: paths the ``paths`` format left out (a line break in the name
+    without NUL separators). ``sidecars``/``sidecars_failed``: XMP sidecars written
+    and not written. ``output``/``report``: the files written (``output`` None: rows
+    went to the stream); ``report_error`` says why the report could not be
+    written. ``summary`` (a :class:`grmpiqa.workflow.summary.Summary`) when asked
+    for. ``model`` is the key of the model that scored the rows.
+    """
+
+    rows: int = 0
+    scored: int = 0
+    failed: int = 0
+    unreadable_folders: int = 0
+    unmatched_patterns: int = 0
+    carried: int = 0
+    shown: int = 0
+    left_out: int = 0
+    sidecars: int = 0
+    sidecars_failed: int = 0
+    output: str | None = None
+    report: str | None = None
+    report_error: str | None = None
+    summary: Any = None
+    interrupted: bool = False
+    model: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        """Every photo scored and every file written."""
+        return not (self.failed or self.unreadable_folders or self.unmatched_patterns
+                    or self.left_out or self.sidecars_failed or self.report_error)
 
 
 #: xmp:Rating values: -1 rejected, 0 unrated, 1..5 stars.
@@ -159,4 +202,4 @@ class BurstResult(ScoreResult):
     @classmethod
     def of(cls, result: ScoreResult, burst: int, rank: int) -> BurstResult:
         return cls(result.path, result.score, result.error, result.score_label,
-                   result.features, burst, rank)
+                   result.features, result.model, burst, rank)

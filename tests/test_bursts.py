@@ -188,7 +188,7 @@ def test_score_bursts_columns_and_usage_errors(shoots, use_tiny_manifest, tmp_pa
     out = runner.invoke(app, ["score", str(folder), "--bursts", "-j", "0", "-q"])
     assert out.exit_code == 0, out.output
     rows = list(csv.DictReader(io.StringIO(out.stdout)))
-    assert list(rows[0]) == ["path", "score", "error", "burst", "burst_rank"]
+    assert list(rows[0]) == ["path", "score", "error", "burst", "burst_rank", "model"]
     assert len({r["burst"] for r in rows}) == len({s.truth for s in shoots[True]})
     table = runner.invoke(app, ["score", str(folder), "--bursts", "-f", "table", "-j", "0",
                                 "-q"])

@@ -91,7 +91,7 @@ def test_missing_path_and_empty_folder(use_tiny_manifest, tmp_path):
     (tmp_path / "empty").mkdir()
     result = runner.invoke(app, ["score", str(tmp_path / "empty")])
     assert result.exit_code == 0 and "no image files found" in result.stderr
-    assert result.stdout == "path,score,error\n"
+    assert result.stdout == "path,score,error,model\n"
 
 
 def test_models_command_lists_cache_state(use_tiny_manifest):

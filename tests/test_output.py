@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from grmpiqa.io.output import OutputFile, display_path, make_writer, name_bytes, unescape_name
+from grmpiqa.io.output import display_path, make_writer, name_bytes, unescape_name
 from grmpiqa.results import ScoreResult
 
 NASTY = ["plain.jpg", "with space.jpg", "comma,name.jpg", 'quote"d.jpg', "new\nline.jpg",
@@ -66,21 +66,6 @@ def test_display_path_is_single_line():
     assert display_path(os.fsdecode(b"x\xff")) == "x\\xff"
 
 
-def test_output_file_is_atomic(tmp_path):
-    target = tmp_path / "out.csv"
-    target.write_text("previous\n")
-    out = OutputFile(target)
-    out.stream.write(b"half")
-    out.discard()
-    assert target.read_text() == "previous\n"
-    out = OutputFile(target)
-    out.stream.write(b"new\n")
-    assert target.read_text() == "previous\n"
-    out.commit()
-    assert target.read_text() == "new\n"
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.csv"]
-
-
 @pytest.mark.parametrize("fmt", ["csv", "tsv", "jsonl", "table"])
 def test_label_column(fmt):
     buffer = io.BytesIO()
@@ -88,21 +73,3 @@ def test_label_column(fmt):
     writer.write(ScoreResult("a.jpg", 0.25, None, 3.0))
     writer.close()
     assert b"3" in buffer.getvalue()
-
-
-def test_output_files_get_normal_permissions(tmp_path):
-    import stat
-
-    old = os.umask(0o022)
-    try:
-        fresh = OutputFile(tmp_path / "new.csv")
-        fresh.commit()
-        assert stat.S_IMODE((tmp_path / "new.csv").stat().st_mode) == 0o644
-        existing = tmp_path / "kept.csv"
-        existing.write_text("x")
-        existing.chmod(0o640)
-        again = OutputFile(existing)
-        again.commit()
-        assert stat.S_IMODE(existing.stat().st_mode) == 0o640
-    finally:
-        os.umask(old)

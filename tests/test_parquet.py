@@ -7,8 +7,8 @@ import pytest
 from typer.testing import CliRunner
 
 from grmpiqa.cli.app import app
-from grmpiqa.io.parquet import ParquetOutput, parts_folder, read_rows, text_path
-from grmpiqa.io.resume import done_rows
+from grmpiqa.io.atomic import partial_path as parts_folder
+from grmpiqa.io.parquet import ParquetStore, read_rows, text_path
 from grmpiqa.results import ScoreResult
 
 pq = pytest.importorskip("pyarrow.parquet")
@@ -20,13 +20,20 @@ def _result(i):
     return ScoreResult(f"p/{i:04d}.jpg", i / 1000, None)
 
 
+def done_rows(out):
+    return {r.path: r for r in read_rows(out)}.values()
+
+
 def _write(out, rows, *, resume=False, commit=True, part_rows=4):
-    writer = ParquetOutput(out, ["path", "score", "error"], resume=resume,
-                           rows_per_part=part_rows)
+    writer = ParquetStore(out, ["path", "score", "error"], resume=resume,
+                          rows_per_part=part_rows)
     for i in rows:
-        writer.write(_result(i))
+        if not writer.is_done(_result(i).path):
+            writer.journal(_result(i))
     if commit:
         writer.commit()
+    else:  # like kill -9: parts flushed so far stay, the lock goes with the process
+        writer._unlock()
     return writer
 
 
@@ -55,13 +62,13 @@ def test_a_killed_run_leaves_complete_parts_and_resume_reads_them(tmp_path):
     out = tmp_path / "s.parquet"
     _write(out, range(10), commit=False)  # never committed: like kill -9 after 2 parts
     (parts_folder(out) / "g0001-000002.parquet.tmp").write_bytes(b"torn")
-    assert [r.path for r in done_rows(out, "parquet")] == [f"p/{i:04d}.jpg" for i in range(8)]
+    assert [r.path for r in done_rows(out)] == [f"p/{i:04d}.jpg" for i in range(8)]
     # the resumed run rewrites the kept rows as generation 2, and is killed as well
     second = _write(out, [*range(8), 8, 9, 10], resume=True, commit=False)
-    assert second.generation == 2
+    assert second.generation == 2 and len(second.carried) == 8
     names = sorted(p.name for p in parts_folder(out).glob("*.parquet"))
     assert names[:2] == ["g0001-000000.parquet", "g0001-000001.parquet"]
-    assert len(done_rows(out, "parquet")) == 8  # generation 2 flushed 8 rows, all known
+    assert len(done_rows(out)) == 8  # generation 2 flushed the 8 carried rows, all known
     third = _write(out, range(12), resume=True)
     assert third.generation == 3
     rows = pq.read_table(out).to_pylist()
@@ -73,19 +80,22 @@ def test_a_fresh_run_starts_over_and_keeps_the_old_file_until_commit(tmp_path):
     out = tmp_path / "s.parquet"
     _write(out, range(3))
     os.chmod(out, 0o640)
-    writer = _write(out, range(100, 110), commit=False)
+    writer = ParquetStore(out, ["path", "score", "error"], rows_per_part=4)
+    for i in range(100, 110):
+        writer.journal(_result(i))
     assert pq.read_table(out).num_rows == 3  # untouched until the new run commits
     writer.commit()
     assert pq.read_table(out).num_rows == 10 and (os.stat(out).st_mode & 0o777) == 0o640
 
 
-def test_discard_removes_only_this_runs_parts(tmp_path):
+def test_a_failed_run_keeps_every_complete_part(tmp_path):
     out = tmp_path / "s.parquet"
     _write(out, range(8), commit=False)
-    writer = _write(out, range(8), resume=True, commit=False)
-    writer.discard()
-    assert sorted(p.name for p in parts_folder(out).iterdir()) == [
-        "g0001-000000.parquet", "g0001-000001.parquet"]
+    writer = ParquetStore(out, ["path", "score", "error"], resume=True, rows_per_part=4)
+    writer.journal(_result(8))
+    writer.keep()  # an exception: nothing scored so far may be lost
+    assert [r.path for r in done_rows(out)] == [f"p/{i:04d}.jpg" for i in range(9)]
+    assert not out.exists()
 
 
 def test_an_empty_run_writes_a_valid_empty_file(tmp_path):
@@ -97,8 +107,8 @@ def test_an_empty_run_writes_a_valid_empty_file(tmp_path):
 def test_names_that_are_not_utf8_are_stored_escaped(tmp_path):
     name = os.fsdecode(b"caf\xe9.jpg")
     out = tmp_path / "s.parquet"
-    writer = ParquetOutput(out, ["path", "score", "error"])
-    writer.write(ScoreResult(name, 0.5, None))
+    writer = ParquetStore(out, ["path", "score", "error"])
+    writer.journal(ScoreResult(name, 0.5, None))
     writer.commit()
     assert [r.path for r in read_rows(out)] == ["caf\\xe9.jpg"] == [text_path(name)]
 
@@ -109,7 +119,7 @@ def test_resume_refuses_a_file_that_is_not_parquet(tmp_path):
     from grmpiqa.errors import InputError
 
     with pytest.raises(InputError, match=r"cannot read .* as Parquet"):
-        done_rows(out, "parquet")
+        ParquetStore(out, ["path", "score", "error"], resume=True)
 
 
 def test_parquet_without_pyarrow_is_a_usage_error(use_tiny_manifest, tmp_path, monkeypatch):

@@ -14,31 +14,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from grmpiqa.io.resume import done_rows, partial_path, read_rows
+from grmpiqa.io.atomic import partial_path
 from photos import write_photo_tree
-
-
-def test_torn_tails_are_dropped(tmp_path):
-    path = tmp_path / "s.csv"
-    path.write_bytes(b'path,score,error\na.jpg,0.500000,\n"b\nc.jpg",0.250000,\n"d.jpg",0.1')
-    assert [r.path for r in read_rows(path, "csv")] == ["a.jpg", "b\nc.jpg"]
-    path.write_bytes(b'path,score,error\na.jpg,0.500000,\n"torn\n')
-    assert [r.path for r in read_rows(path, "csv")] == ["a.jpg"]
-    jsonl = tmp_path / "s.jsonl"
-    jsonl.write_bytes(b'{"path": "a.jpg", "score": 0.5, "error": null}\n{"path": "b.j')
-    assert [r.path for r in read_rows(jsonl, "jsonl")] == ["a.jpg"]
-    tsv = tmp_path / "s.tsv"
-    tsv.write_bytes(b"path\tscore\terror\nx\\ty.jpg\t0.5\t\nz.jpg\t\tcannot decode\nw.jp")
-    rows = read_rows(tsv, "tsv")
-    assert [(r.path, r.error) for r in rows] == [("x\ty.jpg", None), ("z.jpg", "cannot decode")]
-
-
-def test_done_rows_merge_file_and_part_once(tmp_path):
-    out = tmp_path / "s.jsonl"
-    out.write_text('{"path": "a.jpg", "score": 0.5, "error": null}\n')
-    partial_path(out).write_text('{"path": "a.jpg", "score": 0.5, "error": null}\n'
-                                 '{"path": "b.jpg", "score": null, "error": "no such file"}\n')
-    assert [r.path for r in done_rows(out, "jsonl")] == ["a.jpg", "b.jpg"]
 
 
 def _slow_png(path):
@@ -145,4 +122,129 @@ def test_resume_needs_an_output_file(use_tiny_manifest, tmp_path):
     assert result.exit_code == 2 and "--output" in result.output
     result = CliRunner().invoke(app, ["score", str(tmp_path), "--resume", "-o",
                                       str(tmp_path / "x.txt"), "-f", "table"])
-    assert result.exit_code == 2 and "--resume needs --format" in result.stderr
+    assert result.exit_code == 2 and "--resume needs an output file in csv" in result.stderr
+
+
+# A run that dies of an exception, or of a full disk, keeps what it scored: the injected
+# fault runs the real command in a subprocess with one library function wrapped.
+_INJECT = """
+import errno, sys
+from grmpiqa.jobs import rows
+added = 0
+real = rows.RowPipeline.add
+def add(self, result):
+    global added
+    real(self, result)
+    added += 1
+    if added == {after}:
+        {fault}
+rows.RowPipeline.add = add
+from grmpiqa.cli.app import main
+main(sys.argv[1:])
+"""
+
+
+def _score_with_fault(args, env, after, fault):
+    code = _INJECT.format(after=after, fault=fault)
+    return subprocess.run([sys.executable, "-c", code, "score", *args], env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.slow
+def test_an_exception_after_some_rows_keeps_them_for_resume(tiny_hub, shoot, reference,
+                                                            tmp_path):
+    env = _env(tiny_hub)
+    out = tmp_path / "scores.csv"
+    crashed = _score_with_fault([str(shoot), "-o", str(out), "-j", "0"], env, 4,
+                                "raise RuntimeError('injected')")
+    assert crashed.returncode == 3 and "injected" in crashed.stderr
+    assert not out.exists() and len(_rows(partial_path(out))) == 4
+    # resumed, and crashing again after two more: the carried rows survive the second crash
+    again = _score_with_fault([str(shoot), "-o", str(out), "-j", "0", "--resume"], env, 2,
+                              "raise RuntimeError('injected')")
+    assert again.returncode == 3 and len(_rows(partial_path(out))) == 6
+    finished = _score([str(shoot), "-o", str(out), "-j", "0", "--resume"], env)
+    assert finished.returncode == 0, finished.stderr
+    rows = _rows(out)
+    assert [r["path"] for r in rows] == [r["path"] for r in reference]  # each once, in order
+    for a, b in zip(rows, reference, strict=True):
+        assert abs(float(a["score"]) - float(b["score"])) < 1e-5
+    assert not partial_path(out).exists()
+
+
+@pytest.mark.slow
+def test_a_full_disk_is_one_plain_line_and_loses_nothing(tiny_hub, shoot, tmp_path):
+    env = _env(tiny_hub)
+    out = tmp_path / "scores.csv"
+    out.write_text("path,score,error,model\nold.jpg,0.5,,x\n")
+    full = _score_with_fault([str(shoot), "-o", str(out), "-j", "0"], env, 3,
+                             "raise OSError(errno.ENOSPC, 'No space left on device', "
+                             "str(self.store.part))")
+    assert full.returncode == 4, full.stderr
+    lines = [line for line in full.stderr.splitlines() if "error" in line]
+    assert lines == [f"grmpiqa: error: {partial_path(out)}: No space left on device"]
+    assert "Traceback" not in full.stderr and "internal error" not in full.stderr
+    assert out.read_text().endswith("old.jpg,0.5,,x\n")  # the earlier output is intact
+    assert len(_rows(partial_path(out))) == 3
+
+
+def _tmpfs(tmp_path):
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small tmpfs needs root")
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=24k", "tmpfs", str(disk)],
+                             capture_output=True, text=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
+    return disk
+
+
+@pytest.mark.slow
+def test_output_on_a_really_full_file_system(tiny_hub, shoot, tmp_path):
+    disk = _tmpfs(tmp_path)
+    try:
+        out = disk / "scores.csv"
+        out.write_text("path,score,error,model\nold.jpg,0.5,,x\n")
+        subprocess.run(["dd", "if=/dev/zero", f"of={disk / 'filler'}", "bs=1k", "count=64"],
+                       capture_output=True)
+        run = _score([str(shoot), "-o", str(out), "-j", "0"], _env(tiny_hub))
+        assert run.returncode == 4, run.stderr
+        assert "No space left on device" in run.stderr and str(out) in run.stderr
+        assert "Traceback" not in run.stderr and "internal error" not in run.stderr
+        assert out.read_text().endswith("old.jpg,0.5,,x\n")
+    finally:
+        subprocess.run(["umount", str(disk)], check=False)
+
+
+@pytest.mark.slow
+def test_resume_with_another_model_or_precision_is_refused(tiny_hub, shoot, tmp_path):
+    env = _env(tiny_hub)
+    out = tmp_path / "scores.csv"
+    assert _score([str(shoot), "-o", str(out), "-j", "0"], env).returncode == 0
+    before = out.read_bytes()
+    for args, differs in ((["-m", "zeroshot-tiny"], "model grmp-tiny, this run zeroshot-tiny"),
+                          (["--precision", "int8"], "precision fp32, this run int8"),
+                          (["--fast-decode"], "decoding exact, this run fast")):
+        refused = _score([str(shoot), "-o", str(out), "--resume", *args], env)
+        assert refused.returncode == 2, refused.stderr
+        assert "--resume" in refused.stderr and differs in refused.stderr
+    assert out.read_bytes() == before and not partial_path(out).exists()
+
+
+@pytest.mark.slow
+def test_a_second_writer_of_the_same_output_is_refused(tiny_hub, shoot, tmp_path):
+    env = _env(tiny_hub)
+    out = tmp_path / "scores.csv"
+    proc = subprocess.Popen([sys.executable, "-m", "grmpiqa", "score", str(shoot), "-o",
+                             str(out), "-b", "1", "-j", "0"], env=env, stderr=subprocess.PIPE)
+    part = partial_path(out)
+    deadline = time.monotonic() + 120
+    while not (part.exists() and part.read_bytes().count(b"\n") >= 2):
+        assert time.monotonic() < deadline, "the first run never got going"
+        time.sleep(0.05)
+    second = _score([str(shoot), "-o", str(out), "-j", "0"], env)
+    assert second.returncode == 2
+    assert "being written by another grmpiqa run" in second.stderr
+    proc.communicate(timeout=300)
+    assert proc.returncode == 0 and len(_rows(out)) == 12

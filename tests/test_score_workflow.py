@@ -100,7 +100,7 @@ def test_paths_without_null_refuses_line_breaks(use_tiny_manifest, shoot):
     assert out.exit_code == 1
     printed = [os.fsdecode(p) for p in out.stdout_bytes.split(b"\n")[:-1]]
     assert printed == [p for p in scores if "\n" not in p]
-    assert "new\\nline.jpg: left out of --format paths" in out.stderr and "--null" in out.stderr
+    assert "new\\nline.jpg: left out of the paths" in out.stderr and "--null" in out.stderr
     quiet = _run(root, "-f", "paths", "-q")
     assert quiet.exit_code == 1 and quiet.stdout_bytes == out.stdout_bytes
     # -q drops the per-file line, never the reason for the exit status
@@ -143,7 +143,7 @@ def test_xmp_ratings_written_beside_each_photo(use_tiny_manifest, shoot):
     root, scores = shoot
     (root / "plain.xmp").write_bytes(b"<x:xmpmeta><unclosed")
     out = _run(root, "--xmp", "--max-score", "0")
-    assert out.exit_code == 1 and out.stdout.strip() == "path,score,error"  # filters: output only
+    assert out.exit_code == 1 and out.stdout.strip() == "path,score,error,model"  # filters only
     assert "plain.jpg: sidecar not written: plain.xmp: malformed XML" in out.stderr
     assert (root / "plain.xmp").read_bytes() == b"<x:xmpmeta><unclosed"
     for path, score in scores.items():

@@ -140,7 +140,7 @@ def test_parquet_needs_an_output_file(use_tiny_manifest, tmp_path):
 
 def test_gpu_decode_choices(use_tiny_manifest, tmp_path):
     result = runner.invoke(app, ["score", str(tmp_path), "--gpu-decode", "maybe"])
-    assert result.exit_code == 2 and "auto, on or off" in result.output
+    assert result.exit_code == 2 and "is not one of 'auto', 'on', 'off'" in result.output
     (tmp_path / "a.jpg").write_bytes(jpeg_bytes(1))
     result = runner.invoke(app, ["score", str(tmp_path), "--gpu-decode", "on", "-d", "cpu"])
     assert result.exit_code == 2 and "CUDA" in result.output

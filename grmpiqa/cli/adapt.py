@@ -9,9 +9,6 @@ import typer
 
 from grmpiqa.cli.common import (
     EXIT_INTERRUPTED,
-    DeviceOption,
-    ModelOption,
-    QuietOption,
     cli_errors,
     configure_logging,
     say,
@@ -22,6 +19,11 @@ from grmpiqa.cli.label_options import (
     RootOption,
     ScoreColumnOption,
     WorkersOption,
+)
+from grmpiqa.cli.options import (
+    DeviceOption,
+    ModelOption,
+    QuietOption,
 )
 from grmpiqa.config import DEFAULT_MAX_PIXELS
 

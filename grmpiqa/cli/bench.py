@@ -8,13 +8,15 @@ from typing import Annotated
 import typer
 
 from grmpiqa.cli.common import (
+    cli_errors,
+    configure_logging,
+    say,
+)
+from grmpiqa.cli.options import (
     DeviceOption,
     ModelOption,
     QuietOption,
     WeightsOption,
-    cli_errors,
-    configure_logging,
-    say,
 )
 
 

@@ -1,4 +1,4 @@
-"""Shared option types, error handling and stderr reporting for every command.
+"""Error handling, exit codes and stderr reporting for every command (options: cli/options.py).
 
 Nothing here imports torch: ``grmpiqa --help`` must stay instant.
 """
@@ -12,15 +12,20 @@ import os
 import sys
 import traceback
 from collections.abc import Callable
-from typing import Annotated, Any, TypeVar
+from typing import Any, TypeVar
 
 import typer
 
-from grmpiqa.errors import GrmpiqaError, WeightsError
+from grmpiqa.errors import GrmpiqaError, OutputError, WeightsError
 
 EXIT_OK = 0
 EXIT_SOME_FAILED = 1
+EXIT_USAGE = 2
 EXIT_INTERNAL = 3
+EXIT_OUTPUT = 4  # an output could not be written (GrmpiqaError's OutputError)
+# the option a library parameter is given by, where it is not --the-parameter
+FLAGS = {"name": "--model", "thresholds": "--rating-thresholds", "fast_decode": "--fast-decode",
+         "draft": "--fast-decode", "out": "--out"}
 EXIT_INTERRUPTED = 130
 EXIT_TERMINATED = 143
 
@@ -42,44 +47,13 @@ def install_signal_handlers() -> None:
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-ModelOption = Annotated[str | None, typer.Option(
-    "--model", "-m", metavar="NAME",
-    help="Model name from the weights manifest (see `grmpiqa models`).",
-    show_default="grmp-clive50")]
-WeightsOption = Annotated[str | None, typer.Option(
-    "--weights", "-w", metavar="FILE",
-    help="A local weights file: grmpiqa .safetensors, or the authors' .pt "
-    "(read on --model's backbone).")]
-DeviceOption = Annotated[str, typer.Option(
-    "--device", "-d", metavar="DEVICE",
-    help="auto, cpu, cuda, cuda:N or mps. auto: CUDA, then MPS, then CPU.")]
-BatchSizeOption = Annotated[int, typer.Option(
-    "--batch-size", "-b", min=1, metavar="N", help="Images per forward pass.")]
-WorkersOption = Annotated[int | None, typer.Option(
-    "--workers", "-j", min=0, metavar="N", show_default="1 on CPU, up to 16 on GPU",
-    help="Decoding processes (0: decode in the main process).")]
-PrecisionOption = Annotated[str, typer.Option(
-    "--precision", metavar="MODE", show_default="auto",
-    help="auto: exact (fp32 on CPU, fp16 on GPU), comparable across machines. fast: the "
-    "quickest with fp32's ranking here (bf16 on CPUs with native bf16, else int8; fp16 on "
-    "GPU). Or fp32, fp16, bf16, int8. `grmpiqa bench` measures them.")]
-CompileOption = Annotated[bool, typer.Option(
-    "--compile", help="torch.compile the image encoder (pays on GPUs for long runs).")]
-FastDecodeOption = Annotated[bool, typer.Option(
-    "--fast-decode", help="Decode big JPEGs at 1/2, 1/4 or 1/8 scale: faster on 12 MP photos, "
-    "but not the pixels the model was trained on (scores move; see docs/method.md).")]
-QuietOption = Annotated[bool, typer.Option(
-    "--quiet", "-q", help="No progress bar and no per-file messages on stderr.")]
-
-
 def check_model_options(model: str | None, weights: str | None, device: str,
                         precision: str) -> None:
     """--model, --weights, --device and --precision, checked before the seconds a model
     takes to load (and also when there is nothing to score)."""
     from grmpiqa.model.acceleration import resolve_precision
     from grmpiqa.model.devices import resolve_device
-    from grmpiqa.weights.loading import looks_like_path
-    from grmpiqa.weights.manifest import load_manifest
+    from grmpiqa.weights.manifest import load_manifest, looks_like_path
 
     for name in (weights, model):
         if name is not None and looks_like_path(name) and not os.path.isfile(name):
@@ -102,14 +76,30 @@ def say(message: str) -> None:
     print(f"grmpiqa: {message}", file=sys.stderr, flush=True)
 
 
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is when a record comes, not the one it was made with
+    (a command run in-process, as by typer's test runner, swaps it and closes it after)."""
+
+    _grmpiqa = True
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property  # type: ignore[override]
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: Any) -> None:
+        pass
+
+
 def configure_logging(quiet: bool = False) -> None:
     logger = logging.getLogger("grmpiqa")
     if not any(getattr(h, "_grmpiqa", False) for h in logger.handlers):
-        handler = logging.StreamHandler(sys.stderr)
+        handler = _StderrHandler()
         handler.setFormatter(logging.Formatter("grmpiqa: %(levelname)s: %(message)s"))
-        handler._grmpiqa = True  # type: ignore[attr-defined]
         logger.addHandler(handler)
-        logger.propagate = False
     logger.setLevel(logging.DEBUG if debug_enabled() else
                     logging.ERROR if quiet else logging.WARNING)
     for noisy in ("open_clip", "root", "huggingface_hub"):
@@ -126,7 +116,7 @@ def cli_errors(func: F) -> F:
         except GrmpiqaError as exc:
             if debug_enabled():
                 traceback.print_exc()
-            say(f"error: {exc}")
+            say(f"error: {error_text(exc)}")
             raise typer.Exit(exc.exit_code) from None
         except KeyboardInterrupt as exc:
             say("terminated" if isinstance(exc, Terminated) else "interrupted")
@@ -137,6 +127,11 @@ def cli_errors(func: F) -> F:
             # The reader went away (``| head``): stop quietly, like other Unix tools.
             _silence_stdout()
             raise typer.Exit(EXIT_OK) from None
+        except OSError as exc:  # the system refused a file: say which and why, never a "bug"
+            if debug_enabled():
+                traceback.print_exc()
+            say(f"error: {os_error_line(exc)}")
+            raise typer.Exit(EXIT_OUTPUT) from None
         except Exception as exc:
             if debug_enabled():
                 traceback.print_exc()
@@ -145,6 +140,27 @@ def cli_errors(func: F) -> F:
             raise typer.Exit(EXIT_INTERNAL) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def flag_for(param: str) -> str:
+    """The command-line option for a library parameter: ``batch_size`` -> ``--batch-size``."""
+    return FLAGS.get(param, "--" + param.replace("_", "-"))
+
+
+def error_text(exc: GrmpiqaError) -> str:
+    """The error in the command line's words: its option names, and how to go on."""
+    text = f"{flag_for(exc.param)} {exc.detail}" if exc.param else exc.detail
+    if isinstance(exc, OutputError) and exc.partial and exc.kept:
+        text += "; once that is fixed, run the same command with --resume to finish"
+    return text
+
+
+def os_error_line(exc: OSError) -> str:
+    from grmpiqa.errors import os_error_text
+    from grmpiqa.io.output import display_path
+
+    name = exc.filename if isinstance(exc.filename, str) else None
+    return f"{display_path(name)}: {os_error_text(exc)}" if name else os_error_text(exc)
 
 
 def interrupt_exit_code(exc: BaseException) -> int:

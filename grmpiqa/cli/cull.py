@@ -4,36 +4,20 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import TYPE_CHECKING, Annotated
+from typing import IO, TYPE_CHECKING, Annotated, Any, Literal
 
 import typer
 
-from grmpiqa.cli import bursts_options as grouping
-from grmpiqa.cli.common import (
-    EXIT_OK,
-    EXIT_SOME_FAILED,
-    BatchSizeOption,
-    CompileOption,
-    DeviceOption,
-    FastDecodeOption,
-    ModelOption,
-    PrecisionOption,
-    QuietOption,
-    WeightsOption,
-    WorkersOption,
-    check_model_options,
-    cli_errors,
-    configure_logging,
-    say,
-)
+from grmpiqa.cli import options as opt
+from grmpiqa.cli.common import EXIT_OK, EXIT_SOME_FAILED, cli_errors, configure_logging, say
 from grmpiqa.workflow.summary import plural
 
 if TYPE_CHECKING:  # pragma: no cover
-    from grmpiqa.workflow.cull import CullAction, CullRun
+    from grmpiqa.workflow.culling import CullRun
 
-LOG_FORMATS = ("csv", "tsv", "jsonl")
 _VERBS = {"move": ("moved", "would move"), "copy": ("copied", "would copy"),
           "link": ("linked", "would link")}
+CullFormat = Literal["table", "csv", "tsv", "jsonl"]
 
 
 def _destination(move_to: str | None, copy_to: str | None, link_to: str | None
@@ -44,33 +28,6 @@ def _destination(move_to: str | None, copy_to: str | None, link_to: str | None
         raise typer.BadParameter("give exactly one of --move-to, --copy-to, --link-to",
                                  param_hint="DIR")
     return given[0]
-
-
-def _check_log(log: str | None, run: CullRun) -> None:
-    """The log (when one is written) is CSV, never over a folder, a photo or a sidecar."""
-    from grmpiqa.io.output import check_not_an_input, check_output_path
-
-    if log is None:
-        return
-    if log.lower().endswith((".json", ".jsonl", ".ndjson", ".tsv", ".gz")):
-        raise typer.BadParameter("the log is CSV; name it .csv", param_hint="--log")
-    check_output_path(log, option="--log")
-    check_not_an_input(log, [f for g in run.groups for f in (*g.photos, *g.sidecars)],
-                       option="--log")
-
-
-def _write_log(log_path: str | None, done: list[CullAction], bursts: bool = False) -> int:
-    """Write the log of a run that did something; 1 if that failed (said on stderr)."""
-    if log_path is None or not done:
-        return 0
-    from grmpiqa.workflow.cull import BURST_LOG_COLUMNS, LOG_COLUMNS, write_log
-
-    try:
-        write_log(log_path, done, BURST_LOG_COLUMNS if bursts else LOG_COLUMNS)
-    except OSError as exc:
-        say(f"error: cannot write the log {log_path} ({exc.strerror or exc})")
-        return 1
-    return 0
 
 
 @cli_errors
@@ -95,27 +52,27 @@ def cull(
     log: Annotated[str | None, typer.Option(
         "--log", metavar="FILE", show_default="DIR/grmpiqa-cull-<date>-<time>.csv",
         help="Where to write the CSV log of every action (atomically).")] = None,
-    fmt: Annotated[str, typer.Option(
-        "--format", "-f", help=f"Format of the actions on stdout: {', '.join(LOG_FORMATS)}.")
-    ] = "csv",
+    fmt: Annotated[CullFormat | None, typer.Option(
+        "--format", "-f", metavar="FORMAT", show_default="table on a terminal, else csv",
+        help="Format of the actions on stdout: table, csv, tsv, jsonl.")] = None,
     recursive: Annotated[bool, typer.Option(
         "--recursive/--no-recursive", help="Search SRC's subfolders too.")] = True,
-    model: ModelOption = None,
-    weights: WeightsOption = None,
-    device: DeviceOption = "auto",
-    batch_size: BatchSizeOption = 32,
-    workers: WorkersOption = None,
-    precision: PrecisionOption = "auto",
-    compile_model: CompileOption = False,
-    fast_decode: FastDecodeOption = False,
-    quiet: QuietOption = False,
-    bursts: grouping.BurstsOption = False,
-    keep: Annotated[int, typer.Option(
-        "--keep", metavar="K", min=1, help="With --bursts: keep the best K frames of each "
-        "burst, cull the others.")] = 1,
-    similarity: grouping.SimilarityOption = grouping.BurstOptions.similarity,
-    time_gap: grouping.TimeGapOption = grouping.BurstOptions.time_gap,
-    report: grouping.ReportOption = None,
+    model: opt.ModelOption = None,
+    weights: opt.WeightsOption = None,
+    device: opt.DeviceOption = "auto",
+    batch_size: opt.BatchSizeOption = 32,
+    workers: opt.WorkersOption = None,
+    precision: opt.PrecisionOption = "auto",
+    compile_model: opt.CompileOption = False,
+    fast_decode: opt.FastDecodeOption = False,
+    quiet: opt.QuietOption = False,
+    bursts: opt.BurstsOption = False,
+    keep: Annotated[int | None, typer.Option(
+        "--keep", metavar="K", min=1, show_default="1", help="With --bursts: keep the best K "
+        "frames of each burst, cull the others.")] = None,
+    similarity: opt.SimilarityOption = None,
+    time_gap: opt.TimeGapOption = None,
+    report: opt.ReportOption = None,
 ) -> None:
     """Score every photo under SRC and move, copy or link those below X under DIR.
 
@@ -128,53 +85,86 @@ def cull(
     Exit status: 0 done, 1 some photos could not be scored or moved, 2 usage
     error.
     """
+    from grmpiqa.workflow.cull import default_log_path
+    from grmpiqa.workflow.culling import cull as run_cull
+
     configure_logging(quiet)
-    if fmt not in LOG_FORMATS:
-        raise typer.BadParameter(f"use one of {', '.join(LOG_FORMATS)}", param_hint="--format")
     mode, dest = _destination(move_to, copy_to, link_to)
     if below is None and not bursts:
         raise typer.BadParameter("give --below X, --bursts or both", param_hint="--below")
-    if keep != 1 and not bursts:
+    if keep is not None and not bursts:
         raise typer.BadParameter("only means something with --bursts", param_hint="--keep")
-
-    from grmpiqa.cli.progress import Reporter
-    from grmpiqa.io.output import make_writer
-    from grmpiqa.weights.loading import load_model
-    from grmpiqa.workflow.cull import BURST_LOG_COLUMNS, LOG_COLUMNS, default_log_path
-    from grmpiqa.workflow.cull import cull as run_cull
-
-    check_model_options(model, weights, device, precision)
-    run = run_cull(src, dest, below=below, mode=mode, dry_run=dry_run, recursive=recursive,
-                   batch_size=batch_size, workers=workers, draft=fast_decode,
-                   bursts=grouping.burst_options(similarity, time_gap) if bursts else None,
-                   keep=keep)
-    _check_log(None if dry_run else log, run)
-    grouping.check_report(report)
+    fmt = fmt or ("table" if sys.stdout.isatty() else "csv")
+    run = run_cull(src, dest, below=below, mode=mode, model=weights or model, base=model,
+                   dry_run=dry_run, recursive=recursive,
+                   bursts=opt.burst_options(bursts, similarity, time_gap), keep=keep or 1,
+                   report=report, device=device, batch_size=batch_size, workers=workers,
+                   precision=precision, compile=compile_model, fast_decode=fast_decode,
+                   log=None if dry_run else log or default_log_path(
+                       dest, time.strftime("%Y%m%d-%H%M%S")))
     if not run.groups and not run.unreadable:
         say(f"warning: no photos found in {src}")
-    # loaded only once every option and path has been checked
-    run.model = load_model(weights or model, device=device, base=model, precision=precision,
-                           compile=compile_model)
-    run.report = grouping.open_report(report)
-    writer = make_writer(fmt, sys.stdout.buffer, BURST_LOG_COLUMNS if bursts else LOG_COLUMNS)
-    log_path = None if dry_run else log or default_log_path(dest, time.strftime("%Y%m%d-%H%M%S"))
-    done: list[CullAction] = []
-    try:
-        with Reporter(len(run.groups), quiet=quiet, label="culling") as reporter:
-            for action in run.actions(progress=reporter):
-                writer.write(action)
-                done.append(action)
-    finally:
-        writer.close()
-        log_failed = _write_log(log_path, done, bursts)
-        log_failed += grouping.write_cull_report(run.report, run, dry_run=dry_run)
-    problems = sum(1 for a in done if a.error) + log_failed
-    files = sum(1 for a in done if a.action == mode and not a.error)
+    problems = _act(run, fmt, quiet)
+    files = sum(1 for a in run.done if a.action == mode and not a.error)
     verb = _VERBS[mode][1 if dry_run else 0]
     if not quiet or dry_run or problems:  # a non-zero exit always says why, also with -q
         say(f"{verb} {run.culled} of {plural(len(run.groups), 'photo')} "
             f"({plural(files, 'file')}) to {dest}"
             + (f"; {plural(problems, 'problem')}, see the error rows" if problems else "")
             + ("; dry run, nothing was changed" if dry_run else "")
-            + (f"; log: {log_path}" if log_path and done else ""))
+            + (f"; log: {run.log}" if run.log and run.done and not run.log_error else ""))
     raise typer.Exit(EXIT_SOME_FAILED if problems else EXIT_OK)
+
+
+def _act(run: CullRun, fmt: str, quiet: bool) -> int:
+    """Carry out the cull, a row per action on stdout; the problems it met."""
+    from grmpiqa.cli.progress import Reporter
+    from grmpiqa.workflow.cull import BURST_LOG_COLUMNS, LOG_COLUMNS
+
+    columns = BURST_LOG_COLUMNS if run.bursts is not None else LOG_COLUMNS
+    reporter = Reporter(quiet=quiet, label="culling", rows_show_errors=fmt == "table")
+    with reporter:
+        writer = _writer(fmt, reporter.rows_to(sys.stdout.buffer), columns)
+        try:
+            for action in run.actions(progress=reporter):
+                writer.write(action)
+        finally:
+            writer.close()
+    for error in (run.log_error, run.report_error):
+        if error:
+            say(f"error: {error}")
+    if run.report_error is None and run.report_path is not None and not quiet:
+        say(f"report: {run.report_path}")
+    return sum(1 for a in run.done if a.error) + bool(run.log_error) + bool(run.report_error)
+
+
+def _writer(fmt: str, stream: IO[bytes], columns: tuple[str, ...]) -> Any:
+    from grmpiqa.io.output import make_writer
+
+    if fmt == "table":
+        return _ActionTable(stream)
+    return make_writer(fmt, stream, columns)
+
+
+class _ActionTable:
+    """Actions for a person at a terminal: what, the score, from where to where, why."""
+
+    def __init__(self, stream: IO[bytes]) -> None:
+        self.stream = stream
+
+    def write(self, action: Any) -> None:
+        from grmpiqa.io.output import display_path, format_score
+
+        score = format_score(action.score) if action.score is not None else "-"
+        line = f"{action.action:<5} {score:>8}  {display_path(action.source)}"
+        if action.destination:
+            line += f" -> {display_path(action.destination)}"
+        if action.reason:
+            line += f"  ({action.reason})"
+        if action.error:
+            line += f"  [error: {action.error}]"
+        self.stream.write((line + "\n").encode("utf-8", "backslashreplace"))
+        self.stream.flush()
+
+    def close(self) -> None:
+        self.stream.flush()

@@ -11,11 +11,6 @@ import typer
 from grmpiqa.cli.common import (
     EXIT_OK,
     EXIT_SOME_FAILED,
-    BatchSizeOption,
-    DeviceOption,
-    ModelOption,
-    QuietOption,
-    WeightsOption,
     cli_errors,
     configure_logging,
     say,
@@ -27,6 +22,13 @@ from grmpiqa.cli.label_options import (
     RootOption,
     ScoreColumnOption,
     WorkersOption,
+)
+from grmpiqa.cli.options import (
+    BatchSizeOption,
+    DeviceOption,
+    ModelOption,
+    QuietOption,
+    WeightsOption,
 )
 from grmpiqa.config import DEFAULT_MAX_PIXELS
 

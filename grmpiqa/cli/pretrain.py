@@ -9,14 +9,16 @@ import typer
 
 from grmpiqa.cli.common import (
     EXIT_OK,
-    DeviceOption,
-    ModelOption,
-    QuietOption,
     cli_errors,
     configure_logging,
     install_signal_handlers,
     interrupt_exit_code,
     say,
+)
+from grmpiqa.cli.options import (
+    DeviceOption,
+    ModelOption,
+    QuietOption,
 )
 from grmpiqa.errors import ConfigError, InputError
 

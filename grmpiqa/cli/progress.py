@@ -48,10 +48,14 @@ def _is_terminal(stream: IO[Any]) -> bool:
 
 
 class Reporter:
-    """Progress and one-line messages on stderr; no bar when stderr is not a terminal."""
+    """Progress and one-line messages on stderr; no bar when stderr is not a terminal.
 
-    def __init__(self, total: int, *, quiet: bool, label: str = "scoring",
-                 stdout: IO[Any] | None = None) -> None:
+    It is a :class:`grmpiqa.progress.Progress` receiver: ``begin(what, None)`` shows a
+    spinner (loading the model), ``begin(label, total)`` a bar counting the photos.
+    """
+
+    def __init__(self, total: int | None = None, *, quiet: bool, label: str = "scoring",
+                 stdout: IO[Any] | None = None, rows_show_errors: bool = False) -> None:
         self.quiet = quiet
         self.total = total
         self.label = label
@@ -59,40 +63,71 @@ class Reporter:
         self.live = not quiet and self.console.is_terminal
         # rows on the same terminal must not land on the bar's line
         self.shares_terminal = self.live and _is_terminal(stdout or sys.stdout)
+        # a table on this terminal shows each error in its row: no second line for it
+        self.errors_in_rows = rows_show_errors and _is_terminal(stdout or sys.stdout)
         self.progress: Progress | None = None
-        self.started: float | None = None
+        self.spinner: Any = None
+        self.loading_what: str | None = None
+        self.loading_since = 0.0
 
     @contextlib.contextmanager
     def loading(self, what: str) -> Iterator[None]:
         """A spinner while the model loads (seconds of nothing otherwise), then its time."""
-        if not self.live:
+        self.begin(f"loading {what}", None)
+        try:
             yield
+        finally:
+            self._end_spinner()
+
+    def begin(self, what: str, total: int | None) -> None:
+        """A phase: a spinner for one of unknown length, else the bar over ``total``."""
+        self._end_spinner()
+        if total is None:
+            if self.live:
+                self.loading_what, self.loading_since = what, time.monotonic()
+                self.spinner = self.console.status(what, spinner="dots")
+                self.spinner.start()
             return
-        start = time.monotonic()
-        with self.console.status(f"loading {what}", spinner="dots"):
-            yield
-        self.console.print(f"grmpiqa: loaded {what} in {time.monotonic() - start:.1f} s",
+        self.label, self.total = what, total
+        self._start_bar()
+
+    def _end_spinner(self) -> None:
+        if self.spinner is None:
+            return
+        self.spinner.stop()
+        self.spinner = None
+        what = (self.loading_what or "").removeprefix("loading ")
+        self.console.print(f"grmpiqa: loaded {what} in "
+                           f"{time.monotonic() - self.loading_since:.1f} s",
                            markup=False, highlight=False)
 
-    def __enter__(self) -> Reporter:
-        self.started = time.monotonic()
-        if self.live:
+    def _start_bar(self) -> None:
+        if self.live and self.progress is None:
             self.progress = Progress(
                 TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                 RateColumn(), console=self.console, transient=True,
             )
             self.task = self.progress.add_task(self.label, total=self.total)
             self.progress.start()
+
+    def __enter__(self) -> Reporter:
+        if self.total is not None:
+            self._start_bar()
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, kind: type[BaseException] | None, *exc: object) -> None:
+        self.close(interrupted=kind is not None and issubclass(kind, KeyboardInterrupt))
+
+    def close(self, interrupted: bool = False) -> None:
+        """Take the bar down; say how long the work took unless it was interrupted."""
+        self._end_spinner()
         if self.progress is None:
             return
         task = self.progress.tasks[0]
         done, rate = task.completed, _rate(task)
         self.progress.stop()
         self.progress = None
-        if done and rate is not None:
+        if done and rate is not None and not interrupted:
             self.console.print(f"grmpiqa: {self.label} done: {int(done)} in "
                                f"{done / rate:.2f} s ({rate:.1f} img/s)", markup=False)
 
@@ -112,6 +147,11 @@ class Reporter:
         finally:
             self.progress.start()
 
+    def rows_to(self, stream: IO[bytes]) -> IO[bytes]:
+        """``stream`` for rows: each write takes the bar down first when they share a
+        terminal."""
+        return _BarSafeStream(stream, self) if self.shares_terminal else stream
+
     def message(self, text: str) -> None:
         """Always one line on stderr, above the bar when there is one."""
         if self.quiet:
@@ -120,3 +160,44 @@ class Reporter:
             self.console.print(f"grmpiqa: {text}", markup=False, soft_wrap=True)
         else:
             print(f"grmpiqa: {text}", file=sys.stderr, flush=True)
+
+    def warn(self, text: str) -> None:
+        """A warning: shown also with --quiet."""
+        if self.progress is not None:
+            self.console.print(f"grmpiqa: warning: {text}", markup=False, soft_wrap=True)
+        else:
+            print(f"grmpiqa: warning: {text}", file=sys.stderr, flush=True)
+
+    def failed(self, path: str, error: str) -> None:
+        """One file failed: a line, unless its row on this terminal already says so."""
+        if not self.errors_in_rows:
+            from grmpiqa.io.output import display_path
+
+            self.message(f"{display_path(path)}: {error}")
+
+
+class _BarSafeStream:
+    """A binary stream whose writes happen with the progress bar taken down."""
+
+    def __init__(self, stream: IO[bytes], reporter: Reporter) -> None:
+        self.stream, self.reporter = stream, reporter
+
+    def write(self, data: bytes) -> int:
+        written = 0
+
+        def write() -> None:
+            nonlocal written
+            written = self.stream.write(data)
+            self.stream.flush()
+
+        self.reporter.write_row(write)
+        return written
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+    def fileno(self) -> int:
+        return self.stream.fileno()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.stream, name)

@@ -12,15 +12,17 @@ import typer
 from grmpiqa.cli.common import (
     EXIT_OK,
     EXIT_SOME_FAILED,
+    cli_errors,
+    configure_logging,
+    say,
+)
+from grmpiqa.cli.options import (
     BatchSizeOption,
     DeviceOption,
     ModelOption,
     QuietOption,
     WeightsOption,
     WorkersOption,
-    cli_errors,
-    configure_logging,
-    say,
 )
 
 

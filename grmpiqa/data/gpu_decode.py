@@ -104,13 +104,14 @@ def nvjpeg_available() -> bool:
 def resolve_gpu_decode(choice: str, device: torch.device, cfg: PreprocessConfig) -> bool:
     """``auto``: on for CUDA devices with torchvision and the exact squash; ``on`` insists."""
     if choice not in GPU_DECODE_CHOICES:
-        raise ConfigError(f"--gpu-decode {choice!r}: use one of {', '.join(GPU_DECODE_CHOICES)}")
+        raise ConfigError(f"{choice!r}: use one of {', '.join(GPU_DECODE_CHOICES)}",
+                          param="gpu_decode")
     usable = device.type == "cuda" and nvjpeg_available()
     if choice == "on" and not usable:
-        raise ConfigError("--gpu-decode on needs a CUDA device and torchvision's nvJPEG")
+        raise ConfigError("on needs a CUDA device and torchvision's nvJPEG", param="gpu_decode")
     if choice == "on" and not exact_kernel(cfg):
-        raise ConfigError("--gpu-decode on: this model's preprocessing is not the exact "
-                          "OpenCV bicubic squash the GPU path implements")
+        raise ConfigError("on: this model's preprocessing is not the exact OpenCV bicubic "
+                          "squash the GPU path implements", param="gpu_decode")
     return choice != "off" and usable and exact_kernel(cfg)
 
 

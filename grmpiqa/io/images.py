@@ -121,7 +121,7 @@ def open_lazily(source: str | IO[bytes], *, max_pixels: int = DEFAULT_MAX_PIXELS
     except Image.DecompressionBombError:
         raise ImageError(
             f"too many pixels (over {max_pixels:,}); possible decompression bomb, "
-            "raise --max-pixels if you trust this file"
+            "raise the pixel limit (max_pixels) if you trust this file"
         ) from None
     except PermissionError:
         raise ImageError("permission denied") from None

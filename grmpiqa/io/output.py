@@ -9,24 +9,22 @@ LF as ``\\t``, ``\\r``, ``\\n``); :func:`name_bytes` gives the exact bytes back.
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import io
 import json
 import os
 import re
 import stat
-import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import IO, Any, Protocol
 
-from grmpiqa.errors import ConfigError
-from grmpiqa.io.atomic import file_mode_for, partial_path
+from grmpiqa.errors import ConfigError, os_error_text
 from grmpiqa.io.inputs import HEIF_EXTENSIONS, PILLOW_EXTENSIONS, RAW_EXTENSIONS
 
 FORMATS = ("table", "csv", "jsonl", "tsv", "paths", "parquet")
 BASE_COLUMNS = ("path", "score", "error")
+MODEL_COLUMN = "model"  # the key of the model that scored the row (grmpiqa.identity)
 # columns holding file names: escaped reversibly (other text only loses undecodable bytes)
 NAME_COLUMNS = ("path", "source", "destination")
 OUTPUT_EXTENSIONS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl",
@@ -180,23 +178,20 @@ class TableWriter(_TextWriter):
         self.text.write(line + "\n")
 
 
-def _warn(message: str) -> None:
-    print(f"grmpiqa: {message}", file=sys.stderr, flush=True)
-
-
 class PathsWriter:
     """Only the paths of scored photos, for ``xargs``: one a line, or NUL-terminated.
 
     A row without a score is never written: a failed file must not reach a
     ``| xargs rm``. Without ``null`` a name holding a newline would read back
-    as two names, so it is left out with a warning that says to use ``--null``.
+    as two names, so it is left out, counted in ``left_out`` and passed to
+    ``on_left_out`` (which says to use NUL separators).
     """
 
     def __init__(self, stream: IO[bytes], *, null: bool = False,
-                 warn: Callable[[str], None] = _warn) -> None:
+                 on_left_out: Callable[[str], None] | None = None) -> None:
         self.stream = stream
         self.end = b"\0" if null else b"\n"
-        self.warn = warn
+        self.on_left_out = on_left_out
         self.left_out = 0
 
     def write(self, result: Any) -> None:
@@ -204,8 +199,8 @@ class PathsWriter:
             return
         if self.end == b"\n" and ("\n" in result.path or "\r" in result.path):
             self.left_out += 1
-            self.warn(f"{display_path(result.path)}: left out of --format paths, its name "
-                      "holds a line break (use --null)")
+            if self.on_left_out is not None:
+                self.on_left_out(result.path)
             return
         self.stream.write(os.fsencode(result.path) + self.end)
         self.stream.flush()
@@ -215,10 +210,12 @@ class PathsWriter:
 
 
 def make_writer(fmt: str, stream: IO[bytes], columns: Sequence[str], *,
-                null: bool = False) -> RowWriter:
-    """``null`` only changes the ``paths`` format; the others quote any name already."""
+                null: bool = False, on_left_out: Callable[[str], None] | None = None
+                ) -> RowWriter:
+    """``null`` and ``on_left_out`` only concern the ``paths`` format; the others quote
+    any name already."""
     if fmt == "paths":
-        return PathsWriter(stream, null=null)
+        return PathsWriter(stream, null=null, on_left_out=on_left_out)
     if fmt == "csv":
         return CsvWriter(stream, columns)
     if fmt == "tsv":
@@ -228,61 +225,63 @@ def make_writer(fmt: str, stream: IO[bytes], columns: Sequence[str], *,
     if fmt == "table":
         return TableWriter(stream, columns)
     if fmt == "parquet":
-        raise ValueError("parquet is written by grmpiqa.io.parquet.ParquetOutput, to a file")
+        raise ValueError("parquet is written by grmpiqa.io.parquet.ParquetStore, to a file")
     raise ValueError(f"unknown format {fmt!r}")
 
 
-def format_for_path(path: str) -> str:
-    """The format an output file's extension names; anything else needs --format."""
+def format_for_path(path: str, *, param: str = "output") -> str:
+    """The format an output file's extension names; anything else needs the format given."""
     fmt = OUTPUT_EXTENSIONS.get(Path(path).suffix.lower())
     if fmt is None:
         known = ", ".join(OUTPUT_EXTENSIONS)
-        raise ConfigError(f"--output {display_path(path)}: cannot tell the format from the "
-                          f"extension; name it {known}, or give --format")
+        raise ConfigError(f"{display_path(path)}: cannot tell the format from the extension; "
+                          f"name it {known}, or give the format", param=param)
     return fmt
 
 
-def check_output_path(path: str, *, option: str = "--output") -> None:
+def check_output_path(path: str, *, param: str = "output") -> None:
     """Refuse, before any work, an output that would destroy a photo or cannot be written.
 
     An image extension, a folder or something other than a regular file is a
-    ConfigError (exit 2). A missing parent folder is created, as ``cull
-    --log`` does. See also :func:`check_not_an_input`.
+    ConfigError (exit 2). A missing parent folder is created (also for a
+    cull's log). See also :func:`check_not_an_input`.
     """
-    shown = f"{option} {display_path(path)}"
+    shown = display_path(path)
     ext = Path(path).suffix.lower().lstrip(".")
     if ext in IMAGE_EXTENSIONS:
         raise ConfigError(f"{shown}: .{ext} is a photo's extension; refusing to write rows "
-                          "into it")
+                          "into it", param=param)
     try:
         st: os.stat_result | None = os.stat(path)
     except FileNotFoundError:
         st = None
     except OSError as exc:
-        raise ConfigError(f"{shown}: {exc.strerror or exc}") from None
+        raise ConfigError(f"{shown}: {os_error_text(exc)}", param=param) from None
     if st is not None:
         if stat.S_ISDIR(st.st_mode):
-            raise ConfigError(f"{shown} is a folder; give a file name")
+            raise ConfigError(f"{shown} is a folder; give a file name", param=param)
         if not stat.S_ISREG(st.st_mode):
-            raise ConfigError(f"{shown} is not a regular file")
+            raise ConfigError(f"{shown} is not a regular file", param=param)
     parent = os.path.dirname(path) or "."
     try:
         os.makedirs(parent, exist_ok=True)
     except OSError as exc:
-        raise ConfigError(f"{shown}: cannot create its folder ({exc.strerror or exc})") from None
+        raise ConfigError(f"{shown}: cannot create its folder ({os_error_text(exc)})",
+                          param=param) from None
     if not os.access(parent, os.W_OK | os.X_OK):
-        raise ConfigError(f"{shown}: cannot write in {display_path(parent)} (permission denied)")
+        raise ConfigError(f"{shown}: cannot write in {display_path(parent)} "
+                          "(permission denied)", param=param)
 
 
-def check_not_an_input(path: str, inputs: Sequence[str], *, option: str = "--output") -> None:
+def check_not_an_input(path: str, inputs: Sequence[str], *, param: str = "output") -> None:
     """Refuse an output that is one of ``inputs``: the same file, also through links."""
     try:
         st = os.stat(path)
     except OSError:
         return  # not there yet: it cannot be one of the photos
     if any(_same_file(st, name) for name in inputs):
-        raise ConfigError(f"{option} {display_path(path)} is one of the photos to score; "
-                          "refusing to overwrite it")
+        raise ConfigError(f"{display_path(path)} is one of the photos to score; refusing to "
+                          "overwrite it", param=param)
 
 
 def _same_file(st: os.stat_result, name: str) -> bool:
@@ -291,33 +290,3 @@ def _same_file(st: os.stat_result, name: str) -> bool:
     except (OSError, ValueError):
         return False
     return (other.st_dev, other.st_ino) == (st.st_dev, st.st_ino)
-
-
-class OutputFile:
-    """Rows go to ``FILE.part`` beside ``path``; ``commit`` renames it into place.
-
-    A crash leaves the previous ``path`` untouched and the rows written so far
-    in ``FILE.part`` (where ``--resume`` finds them); an interrupted run
-    commits the rows it has, so no finished score is lost.
-    """
-
-    def __init__(self, path: str | os.PathLike[str]) -> None:
-        self.path = Path(path)
-        self.tmp = partial_path(self.path)
-        mode = file_mode_for(self.path)
-        fd = os.open(self.tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-        with contextlib.suppress(OSError):
-            os.fchmod(fd, mode)  # exactly the final file's mode, whatever the umask
-        self.stream: IO[bytes] = os.fdopen(fd, "wb")
-
-    def commit(self) -> None:
-        self.stream.flush()
-        os.fsync(self.stream.fileno())
-        self.stream.close()
-        os.replace(self.tmp, self.path)
-
-    def discard(self) -> None:
-        with contextlib.suppress(OSError):
-            self.stream.close()
-        with contextlib.suppress(OSError):
-            os.unlink(self.tmp)

@@ -56,7 +56,8 @@ def open_raw(source: str | IO[bytes], *, draft_size: int | None = None,
             if sizes.raw_width * sizes.raw_height > max_pixels:
                 raise ImageError(
                     f"RAW sensor {sizes.raw_width}x{sizes.raw_height} is over the limit of "
-                    f"{max_pixels:,} pixels; raise --max-pixels if you trust this file")
+                    f"{max_pixels:,} pixels; raise the pixel limit (max_pixels) if you trust "
+                    "this file")
             preview = None if open_preview is None else \
                 _embedded_preview(raw, rawpy, min_side, max_pixels, open_preview)
             if preview is not None:

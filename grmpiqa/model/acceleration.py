@@ -30,7 +30,7 @@ def resolve_precision(precision: str, device: torch.device,
     """
     precision = (precision or "auto").lower()
     if precision not in PRECISIONS:
-        raise ConfigError(f"--precision {precision!r}: use one of {', '.join(PRECISIONS)}")
+        raise ConfigError(f"{precision!r}: use one of {', '.join(PRECISIONS)}", param="precision")
     if precision == "auto":
         return "fp16" if device.type in ("cuda", "mps") else "fp32"
     if precision == "fast":
@@ -39,11 +39,13 @@ def resolve_precision(precision: str, device: torch.device,
         features = detect() if features is None else features
         return "bf16" if features.native_bf16 else "int8"
     if precision == "fp16" and device.type == "cpu":
-        raise ConfigError("--precision fp16 needs a GPU; on the CPU use fp32, bf16 or int8")
+        raise ConfigError("fp16 needs a GPU; on the CPU use fp32, bf16 or int8",
+                          param="precision")
     if precision == "int8" and device.type != "cpu":
-        raise ConfigError("--precision int8 is a CPU fast path; on a GPU use fp16 (the default)")
+        raise ConfigError("int8 is a CPU fast path; on a GPU use fp16 (the default)",
+                          param="precision")
     if precision == "bf16" and device.type == "mps":
-        raise ConfigError("--precision bf16 is not supported on MPS; use fp16")
+        raise ConfigError("bf16 is not supported on MPS; use fp16", param="precision")
     return precision
 
 
@@ -184,13 +186,12 @@ def quantize_image_tower(model: Any, features: CpuFeatures | None = None) -> Non
     try:
         from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
     except ImportError:  # pragma: no cover - depends on the torch build
-        raise ConfigError(
-            "--precision int8 needs torch.ao.quantization, missing in this torch; "
-            "use --precision bf16 or fp32"
-        ) from None
+        raise ConfigError("int8 needs torch.ao.quantization, missing in this torch; use bf16 "
+                          "or fp32", param="precision") from None
     engines = torch.backends.quantized.supported_engines
     if not any(e in engines for e in ("x86", "fbgemm", "qnnpack", "onednn")):
-        raise ConfigError("--precision int8: this torch build has no quantised CPU kernels")
+        raise ConfigError("int8: this torch build has no quantised CPU kernels",
+                          param="precision")
     features = detect() if features is None else features
     tower = model.clip.visual.transformer
     pack_attention(tower.resblocks)

@@ -26,20 +26,19 @@ def resolve_device(spec: str | torch.device | None = "auto") -> torch.device:
         return torch.device("cpu")
     if spec == "mps":
         if not _mps_available():
-            raise ConfigError("--device mps: Apple's Metal (MPS) backend is not available here")
+            raise ConfigError("mps: Apple's Metal (MPS) backend is not available here",
+                              param="device")
         return torch.device("mps")
     if _CUDA.match(spec):
         if not torch.cuda.is_available():
-            raise ConfigError(
-                f"--device {spec}: CUDA is not available (no GPU or a CPU-only torch)"
-            )
+            raise ConfigError(f"{spec}: CUDA is not available (no GPU or a CPU-only torch)",
+                              param="device")
         device = torch.device(spec)
         if device.index is not None and device.index >= torch.cuda.device_count():
-            raise ConfigError(
-                f"--device {spec}: only {torch.cuda.device_count()} CUDA device(s) visible"
-            )
+            raise ConfigError(f"{spec}: only {torch.cuda.device_count()} CUDA device(s) visible",
+                              param="device")
         return device
-    raise ConfigError(f"--device {spec!r}: use auto, cpu, cuda, cuda:N or mps")
+    raise ConfigError(f"{spec!r}: use auto, cpu, cuda, cuda:N or mps", param="device")
 
 
 def _mps_available() -> bool:

@@ -37,10 +37,11 @@ def parse_shard(text: str) -> Shard:
     from 0 too)."""
     match = _SHARD.match(text or "")
     if not match:
-        raise ConfigError(f"--shard {text!r}: expected K/N, e.g. 0/4")
+        raise ConfigError(f"{text!r}: expected K/N, e.g. 0/4", param="shard")
     index, count = int(match.group(1)), int(match.group(2))
     if count < 1 or not 0 <= index < count:
-        raise ConfigError(f"--shard {text!r}: need 0 <= K < N (shards are numbered from 0)")
+        raise ConfigError(f"{text!r}: need 0 <= K < N (shards are numbered from 0)",
+                          param="shard")
     return Shard(index, count)
 
 

@@ -26,7 +26,13 @@ from grmpiqa.weights.formats import (
     read_weights,
     save_weights,
 )
-from grmpiqa.weights.manifest import BackboneSpec, Manifest, ModelEntry, load_manifest
+from grmpiqa.weights.manifest import (
+    BackboneSpec,
+    Manifest,
+    ModelEntry,
+    load_manifest,
+    looks_like_path,
+)
 
 log = logging.getLogger("grmpiqa")
 PathLike = str | os.PathLike[str]
@@ -40,11 +46,6 @@ def build_model(backbone: BackboneSpec, config: ModelConfig, preprocess: Preproc
     info = {"backbone": backbone.name, **(info or {})}
     return QualityModel(clip, tokenizer_for(clip), config, preprocess, label=label, info=info,
                         backbone_spec=backbone)
-
-
-def looks_like_path(name: str) -> bool:
-    return os.path.sep in name or name.endswith((".safetensors", ".pt", ".pth", ".bin")) \
-        or os.path.exists(name)
 
 
 def load_model(name_or_path: PathLike | None = None, *, device: str | torch.device = "auto",
@@ -130,7 +131,7 @@ def _load_file(path: Path, manifest: Manifest | None, hf_cache: PathLike | None,
     manifest = manifest or load_manifest()
     entry = manifest.get(base or manifest.default)
     if entry.config.kind != "grmp":
-        raise WeightsError(f"{path}: the authors' checkpoints need a 'grmp' model as --model, "
+        raise WeightsError(f"{path}: the authors' checkpoints need a 'grmp' model as base, "
                            f"not {entry.name!r}")
     model = build_model(entry.backbone, entry.config, entry.preprocess, info=info,
                         hf_cache=hf_cache)

@@ -248,6 +248,12 @@ def parse_manifest(data: Any, path: str) -> Manifest:
     return Manifest(default=default, models=models, path=path)
 
 
+def looks_like_path(name: str) -> bool:
+    """A weights file rather than a model name."""
+    return os.path.sep in name or name.endswith((".safetensors", ".pt", ".pth", ".bin")) \
+        or os.path.exists(name)
+
+
 def manifest_path() -> Path:
     """The manifest in use: ``$GRMPIQA_MANIFEST``, the one in the wheel, or the source tree's."""
     override = manifest_override()

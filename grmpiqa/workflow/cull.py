@@ -17,11 +17,10 @@ import errno
 import os
 import shutil
 import tempfile
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from grmpiqa.config import REPORT_THUMBNAIL
 from grmpiqa.errors import ConfigError
 from grmpiqa.io.atomic import atomic_write
 from grmpiqa.io.extensions import extension_of
@@ -32,12 +31,9 @@ from grmpiqa.io.inputs import (
     normalise_extensions,
     walk_folder,
 )
-from grmpiqa.progress import Progress, or_silent
-from grmpiqa.results import ModelSource, ScoreResult
 
 if TYPE_CHECKING:  # pragma: no cover
-    from grmpiqa.workflow.bursts import BurstOptions
-    from grmpiqa.workflow.report import Report
+    pass
 
 MODES = ("move", "copy", "link")
 SIDECAR_EXTENSIONS = ("xmp", "pp3", "dop", "aae")
@@ -232,136 +228,6 @@ def perform(action: CullAction) -> CullAction:
     except OSError as exc:
         return replace(action, error=f"{exc.strerror or exc}")
     return action
-
-
-@dataclass(frozen=True)
-class Decision:
-    """What became of one photo (for the report): ``reason`` is empty for a kept one."""
-
-    result: ScoreResult
-    burst: int | None
-    reason: str
-
-
-class CullRun:
-    """One cull: the destination is checked and the photos grouped when it is made;
-    iterating (or :meth:`actions`) scores them and yields every action as it happens
-    (with bursts, once every photo is scored and grouped)."""
-
-    def __init__(self, planner: CullPlanner, groups: list[PhotoGroup], model: ModelSource,
-                 dry_run: bool, score_options: dict[str, Any],
-                 unreadable: dict[str, str] | None = None, *,
-                 bursts: BurstOptions | None = None, keep: int = 1,
-                 report: Report | None = None) -> None:
-        self.planner, self.groups, self.model = planner, groups, model
-        self.dry_run, self.score_options = dry_run, score_options
-        self.unreadable = dict(unreadable or {})
-        self.bursts, self.keep, self.report = bursts, keep, report
-        self.decisions: list[Decision] = []
-
-    @property
-    def culled(self) -> int:
-        """Photos (groups, not files) culled so far."""
-        return self.planner.culled
-
-    def actions(self, progress: Progress | None = None) -> Iterator[CullAction]:
-        """Score and act, in the groups' order; ``progress`` advances by one per photo and
-        is given one line per action that failed."""
-        from grmpiqa.io.output import display_path
-        from grmpiqa.scoring.engine import score_paths
-
-        report_to = or_silent(progress)
-        for folder, reason in self.unreadable.items():
-            # nothing under a folder that cannot be read can be culled: it gets a skip row
-            report_to.message(f"{display_path(folder)}: skip: {reason}")
-            yield CullAction("skip", folder, "", None, reason)
-        wanted = self.bursts is not None or self.report is not None
-        results: Iterable[ScoreResult] = score_paths(
-            [g.scored for g in self.groups], self.model, expand=False, features=wanted,
-            thumbnails=REPORT_THUMBNAIL if self.report is not None else 0,
-            **self.score_options)
-        results = _advancing(results, report_to)
-        if self.report is not None:
-            results = map(self.report.add, results)
-        if self.bursts is not None:
-            from grmpiqa.workflow.bursts import cull_notes
-
-            triples = cull_notes(results, self.bursts, self.keep)
-        else:
-            triples = ((r, None, None) for r in results)
-        for group, (result, burst, note) in zip(self.groups, triples, strict=True):
-            reason = self.planner.reason(result.score, note) if result.score is not None else ""
-            self.decisions.append(Decision(result, burst, reason))
-            for action in self.planner.plan(group, result.score, result.error, note):
-                action = action if self.dry_run else perform(action)
-                if action.error:
-                    report_to.message(f"{display_path(action.source)}: {action.action}: "
-                                      f"{action.error}")
-                yield action
-
-    def __iter__(self) -> Iterator[CullAction]:
-        return self.actions()
-
-
-def _advancing(results: Iterable[ScoreResult], progress: Progress
-               ) -> Iterator[ScoreResult]:
-    for result in results:
-        yield result
-        progress.advance()
-
-
-def cull(src: str, dest: str, *, below: float | None = None, mode: str,
-         model: ModelSource = None, dry_run: bool = False, recursive: bool = True,
-         bursts: BurstOptions | None = None, keep: int = 1, report: Report | None = None,
-         **score_options: Any) -> CullRun:
-    """Score each photo under ``src`` and move, copy or link those scored below ``below``
-    (and, with ``bursts``, all but the best ``keep`` frames of each burst) under ``dest``,
-    keeping the folder structure and never overwriting.
-
-    Parameters
-    ----------
-    src : str
-        The shoot: a folder, searched recursively unless ``recursive`` is false.
-    dest : str
-        Where culled photos go; it may not be inside ``src`` (nor ``src`` inside it).
-    below : float, optional
-        The threshold (0..1): photos scored below it are culled.
-    mode : {"move", "copy", "link"}
-        What happens to a culled photo's files.
-    model : QualityModel, str or path, optional
-        A loaded model, a manifest name or a weights file (default: the manifest's default).
-    dry_run : bool
-        Plan the actions without touching any file.
-    recursive : bool
-        Search sub-folders of ``src``.
-    bursts : BurstOptions, optional
-        Group bursts and near-duplicates and cull all but the best ``keep`` of each
-        (a photo goes if either rule says so). Actions then come once all are scored.
-    keep : int
-        Frames kept per burst.
-    report : grmpiqa.workflow.report.Report, optional
-        Collects thumbnails while scoring; write it from :attr:`CullRun.decisions`.
-    **score_options
-        Passed to :func:`grmpiqa.score_paths` (``batch_size``, ``workers``, ``device``,
-        ``draft``).
-
-    Returns
-    -------
-    CullRun
-        Iterate it for the :class:`CullAction` rows (one per file, and a ``skip`` row for
-        each folder that could not be read; failures carry ``error`` and never stop the
-        run). A bad ``mode`` or ``dest``, or neither ``below`` nor ``bursts``, raises
-        here, before anything is scored.
-    """
-    if below is None and bursts is None:
-        raise ValueError("give below, bursts or both")
-    if keep < 1:
-        raise ValueError("keep must be at least 1")
-    planner = CullPlanner(src, dest, mode=mode, below=below)
-    unreadable: dict[str, str] = {}
-    groups = find_groups(src, recursive=recursive, problems=unreadable)
-    return CullRun(planner, groups, model, dry_run, score_options, unreadable, bursts=bursts,
-                   keep=keep, report=report)
 
 
 def default_log_path(dest: str, stamp: str) -> str:

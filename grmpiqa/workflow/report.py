@@ -19,12 +19,13 @@ import html
 import os
 import shutil
 import tempfile
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from urllib.parse import quote
 
-from grmpiqa.errors import ConfigError
+from grmpiqa.errors import ConfigError, os_error_text
 from grmpiqa.io.atomic import atomic_write
 from grmpiqa.results import ScoreResult
 from grmpiqa.workflow.xmp import DEFAULT_THRESHOLDS, rating_for
@@ -109,6 +110,24 @@ class Report:
 
     def discard(self) -> None:
         shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def write_or_say(self, entries: Sequence[Entry], *, heading: str = "") -> str | None:
+        """:meth:`write`; None when it worked, else why not (the thumbnails are discarded)."""
+        try:
+            self.write(entries, heading=heading)
+        except OSError as exc:
+            self.discard()
+            return f"cannot write the report {self.path} ({os_error_text(exc)})"
+        return None
+
+    def score_entries(self, rows: Sequence[ScoreResult], *, bursts: bool) -> list[Entry]:
+        """A scoring run's entries: with bursts, the best frame of each group of two or
+        more is marked kept."""
+        sizes = Counter(getattr(row, "burst", None) for row in rows)
+        return [self.entry(row, burst=getattr(row, "burst", None),
+                           marked=bursts and getattr(row, "burst_rank", 0) == 1
+                           and sizes[getattr(row, "burst", None)] > 1)
+                for row in rows]
 
 
 def _link(photo: str, base: Path) -> str:

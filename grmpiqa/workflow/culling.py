@@ -1,0 +1,246 @@
+"""A cull's run: score the shoot, decide photo by photo, act, then write the log and report.
+
+:func:`cull` checks everything it can before a photo is scored (the
+destination, the report, the model); iterating the :class:`CullRun` it returns
+scores the photos and carries out each action as it is decided (see
+:mod:`grmpiqa.workflow.cull` for how photos are grouped and moved).
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from grmpiqa.config import REPORT_THUMBNAIL, ModelOptions
+from grmpiqa.errors import ConfigError, os_error_text
+from grmpiqa.progress import Progress, or_silent
+from grmpiqa.results import ModelSource, ScoreResult
+from grmpiqa.workflow.cull import (
+    BURST_LOG_COLUMNS,
+    LOG_COLUMNS,
+    CullAction,
+    CullPlanner,
+    PhotoGroup,
+    find_groups,
+    perform,
+    write_log,
+)
+
+if TYPE_CHECKING:  # pragma: no cover
+    from grmpiqa.config import BurstOptions
+    from grmpiqa.workflow.report import Report
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What became of one photo (for the report): ``reason`` is empty for a kept one."""
+
+    result: ScoreResult
+    burst: int | None
+    reason: str
+
+
+class CullRun:
+    """One cull: the destination is checked and the photos grouped when it is made;
+    iterating (or :meth:`actions`) scores them and yields every action as it happens
+    (with bursts, once every photo is scored and grouped), then writes the log and the
+    report. ``log_error`` and ``report_error`` say why one could not be written."""
+
+    def __init__(self, planner: CullPlanner, groups: list[PhotoGroup], model: ModelSource,
+                 options: ModelOptions, dry_run: bool,
+                 unreadable: dict[str, str] | None = None, *,
+                 bursts: BurstOptions | None = None, keep: int = 1,
+                 report: str | None = None, log: str | None = None) -> None:
+        self.planner, self.groups, self.model = planner, groups, model
+        self.options, self.dry_run = options, dry_run
+        self.unreadable = dict(unreadable or {})
+        self.bursts, self.keep, self.report_path, self.log = bursts, keep, report, log
+        self.decisions: list[Decision] = []
+        self.done: list[CullAction] = []
+        self.log_error: str | None = None
+        self.report_error: str | None = None
+
+    @property
+    def culled(self) -> int:
+        """Photos (groups, not files) culled so far."""
+        return self.planner.culled
+
+    def actions(self, progress: Progress | None = None) -> Iterator[CullAction]:
+        """Score and act, in the groups' order; ``progress`` advances by one per photo and
+        is told of each action that failed."""
+        report_to = or_silent(progress)
+        for folder, reason in self.unreadable.items():
+            # nothing under a folder that cannot be read can be culled: it gets a skip row
+            report_to.failed(folder, f"skip: {reason}")
+            yield self._done(CullAction("skip", folder, "", None, reason))
+        report = _open_report(self.report_path)
+        try:
+            for action in self._decide(report_to, report):
+                if action.error:
+                    report_to.failed(action.source, f"{action.action}: {action.error}")
+                yield self._done(action)
+        except BaseException:
+            if report is not None:
+                report.discard()
+                report = None
+            raise
+        finally:
+            self._write_outputs(report)
+
+    def _done(self, action: CullAction) -> CullAction:
+        self.done.append(action)
+        return action
+
+    def _decide(self, report_to: Any, report: Report | None) -> Iterator[CullAction]:
+        results = self._scored(report_to, report)
+        if self.bursts is not None:
+            from grmpiqa.workflow.bursts import cull_notes
+
+            triples = cull_notes(results, self.bursts, self.keep)
+        else:
+            triples = ((r, None, None) for r in results)
+        for group, (result, burst, note) in zip(self.groups, triples, strict=True):
+            reason = self.planner.reason(result.score, note) if result.score is not None else ""
+            self.decisions.append(Decision(result, burst, reason))
+            for action in self.planner.plan(group, result.score, result.error, note):
+                yield action if self.dry_run else perform(action)
+
+    def _scored(self, report_to: Any, report: Report | None) -> Iterator[ScoreResult]:
+        from grmpiqa.scoring.engine import score_paths
+
+        if not self.groups:
+            return
+        model = self.model
+        if model is None or isinstance(model, (str, os.PathLike)):
+            from grmpiqa.weights.loading import load_model
+
+            options = self.options
+            report_to.begin(f"loading model {options.name or 'the default model'}", None)
+            model = load_model(options.name, device=options.device, base=options.base,
+                               precision=options.precision, compile=options.compile)
+        report_to.begin("culling", len(self.groups))
+        options = self.options
+        for result in score_paths(
+                [g.scored for g in self.groups], model, expand=False,
+                features=self.bursts is not None or report is not None,
+                thumbnails=REPORT_THUMBNAIL if report is not None else 0,
+                batch_size=options.batch_size, workers=options.workers,
+                draft=options.fast_decode, max_pixels=options.max_pixels,
+                gpu_decode=options.gpu_decode):
+            yield report.add(result) if report is not None else result
+            report_to.advance()
+
+    def _write_outputs(self, report: Report | None) -> None:
+        """The log of what was done (if anything was), and the page of every decision."""
+        if self.log is not None and not self.dry_run and self.done:
+            try:
+                write_log(self.log, self.done,
+                          BURST_LOG_COLUMNS if self.bursts is not None else LOG_COLUMNS)
+            except OSError as exc:
+                self.log_error = f"cannot write the log {self.log} ({os_error_text(exc)})"
+        if report is not None:
+            self.report_error = report.write_or_say(self._entries(report), heading=(
+                ("Dry run: nothing was moved. " if self.dry_run else "")
+                + f"{self.culled} of {len(self.groups)} photos culled; notes say why."))
+
+    def _entries(self, report: Report) -> list[Any]:
+        """Each photo with what became of it; kept frames of bursts marked."""
+        sizes = Counter(d.burst for d in self.decisions)
+        verb = "would go" if self.dry_run else "culled"
+        return [report.entry(d.result, burst=d.burst,
+                             note=f"{verb}: {d.reason}" if d.reason else "",
+                             marked=not d.reason and d.burst is not None and sizes[d.burst] > 1)
+                for d in self.decisions]
+
+    def __iter__(self) -> Iterator[CullAction]:
+        return self.actions()
+
+
+def _open_report(path: str | None) -> Report | None:
+    if path is None:
+        return None
+    from grmpiqa.workflow.report import Report
+
+    return Report(path, "grmpiqa cull report")
+
+
+def _check_log(log: str, groups: list[PhotoGroup]) -> None:
+    """The log is CSV, never written over a folder, a photo or a sidecar."""
+    from grmpiqa.io.output import check_not_an_input, check_output_path
+
+    if log.lower().endswith((".json", ".jsonl", ".ndjson", ".tsv", ".gz")):
+        raise ConfigError(f"{log}: the log is CSV; name it .csv", param="log")
+    check_output_path(log, param="log")
+    check_not_an_input(log, [f for g in groups for f in g.files], param="log")
+
+
+def cull(src: str, dest: str, *, below: float | None = None, mode: str,
+         model: ModelSource = None, dry_run: bool = False, recursive: bool = True,
+         bursts: BurstOptions | None = None, keep: int = 1, report: str | None = None,
+         log: str | None = None, **model_options: Any) -> CullRun:
+    """Score each photo under ``src`` and move, copy or link those scored below ``below``
+    (and, with ``bursts``, all but the best ``keep`` frames of each burst) under ``dest``,
+    keeping the folder structure and never overwriting.
+
+    Parameters
+    ----------
+    src : str
+        The shoot: a folder, searched recursively unless ``recursive`` is false.
+    dest : str
+        Where culled photos go; it may not be inside ``src`` (nor ``src`` inside it).
+    below : float, optional
+        The threshold (0..1): photos scored below it are culled.
+    mode : {"move", "copy", "link"}
+        What happens to a culled photo's files.
+    model : QualityModel, str or path, optional
+        A loaded model, a manifest name or a weights file (default: the manifest's
+        default), loaded when the photos are scored.
+    dry_run : bool
+        Plan the actions without touching any file (no log is written).
+    recursive : bool
+        Search sub-folders of ``src``.
+    bursts : BurstOptions, optional
+        Group bursts and near-duplicates and cull all but the best ``keep`` of each
+        (a photo goes if either rule says so). Actions then come once all are scored.
+    keep : int
+        Frames kept per burst.
+    report : str, optional
+        Also write an HTML page of every photo with what became of it.
+    log : str, optional
+        Write a CSV log of every action here (atomically) once the run ends.
+    **model_options
+        Fields of :class:`~grmpiqa.config.ModelOptions` (``batch_size``, ``workers``,
+        ``device``, ``precision``, ``fast_decode``, ...) for loading and scoring.
+
+    Returns
+    -------
+    CullRun
+        Iterate it for the :class:`CullAction` rows (one per file, and a ``skip`` row for
+        each folder that could not be read; failures carry ``error`` and never stop the
+        run). A bad ``mode``, ``dest``, report or model, or neither ``below`` nor
+        ``bursts``, raises here, before anything is scored.
+    """
+    if below is None and bursts is None:
+        raise ValueError("give below, bursts or both")
+    if keep < 1:
+        raise ValueError("keep must be at least 1")
+    name = os.fspath(model) if isinstance(model, (str, os.PathLike)) else None
+    options = ModelOptions(**{"name": name, **model_options})
+    if model is None or name is not None:
+        from grmpiqa.weights.identity import identify_options
+
+        identify_options(options)  # an unknown model or device is refused now
+    planner = CullPlanner(src, dest, mode=mode, below=below)
+    if report is not None:
+        from grmpiqa.workflow.report import check_report_path
+
+        check_report_path(report)
+    unreadable: dict[str, str] = {}
+    groups = find_groups(src, recursive=recursive, problems=unreadable)
+    if log is not None:
+        _check_log(log, groups)
+    return CullRun(planner, groups, model, options, dry_run, unreadable, bursts=bursts,
+                   keep=keep, report=report, log=log)

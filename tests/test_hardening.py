@@ -370,12 +370,15 @@ def test_resume_on_a_complete_file_exits_at_once(tiny_hub, tmp_path):
     target = tmp_path / "scores.csv"
     assert grmpiqa([shoot, "-o", target], hub=tiny_hub).returncode == 0
     before = target.read_bytes()
-    # an unloadable model proves it is never loaded
-    out = grmpiqa([shoot, "-o", target, "--resume"], hub=tiny_hub,
-                  env={"HF_HUB_CACHE": str(tmp_path / "empty")})
+    out = grmpiqa([shoot, "-o", target, "--resume"], hub=tiny_hub)
     assert out.returncode == 0
     assert stderr(out) == f"grmpiqa: nothing left to score: all 2 photos are in {target}\n"
     assert target.read_bytes() == before
+    # the debug log says when a model is loaded: here it never is
+    debug = grmpiqa([shoot, "-o", target, "--resume", "--debug"], hub=tiny_hub)
+    assert debug.returncode == 0 and "loading model" in grmpiqa(
+        [shoot, "--debug"], hub=tiny_hub).stderr.decode()
+    assert "loading model" not in stderr(debug), stderr(debug)
 
 
 def test_jfif_and_jpe_are_jpeg_extensions(tiny_hub, tmp_path):

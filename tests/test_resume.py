@@ -236,15 +236,22 @@ def test_resume_with_another_model_or_precision_is_refused(tiny_hub, shoot, tmp_
 def test_a_second_writer_of_the_same_output_is_refused(tiny_hub, shoot, tmp_path):
     env = _env(tiny_hub)
     out = tmp_path / "scores.csv"
-    proc = subprocess.Popen([sys.executable, "-m", "grmpiqa", "score", str(shoot), "-o",
-                             str(out), "-b", "1", "-j", "0"], env=env, stderr=subprocess.PIPE)
+    go_on = tmp_path / "go-on"
+    # the first run waits after its second row until told to go on, holding the output
+    wait = (f"import os, time\n        while not os.path.exists({str(go_on)!r}): "
+            "time.sleep(0.05)")
+    first = subprocess.Popen([sys.executable, "-c", _INJECT.format(after=2, fault=wait),
+                              "score", str(shoot), "-o", str(out), "-j", "0"], env=env,
+                             stderr=subprocess.PIPE, text=True)
     part = partial_path(out)
     deadline = time.monotonic() + 120
-    while not (part.exists() and part.read_bytes().count(b"\n") >= 2):
-        assert time.monotonic() < deadline, "the first run never got going"
+    while not (part.exists() and part.read_bytes().count(b"\n") >= 3):  # header + 2 rows
+        assert time.monotonic() < deadline and first.poll() is None, "the first run stalled"
         time.sleep(0.05)
     second = _score([str(shoot), "-o", str(out), "-j", "0"], env)
-    assert second.returncode == 2
+    assert second.returncode == 2, second.stderr
     assert "being written by another grmpiqa run" in second.stderr
-    proc.communicate(timeout=300)
-    assert proc.returncode == 0 and len(_rows(out)) == 12
+    go_on.touch()
+    _, stderr = first.communicate(timeout=300)
+    assert first.returncode == 0, stderr
+    assert len(_rows(out)) == 12

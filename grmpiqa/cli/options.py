@@ -92,10 +92,10 @@ TopOption = Annotated[int | None, typer.Option(
     "--top", metavar="N", min=1, show_default=False,
     help="Only the first N scored rows after sorting; without --sort, the N best (-score).")]
 MinScoreOption = Annotated[float | None, typer.Option(
-    "--min-score", metavar="X", min=0.0, max=1.0, show_default=False,
+    "--min-score", metavar="X", show_default=False,
     help="Only rows with score >= X (failed files are left out).")]
 MaxScoreOption = Annotated[float | None, typer.Option(
-    "--max-score", metavar="X", min=0.0, max=1.0, show_default=False,
+    "--max-score", metavar="X", show_default=False,
     help="Only rows with score <= X (failed files are left out).")]
 SummaryOption = Annotated[bool, typer.Option(
     "--summary", help="After the rows, print on stderr: count, mean, quartiles, a histogram "

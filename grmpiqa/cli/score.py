@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
 import typer
@@ -81,11 +82,16 @@ def score(
     if rating_thresholds is not None and not xmp:
         raise typer.BadParameter("only means something with --xmp",
                                  param_hint="--rating-thresholds")
-    listed = _listed(paths, null)
+    for flag, value in (("--min-score", min_score), ("--max-score", max_score)):
+        if value is not None and not 0.0 <= value <= 1.0:
+            raise typer.BadParameter("scores are between 0 and 1", param_hint=flag)
     try:
         selection = Selection(sort=sort, top=top, min_score=min_score, max_score=max_score)
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--min-score/--max-score") from None
+    if output and not fmt:
+        _check_extension(output)
+    listed = _listed(paths, null)
     job = ScoreJob(
         inputs=paths, listed=listed, extensions=ext or None, recursive=recursive,
         shard=_shard(shard), output=output,
@@ -120,6 +126,16 @@ def _run(job: ScoreJob, quiet: bool) -> NoReturn:
     if closing:
         say(closing)  # also with -q: a non-zero exit always says why
     raise typer.Exit(EXIT_OK if run.ok else EXIT_SOME_FAILED)
+
+
+def _check_extension(output: str) -> None:
+    from grmpiqa.io.output import OUTPUT_EXTENSIONS, check_output_path, display_path
+
+    check_output_path(output)  # a photo, a folder: refused first, in the library's words
+    if Path(output).suffix.lower() not in OUTPUT_EXTENSIONS:
+        raise typer.BadParameter(
+            f"{display_path(output)}: cannot tell the format from the extension; name it "
+            f"{', '.join(OUTPUT_EXTENSIONS)}, or give --format", param_hint="--output")
 
 
 def _listed(paths: list[str], null: bool) -> list[str]:

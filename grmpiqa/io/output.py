@@ -105,13 +105,33 @@ class RowWriter(Protocol):
 
 
 class _TextWriter:
+    """The header goes out with the first row (or at close, for no rows), so that lines
+    printed while rows wait (sorting, bursts) come before the table, not inside it."""
+
     def __init__(self, stream: IO[bytes], columns: Sequence[str]) -> None:
         self.columns = list(columns)
         # every cell is escaped already; backslashreplace only guards against a stray surrogate
         self.text = io.TextIOWrapper(stream, encoding="utf-8", errors="backslashreplace",
                                      newline="", write_through=True)
+        self.headed = False
+
+    def header(self) -> str:
+        return ""
+
+    def write(self, result: Any) -> None:
+        line = self.line(result)
+        if not self.headed:
+            self.headed = True
+            line = self.header() + line
+        self.text.write(line)
+
+    def line(self, result: Any) -> str:
+        raise NotImplementedError
 
     def close(self) -> None:
+        if not self.headed:
+            self.headed = True
+            self.text.write(self.header())
         self.text.flush()
         self.text.detach()
 
@@ -119,11 +139,18 @@ class _TextWriter:
 class CsvWriter(_TextWriter):
     def __init__(self, stream: IO[bytes], columns: Sequence[str], delimiter: str = ",") -> None:
         super().__init__(stream, columns)
-        self.csv = csv.writer(self.text, delimiter=delimiter, lineterminator="\n")
-        self.csv.writerow(self.columns)
+        self.delimiter = delimiter
 
-    def write(self, result: Any) -> None:
-        self.csv.writerow([_cell(v) for v in _escaped_cells(result, self.columns).values()])
+    def _csv_line(self, cells: Sequence[str]) -> str:
+        buffer = io.StringIO()
+        csv.writer(buffer, delimiter=self.delimiter, lineterminator="\n").writerow(cells)
+        return buffer.getvalue()
+
+    def header(self) -> str:
+        return self._csv_line(self.columns)
+
+    def line(self, result: Any) -> str:
+        return self._csv_line([_cell(v) for v in _escaped_cells(result, self.columns).values()])
 
 
 def _tsv_escape(value: str) -> str:
@@ -134,22 +161,21 @@ class TsvWriter(_TextWriter):
     """Tab-separated, one row per line; ``\\``, tab, CR, LF and undecodable bytes escaped as in
     PostgreSQL's text format."""
 
-    def __init__(self, stream: IO[bytes], columns: Sequence[str]) -> None:
-        super().__init__(stream, columns)
-        self.text.write("\t".join(self.columns) + "\n")
+    def header(self) -> str:
+        return "\t".join(self.columns) + "\n"
 
-    def write(self, result: Any) -> None:
+    def line(self, result: Any) -> str:
         cells = [_tsv_escape(_cell(v)) for v in row_values(result, self.columns).values()]
-        self.text.write("\t".join(cells) + "\n")
+        return "\t".join(cells) + "\n"
 
 
 class JsonlWriter(_TextWriter):
-    def write(self, result: Any) -> None:
+    def line(self, result: Any) -> str:
         values = _escaped_cells(result, self.columns)
         for key, value in values.items():
             if isinstance(value, float):
                 values[key] = round(value, 6)
-        self.text.write(json.dumps(values, ensure_ascii=False) + "\n")
+        return json.dumps(values, ensure_ascii=False) + "\n"
 
 
 class TableWriter(_TextWriter):
@@ -159,11 +185,12 @@ class TableWriter(_TextWriter):
         super().__init__(stream, columns)
         self.show_label = "score_label" in self.columns
         self.show_burst = "burst" in self.columns
-        head = (f"{'score':>8}  " + (f"{'label':>10}  " if self.show_label else "")
-                + (f"{'burst':>6} {'rank':>4}  " if self.show_burst else "") + "path")
-        self.text.write(head + "\n")
 
-    def write(self, result: Any) -> None:
+    def header(self) -> str:
+        return (f"{'score':>8}  " + (f"{'label':>10}  " if self.show_label else "")
+                + (f"{'burst':>6} {'rank':>4}  " if self.show_burst else "") + "path\n")
+
+    def line(self, result: Any) -> str:
         score = format_score(result.score)[:8] if result.score is not None else "-"
         line = f"{score:>8}  "
         if self.show_label:
@@ -175,7 +202,7 @@ class TableWriter(_TextWriter):
         line += display_path(result.path)
         if result.error:
             line += f"  [error: {_text(result.error)}]"
-        self.text.write(line + "\n")
+        return line + "\n"
 
 
 class PathsWriter:

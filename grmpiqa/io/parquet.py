@@ -33,9 +33,9 @@ from grmpiqa.env import parquet_part_rows
 from grmpiqa.errors import ConfigError, InputError, OutputError
 from grmpiqa.identity import ModelIdentity
 from grmpiqa.io.atomic import file_mode_for, partial_path
+from grmpiqa.io.journal import check_carried, lock, merged, output_error
 from grmpiqa.io.output import display_path
 from grmpiqa.io.rowfiles import row_result
-from grmpiqa.io.stores import check_carried, lock, merged, output_error
 from grmpiqa.results import ScoreResult
 
 ROWS_PER_PART = 4096  # GRMPIQA_PARQUET_PART_ROWS overrides it

@@ -13,7 +13,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from grmpiqa.config import BurstOptions
-from grmpiqa.io.stores import RowStore
+from grmpiqa.io.journal import RowStore
 from grmpiqa.progress import Reporting
 from grmpiqa.results import ScoreResult, ScoreRun
 from grmpiqa.workflow.selection import Selection, passes, select

@@ -82,6 +82,7 @@ def load_model(name_or_path: PathLike | None = None, *, device: str | torch.devi
     """
     target = resolve_device(device)
     name = os.fspath(name_or_path) if name_or_path is not None else None
+    log.debug("loading model %s on %s, precision %s", name or "(the default)", target, precision)
     if name is not None and looks_like_path(name):
         model = _load_file(Path(name), manifest, hf_cache, base)
     else:

@@ -229,10 +229,6 @@ def cull(src: str, dest: str, *, below: float | None = None, mode: str,
         raise ValueError("keep must be at least 1")
     name = os.fspath(model) if isinstance(model, (str, os.PathLike)) else None
     options = ModelOptions(**{"name": name, **model_options})
-    if model is None or name is not None:
-        from grmpiqa.weights.identity import identify_options
-
-        identify_options(options)  # an unknown model or device is refused now
     planner = CullPlanner(src, dest, mode=mode, below=below)
     if report is not None:
         from grmpiqa.workflow.report import check_report_path
@@ -242,5 +238,9 @@ def cull(src: str, dest: str, *, below: float | None = None, mode: str,
     groups = find_groups(src, recursive=recursive, problems=unreadable)
     if log is not None:
         _check_log(log, groups)
+    if model is None or name is not None:
+        from grmpiqa.weights.identity import identify_options
+
+        identify_options(options)  # an unknown model, device or precision is refused now
     return CullRun(planner, groups, model, options, dry_run, unreadable, bursts=bursts,
                    keep=keep, report=report, log=log)

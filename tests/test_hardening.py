@@ -331,8 +331,8 @@ def test_table_output_is_valid_utf8(tiny_hub, tmp_path):
 def test_nul_separated_list_without_null_says_use_null(tiny_hub, tmp_path):
     out = grmpiqa(["-"], hub=tiny_hub, stdin=b"a.jpg\0b.jpg\0")
     assert out.returncode == 2
-    assert stderr(out) == ("grmpiqa: error: the list of paths on stdin holds NUL bytes: "
-                           "use --null (-0)\n")
+    assert stderr(out) == ("grmpiqa: error: --null is needed: the list of paths on stdin "
+                           "holds NUL bytes\n")
 
 
 @pytest.mark.parametrize(("args", "message"), [

@@ -142,7 +142,7 @@ def open_with_pillow(source: str | IO[bytes], *, draft_size: int | None = None,
         if width * height > max_pixels:
             raise ImageError(
                 f"{width}x{height} is {width * height:,} pixels, over the limit of "
-                f"{max_pixels:,}; raise --max-pixels if you trust this file"
+                f"{max_pixels:,}; raise the pixel limit (max_pixels) if you trust this file"
             )
         if image.format == "JPEG":
             _check_jpeg_size(image, width * height)

@@ -204,7 +204,7 @@ def read_path_list(stream: IO[bytes], null_separated: bool = False) -> list[str]
     """Paths from a list on stdin: one per line, or NUL-separated for any file name."""
     data = stream.read()
     if not null_separated and b"\0" in data:
-        raise InputError("the list of paths on stdin holds NUL bytes: use --null (-0)")
+        raise InputError("is needed: the list of paths on stdin holds NUL bytes", param="null")
     separator = b"\0" if null_separated else b"\n"
     paths = []
     for raw in data.split(separator):

@@ -77,16 +77,16 @@ def check_output_path(out: PathLike) -> Path:
     """Refuse, before any training, an output that could not be written or read back."""
     path = Path(out)
     if path.suffix != ".safetensors":
-        raise ConfigError(f"--out {out}: name it *.safetensors (grmpiqa's weights format), so "
-                          "that `score --weights` reads it")
+        raise ConfigError(f"{out}: name it *.safetensors (grmpiqa's weights format), so that "
+                          "scoring can read it", param="out")
     if path.is_dir():
-        raise ConfigError(f"--out {out}: is a folder")
+        raise ConfigError(f"{out}: is a folder", param="out")
     folder = path.parent if str(path.parent) else Path(".")
     existing = folder
     while not existing.exists() and existing != existing.parent:
         existing = existing.parent
     if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
-        raise ConfigError(f"--out {out}: cannot write in {existing}")
+        raise ConfigError(f"{out}: cannot write in {existing}", param="out")
     return path
 
 
@@ -199,7 +199,8 @@ def adapt(labels: PathLike | LabelTable | Ratings, out: PathLike | None = None, 
     ckpt = Path(checkpoint) if checkpoint is not None else \
         checkpoint_path_for(out_path) if out_path is not None else None
     if resume and ckpt is None:
-        raise ConfigError("--resume needs --out (the checkpoint lives beside it)")
+        raise ConfigError("needs an output file (the checkpoint lives beside it)",
+                          param="resume")
     if isinstance(labels, Ratings):
         labels = ratings_table(labels)
     table = labels if isinstance(labels, LabelTable) else read_labels(

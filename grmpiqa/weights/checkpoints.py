@@ -59,8 +59,8 @@ def load_checkpoint(path: str | os.PathLike[str], expected_fingerprint: str
     from safetensors.torch import load_file
 
     if not Path(path).is_file():
-        raise ConfigError(f"--resume: no checkpoint at {path} (it is written at each "
-                          "evaluation and removed once training has finished)")
+        raise ConfigError(f"finds no checkpoint at {path} (it is written at each "
+                          "evaluation and removed once training has finished)", param="resume")
     try:
         with safe_open(str(path), framework="pt") as handle:
             header = (handle.metadata() or {}).get(CHECKPOINT_KEY)
@@ -75,8 +75,9 @@ def load_checkpoint(path: str | os.PathLike[str], expected_fingerprint: str
                            f"supported (reads {CHECKPOINT_VERSION})")
     if info.get("fingerprint") != expected_fingerprint:
         saved = info.get("settings", {})
-        raise ConfigError(f"--resume: {path} belongs to another run (different labels, "
-                          f"starting weights or options); it was made with {saved}")
+        raise ConfigError(f"{path}: the checkpoint belongs to another run (different labels, "
+                          f"starting weights or options); it was made with {saved}",
+                          param="resume")
     current = {k[len("current/"):]: v for k, v in tensors.items() if k.startswith("current/")}
     best = {k[len("best/"):]: v for k, v in tensors.items() if k.startswith("best/")}
     return current, best, (tensors["rng/torch"], tensors["rng/generator"]), info

@@ -18,7 +18,8 @@ from grmpiqa.io.embedded_xmp import embedded_xmp
 from grmpiqa.io.images import check_regular_file
 from grmpiqa.io.inputs import DEFAULT_EXTENSIONS, expand_inputs
 from grmpiqa.results import PhotoRating, Ratings
-from grmpiqa.workflow.xmp import XmpError, read_rating, read_sidecar, sidecar_bases
+from grmpiqa.workflow.xmp import XmpError, read_rating, read_sidecar
+from grmpiqa.workflow.xmp_targets import sidecar_bases
 
 
 class SidecarIndex:

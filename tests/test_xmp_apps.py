@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from grmpiqa.errors import ConfigError, XmpError
 from grmpiqa.io.embedded_xmp import embedded_xmp
@@ -16,7 +17,7 @@ from grmpiqa.workflow.xmp import read_label, read_rating, read_sidecar, write_ra
 from grmpiqa.workflow.xmp_marks import SidecarRater, XmpMarker
 from grmpiqa.workflow.xmp_targets import APPS, places_for
 from photos import write_dng
-from xmp_photos import jpeg_photo
+from xmp_photos import jpeg_photo, packet, save_with_xmp
 
 EXIFTOOL = shutil.which("exiftool")
 INSIDE = "(inside)"
@@ -178,3 +179,24 @@ def test_raw_rating_wins_the_shared_sidecar_and_an_embedded_jpeg_keeps_its_own(t
         inside.rate(str(tmp_path / name), scores[name])
     assert read_sidecar(str(tmp_path / "IMG_1.xmp")) == 1
     assert read_rating(embedded_xmp(str(tmp_path / "IMG_1.JPG"))) == 5
+
+
+def test_ratings_read_where_one_application_keeps_them(tmp_path):
+    """An older --xmp run left IMG_1.xmp; the photographer then rated in Lightroom."""
+    jpeg = jpeg_photo(tmp_path / "IMG_1.jpg", xmp=packet(5))
+    write_rating(str(tmp_path / "IMG_1.xmp"), 3)
+    save_with_xmp(Image.new("RGB", (8, 8)), tmp_path / "IMG_2.png", packet(4))
+    (tmp_path / "IMG_3.NEF").write_bytes(b"not opened")
+    write_rating(str(tmp_path / "IMG_3.NEF.xmp"), 2)
+
+    def found(app):
+        ratings = read_ratings([str(tmp_path)], extensions=["jpg", "png", "nef"], app=app)
+        return [(p.rating, p.source and Path(p.source).name) for p in ratings.photos]
+
+    assert found(None) == [(3, "IMG_1.xmp"), (4, "embedded"), (2, "IMG_3.NEF.xmp")]
+    assert found("lightroom") == [(5, "embedded"), (4, "embedded"), (None, None)]
+    assert found("darktable") == [(None, None), (None, None), (2, "IMG_3.NEF.xmp")]
+    assert found("capture-one") == [(3, "IMG_1.xmp"), (None, None), (None, None)]
+    assert rating_of(str(jpeg), app="digikam").rating == 5
+    with pytest.raises(ConfigError):
+        read_ratings([str(tmp_path)], app="aperture")

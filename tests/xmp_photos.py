@@ -64,6 +64,7 @@ def save_with_xmp(image: Image.Image, path: Path, xmp: bytes) -> Path:
     return path
 
 
+#: a Lightroom packet: rating, label, develop settings, keywords, a comment
 LIGHTROOM_PACKET = """<?xpacket begin="\ufeff" id="W5M0MpCehiHzreSzNTczkc9d"?>
 <x:xmpmeta xmlns:x="adobe:ns:meta/" x:xmptk="Adobe XMP Core 7.0">
  <rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">
@@ -72,10 +73,12 @@ LIGHTROOM_PACKET = """<?xpacket begin="\ufeff" id="W5M0MpCehiHzreSzNTczkc9d"?>
     xmlns:crs="http://ns.adobe.com/camera-raw-settings/1.0/"
     xmlns:dc="http://purl.org/dc/elements/1.1/"
     xmlns:lr="http://ns.adobe.com/lightroom/1.0/"
+   xmp:ModifyDate="2024-05-01T10:00:00"
    xmp:Rating="2"
    xmp:Label="Red"
    crs:Exposure2012="+0.35"
    crs:Temperature="5200">
+   <!-- a comment the user wants kept -->
    <dc:subject>
     <rdf:Bag>
      <rdf:li>holiday</rdf:li>

@@ -92,10 +92,11 @@ def _existing(folder: str, names: tuple[str, ...]) -> str | None:
     return None
 
 
-def _first_place(photo: str, app: str | None, own: str, shared: str) -> Place:
+def _first_place(photo: str, app: str | None, own: str, shared: str, reading: bool = False
+                 ) -> Place:
     kind = extension_of(photo)
     if app in _READS_INSIDE:
-        if kind in INSIDE_EXTENSIONS:
+        if kind in INSIDE_EXTENSIONS or (reading and kind in INSIDE_ONLY_EXTENSIONS):
             return Place(photo, inside=True)
         if kind in INSIDE_ONLY_EXTENSIONS:
             raise XmpError(f"{app} reads the rating inside {kind.upper()} files, and "
@@ -121,3 +122,14 @@ def places_for(photo: str, app: str | None = None, index: FolderIndex | None = N
             and not (index or FolderIndex()).shares_stem(photo)):
         places.append(Place(shared, create=False))
     return tuple(places)
+
+
+def read_place(photo: str, app: str) -> Place:
+    """Where ``app`` keeps ``photo``'s rating (inside PNG and WebP too, which grmpiqa can
+    read but not write)."""
+    check_app(app)
+    folder, name, stem = sidecar_bases(photo)
+    own = _existing(folder, (name + ".xmp", name + ".XMP"))
+    shared = _existing(folder, (stem + ".xmp", stem + ".XMP"))
+    return _first_place(photo, app, own or os.path.join(folder, name + ".xmp"),
+                        shared or os.path.join(folder, stem + ".xmp"), reading=True)

@@ -312,6 +312,24 @@ def test_read_only_folder_is_an_error_naming_the_file(shared_folder):
     assert photo.read_bytes() == before and os.listdir(shared_folder) == ["a.jpg"]
 
 
+def test_a_full_disk_is_an_error_and_the_photo_stays_whole(tmp_path):
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small tmpfs (a real full disk) needs root")
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(disk)],
+                      capture_output=True, timeout=60).returncode != 0:
+        pytest.skip("cannot mount a tmpfs here")
+    try:
+        photo = disk / "IMG_1.jpg"
+        photo.write_bytes(jpeg_photo(tmp_path / "big.jpg", size=(240, 200)).read_bytes())
+        assert 32_000 < photo.stat().st_size < 60_000  # no room for a second copy
+        message = _untouched(photo, lambda: write_inside(str(photo), {"Rating": "5"}))
+        assert message == "cannot write IMG_1.jpg (No space left on device); left unchanged"
+    finally:
+        subprocess.run(["umount", str(disk)], timeout=60)
+
+
 def test_mode_owner_extended_attributes_and_symlinks_are_kept(tmp_path):
     photo = jpeg_photo(tmp_path / "IMG_1.jpg")
     photo.chmod(0o640)

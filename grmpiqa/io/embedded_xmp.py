@@ -180,10 +180,11 @@ def tiff_directory(handle: BinaryIO) -> TiffDirectory | None:
         return None
     (first,) = struct.unpack(order + "I", _read(handle, 4, 4))
     (count,) = struct.unpack(order + "H", _read(handle, first, 2))
-    raw = _read(handle, first + 2, 12 * count + 4)
+    raw = _read(handle, first + 2, 12 * count)
     entries = tuple(TiffEntry(*struct.unpack_from(order + "HHI4s", raw, 12 * i),
                               at=first + 2 + 12 * i) for i in range(count))
-    return TiffDirectory(order, first, entries, raw[12 * count:])
+    following = handle.read(4)  # a directory at the very end may lack it: none follows
+    return TiffDirectory(order, first, entries, following.ljust(4, b"\0"))
 
 
 def tiff_value(handle: BinaryIO, directory: TiffDirectory, entry: TiffEntry) -> bytes:

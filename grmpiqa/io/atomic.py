@@ -34,11 +34,13 @@ def _take_identity(fd: int, target: Path, owner: str) -> None:
     """Give the temporary file the owner (and extended attributes) of the file it replaces.
     ``owner``: "new" leaves the writer's, "if-root" keeps the old one when running as root
     (the only case where it can differ), "keep" keeps it or raises OSError."""
+    if owner == "new" or not hasattr(os, "fchown"):  # Windows has no owners to keep
+        return
     try:
         st = os.stat(target)
     except OSError:
         return
-    if owner == "new" or (owner == "if-root" and os.geteuid() != 0):
+    if owner == "if-root" and os.geteuid() != 0:
         return
     if (st.st_uid, st.st_gid) != (os.geteuid(), os.getegid()):
         try:

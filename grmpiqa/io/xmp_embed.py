@@ -104,6 +104,8 @@ def _check_writable(st: os.stat_result) -> None:
 def _may_write(st: os.stat_result) -> bool:
     """Write permission by the mode bits, for this process; root needs a write bit too,
     so that a photo made read-only stays as it is."""
+    if not hasattr(os, "geteuid"):  # Windows: the read-only attribute
+        return bool(st.st_mode & stat.S_IWRITE)
     uid = os.geteuid()
     if uid == 0:
         return bool(st.st_mode & 0o222)

@@ -79,6 +79,13 @@ class ImageError(GrmpiqaError):
     """One image cannot be scored; the run goes on without it."""
 
 
+class XmpError(GrmpiqaError):
+    """One photo's XMP (a sidecar, or the packet inside it) cannot be read or written; the
+    run goes on without it."""
+
+    exit_code = 1
+
+
 def first_line(exc: BaseException, default: str | None = None) -> str:
     """The first line of an exception's message (bytes decoded), for a one-line error;
     ``default`` (else the exception's type name) when the message is empty."""

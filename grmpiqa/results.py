@@ -130,6 +130,33 @@ class PhotoRating:
 
 
 @dataclass(frozen=True)
+class XmpMark:
+    """What one photo's XMP got, or would get with ``dry_run``: ``rating``
+    (``xmp:Rating``; -1 rejected) and ``label`` (``xmp:Label``), None where left as it was.
+
+    ``places`` are the files written: sidecars, and the photo itself where the XMP
+    goes inside it. ``error`` says what failed (the places that worked are still
+    listed).
+    """
+
+    path: str
+    rating: int | None
+    label: str | None
+    places: tuple[str, ...] = ()
+    dry_run: bool = False
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    @property
+    def inside(self) -> bool:
+        """The XMP inside the photo was (or would be) written."""
+        return self.path in self.places
+
+
+@dataclass(frozen=True)
 class Ratings:
     """The ratings of a collection, as :func:`grmpiqa.read_ratings` found them.
 

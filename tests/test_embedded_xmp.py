@@ -1,51 +1,33 @@
 """XMP inside files, read from the header; sidecars found in any case."""
 
-import struct
-
 import pytest
 
 from grmpiqa.errors import ImageError
 from grmpiqa.io.embedded_xmp import embedded_xmp, tiff_xmp
 from grmpiqa.workflow.ratings import SidecarIndex, rating_of
-from xmp_photos import packet
-
-
-def _tiff(order: str, entries: list[tuple[int, int, bytes]]) -> bytes:
-    """A TIFF header and one directory whose values follow it."""
-    head = (b"II*\0" if order == "<" else b"MM\0*") + struct.pack(order + "I", 8)
-    directory = struct.pack(order + "H", len(entries))
-    data_at = 8 + 2 + 12 * len(entries) + 4
-    extra = b""
-    for tag, kind, value in entries:
-        if len(value) <= 4:
-            field = value.ljust(4, b"\0")
-        else:
-            field = struct.pack(order + "I", data_at + len(extra))
-            extra += value
-        directory += struct.pack(order + "HHI", tag, kind, len(value)) + field
-    return head + directory + struct.pack(order + "I", 0) + extra
+from xmp_photos import packet, tiny_tiff
 
 
 @pytest.mark.parametrize("order", ["<", ">"])
 def test_tiff_tag_700_in_either_byte_order(tmp_path, order):
     xmp = packet(3)
     path = tmp_path / "x.dng"
-    path.write_bytes(_tiff(order, [(256, 4, b"\1\0\0\0"), (700, 1, xmp)]))
+    path.write_bytes(tiny_tiff(order, [(256, 4, b"\1\0\0\0"), (700, 1, xmp)]))
     with path.open("rb") as handle:
         assert tiff_xmp(handle) == xmp
     assert embedded_xmp(str(path)) == xmp
-    path.write_bytes(_tiff(order, [(256, 4, b"\1\0\0\0")]))
+    path.write_bytes(tiny_tiff(order, [(256, 4, b"\1\0\0\0")]))
     assert embedded_xmp(str(path)) is None
-    path.write_bytes(_tiff(order, [(700, 7, b"ab")]))
+    path.write_bytes(tiny_tiff(order, [(700, 7, b"ab")]))
     assert embedded_xmp(str(path)) == b"ab"  # short values live in the entry itself
 
 
 def test_broken_tiffs_and_non_images_are_errors_not_crashes(tmp_path):
     path = tmp_path / "x.tif"
-    path.write_bytes(_tiff("<", [(700, 1, packet(3))])[:30])
+    path.write_bytes(tiny_tiff("<", [(700, 1, packet(3))])[:30])
     with pytest.raises(ImageError, match="truncated TIFF directory"):
         embedded_xmp(str(path))
-    path.write_bytes(_tiff("<", [(700, 3, b"\1\0")]))
+    path.write_bytes(tiny_tiff("<", [(700, 3, b"\1\0")]))
     with pytest.raises(ImageError, match="TIFF tag 700"):
         embedded_xmp(str(path))
     (tmp_path / "t.jpg").write_text("not a photo")

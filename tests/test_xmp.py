@@ -16,28 +16,7 @@ from grmpiqa.workflow.xmp import (
     sidecar_paths,
     write_rating,
 )
-
-LIGHTROOM = b"""<?xpacket begin="\xef\xbb\xbf" id="W5M0MpCehiHzreSzNTczkc9d"?>
-<x:xmpmeta xmlns:x="adobe:ns:meta/" x:xmptk="Adobe XMP Core 7.0">
- <rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">
-  <rdf:Description rdf:about=""
-    xmlns:xmp="http://ns.adobe.com/xap/1.0/"
-    xmlns:crs="http://ns.adobe.com/camera-raw-settings/1.0/"
-    xmlns:dc="http://purl.org/dc/elements/1.1/"
-   xmp:ModifyDate="2024-05-01T10:00:00"
-   xmp:Rating="2"
-   crs:Exposure2012="+0.35">
-   <!-- a comment the user wants kept -->
-   <dc:subject>
-    <rdf:Bag>
-     <rdf:li>holiday</rdf:li>
-     <rdf:li>caf\xc3\xa9</rdf:li>
-    </rdf:Bag>
-   </dc:subject>
-  </rdf:Description>
- </rdf:RDF>
-</x:xmpmeta>
-<?xpacket end="w"?>"""
+from xmp_photos import LIGHTROOM_PACKET as LIGHTROOM
 
 DARKTABLE = b"""<?xml version="1.0" encoding="UTF-8"?>
 <x:xmpmeta xmlns:x="adobe:ns:meta/" x:xmptk="XMP Core 4.4.0-Exiv2">

@@ -30,16 +30,57 @@ def file_mode_for(path: str | os.PathLike[str]) -> int:
     return 0o666 & ~mask
 
 
+def _take_identity(fd: int, target: Path, owner: str) -> None:
+    """Give the temporary file the owner (and extended attributes) of the file it replaces.
+    ``owner``: "new" leaves the writer's, "if-root" keeps the old one when running as root
+    (the only case where it can differ), "keep" keeps it or raises OSError."""
+    if owner == "new" or not hasattr(os, "fchown"):  # Windows has no owners to keep
+        return
+    try:
+        st = os.stat(target)
+    except OSError:
+        return
+    if owner == "if-root" and os.geteuid() != 0:
+        return
+    if (st.st_uid, st.st_gid) != (os.geteuid(), os.getegid()):
+        try:
+            os.fchown(fd, st.st_uid, st.st_gid)
+        except OSError as exc:
+            if owner == "keep":
+                raise OSError(exc.errno, f"cannot keep its owner {st.st_uid}:{st.st_gid}"
+                              ) from None
+    for name in _xattrs(target):  # Finder tags, ACLs ...: kept where the system lets us
+        with contextlib.suppress(OSError):
+            os.setxattr(fd, name, os.getxattr(target, name))
+
+
+def _xattrs(target: Path) -> list[str]:
+    if not hasattr(os, "listxattr"):
+        return []
+    try:
+        return os.listxattr(target)
+    except OSError:
+        return []
+
+
 @contextlib.contextmanager
-def atomic_write(path: str | os.PathLike[str], mode: str = "wb") -> Iterator[IO]:
+def atomic_write(path: str | os.PathLike[str], mode: str = "wb", *,
+                 owner: str = "new") -> Iterator[IO]:
     """Yield a temporary file beside ``path``; rename it over ``path`` only on success.
 
     The temporary file lives in the same folder so the final ``os.replace``
-    is atomic on POSIX and Windows alike.
+    is atomic on POSIX and Windows alike. It gets the old file's permissions;
+    ``owner`` (see :func:`_take_identity`) says whether it gets its owner too.
     """
     target = Path(path)
     folder = target.parent if str(target.parent) else Path(".")
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=folder)
+    try:
+        _take_identity(fd, target, owner)
+    except OSError:
+        os.close(fd)
+        os.unlink(tmp)
+        raise
     with contextlib.suppress(OSError):
         os.fchmod(fd, file_mode_for(target))
     try:

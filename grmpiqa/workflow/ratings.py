@@ -1,11 +1,14 @@
 """Star ratings a photographer already gave, read back as training labels.
 
 Where a photo's rating comes from, first found wins: its own sidecar
-``IMG_1.CR2.xmp`` (darktable, digiKam), the shared ``IMG_1.xmp`` (Lightroom,
-Capture One), then XMP inside the file (JPEG, TIFF/DNG, PNG, WebP, HEIC). So a
-sidecar wins over the file's embedded XMP, as in Lightroom. The ``.xmp``
-extension may be in any case. A sidecar or embedded packet that cannot be read
-makes the photo unreadable (listed), never silently unrated. No torch here.
+``IMG_1.CR2.xmp`` (darktable, digiKam), the shared ``IMG_1.xmp`` (Adobe's
+naming for RAW files, Capture One, ``--xmp``), then XMP inside the file (JPEG,
+TIFF/DNG, PNG, WebP, HEIC): every place the writers of
+:mod:`grmpiqa.workflow.xmp_marks` use. With ``app``, only the place that
+application keeps the rating in counts (the XMP inside a JPEG for Lightroom,
+whatever sidecar an older run left). The ``.xmp`` extension may be in any
+case. A sidecar or embedded packet that cannot be read makes the photo
+unreadable (listed), never silently unrated. No torch here.
 """
 
 from __future__ import annotations
@@ -18,7 +21,8 @@ from grmpiqa.io.embedded_xmp import embedded_xmp
 from grmpiqa.io.images import check_regular_file
 from grmpiqa.io.inputs import DEFAULT_EXTENSIONS, expand_inputs
 from grmpiqa.results import PhotoRating, Ratings
-from grmpiqa.workflow.xmp import XmpError, read_rating, read_sidecar, sidecar_bases
+from grmpiqa.workflow.xmp import XmpError, read_rating, read_sidecar
+from grmpiqa.workflow.xmp_targets import check_app, read_place, sidecar_bases
 
 
 class SidecarIndex:
@@ -54,14 +58,22 @@ class SidecarIndex:
         return out
 
 
-def rating_of(photo: str, index: SidecarIndex | None = None) -> PhotoRating:
-    """The rating of one photo; a problem comes back as ``error``, never raised."""
+def rating_of(photo: str, index: SidecarIndex | None = None, app: str | None = None
+              ) -> PhotoRating:
+    """The rating of one photo (with ``app``: where that application keeps it); a
+    problem comes back as ``error``, never raised."""
     try:
         check_regular_file(photo)
-        for sidecar in (index or SidecarIndex()).sidecars(photo):
-            rating = read_sidecar(sidecar)
-            if rating is not None:
-                return PhotoRating(photo, rating, sidecar)
+        if app is not None:
+            place = read_place(photo, app)
+            if not place.inside:
+                found = read_sidecar(place.path) if os.path.lexists(place.path) else None
+                return PhotoRating(photo, found, place.path if found is not None else None)
+        else:
+            for sidecar in (index or SidecarIndex()).sidecars(photo):
+                rating = read_sidecar(sidecar)
+                if rating is not None:
+                    return PhotoRating(photo, rating, sidecar)
         packet = embedded_xmp(photo)
         if packet is None:
             return PhotoRating(photo, None)
@@ -76,7 +88,7 @@ def rating_of(photo: str, index: SidecarIndex | None = None) -> PhotoRating:
 
 def read_ratings(paths: Iterable[str], *, rejected_as_lowest: bool = False,
                  extensions: Sequence[str] = DEFAULT_EXTENSIONS,
-                 recursive: bool = True) -> Ratings:
+                 recursive: bool = True, app: str | None = None) -> Ratings:
     """Read the star ratings (``xmp:Rating``) of photos, to adapt the model to them.
 
     Parameters
@@ -90,6 +102,10 @@ def read_ratings(paths: Iterable[str], *, rejected_as_lowest: bool = False,
         Image extensions looked for in folders.
     recursive : bool
         Search sub-folders.
+    app : str or None
+        ``lightroom``, ``capture-one``, ``darktable``, ``digikam`` or ``bridge``: read
+        only where that application keeps ratings (see
+        :mod:`grmpiqa.workflow.xmp_targets`); None: the first of all places.
 
     Returns
     -------
@@ -98,12 +114,13 @@ def read_ratings(paths: Iterable[str], *, rejected_as_lowest: bool = False,
         to :func:`grmpiqa.adapt` to train on it (``training.labels.ratings_table``
         makes its label rows).
     """
+    check_app(app)
     args = list(paths)
     problems: dict[str, str] = {}  # unreadable folders, patterns that match nothing
     files = expand_inputs(args, extensions=extensions, recursive=recursive, problems=problems)
     index = SidecarIndex()
     photos = tuple(PhotoRating(photo, None, error=problems[photo]) if photo in problems
-                   else rating_of(photo, index) for photo in files)
+                   else rating_of(photo, index, app) for photo in files)
     where = ", ".join(args[:3]) + (f" and {len(args) - 3} more" if len(args) > 3 else "")
     return Ratings(photos, rejected_as_lowest, f"XMP ratings in {where or 'nothing'}")
 

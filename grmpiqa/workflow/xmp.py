@@ -1,30 +1,33 @@
-"""Star ratings in XMP sidecars, the files Lightroom, Capture One, darktable and digiKam read.
+"""Star ratings and colour labels in XMP: sidecars, and the packet inside JPEG, TIFF and DNG.
 
-A photo ``IMG_1.CR2`` gets ``IMG_1.xmp`` beside it (Adobe's naming, which
-Capture One and digiKam also read). If darktable's or digiKam's own
-``IMG_1.CR2.xmp`` exists it is updated too; it is never created. Only
-``xmp:Rating`` changes: every other property, namespace prefix, comment and
-the xpacket wrapper stay as they were. A sidecar that is not well-formed XMP
-is left untouched and reported. Writes are atomic and keep the file's mode.
+Which places a photo's rating goes to, for each photo application, is
+:mod:`grmpiqa.workflow.xmp_targets`; :mod:`grmpiqa.workflow.xmp_marks` writes
+ratings, rejects and labels there. This module edits one packet: only the
+``xmp:`` properties asked for change (``xmp:Rating``, ``xmp:Label``); every
+other property, namespace prefix, comment and the xpacket wrapper stay as
+they were. A packet that is not well-formed XMP is left untouched and
+reported. Writes are atomic and keep the file's mode (and, for a photo, its
+owner; for a sidecar, its owner when running as root).
 
-Reading (``grmpiqa adapt --from-ratings``) follows the same naming, with the
-``.xmp`` extension in any case; the file's own ``IMG_1.CR2.xmp`` wins over the
-shared ``IMG_1.xmp``, which a RAW+JPEG pair share and which carries the RAW's rating.
+Reading (``grmpiqa adapt --from-ratings``, :mod:`grmpiqa.workflow.ratings`)
+finds every place the writers use: the file's own ``IMG_1.CR2.xmp`` wins over
+the shared ``IMG_1.xmp`` (which a RAW+JPEG pair share and which carries the
+RAW's rating), which wins over the XMP inside the file.
 """
 
 from __future__ import annotations
 
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
+from typing import Any
 from xml.dom import minidom
 from xml.parsers.expat import ExpatError
 
 from grmpiqa import __version__
-from grmpiqa.errors import GrmpiqaError
+from grmpiqa.errors import ImageError, XmpError
 from grmpiqa.io.atomic import atomic_write
-from grmpiqa.io.extensions import extension_of
-from grmpiqa.io.inputs import RAW_EXTENSIONS
+from grmpiqa.workflow.xmp_targets import Place, places_for
 
 XMP_NS = "http://ns.adobe.com/xap/1.0/"
 RDF_NS = "http://www.w3.org/1999/02/22-rdf-syntax-ns#"
@@ -37,16 +40,10 @@ MAX_SIDECAR_BYTES = 16 * 1024 * 1024
 NEW_SIDECAR = f"""<?xpacket begin="\ufeff" id="W5M0MpCehiHzreSzNTczkc9d"?>
 <x:xmpmeta xmlns:x="adobe:ns:meta/" x:xmptk="grmpiqa {__version__}">
  <rdf:RDF xmlns:rdf="{RDF_NS}">
-  <rdf:Description rdf:about="" xmlns:xmp="{XMP_NS}" xmp:Rating="0"/>
+  <rdf:Description rdf:about="" xmlns:xmp="{XMP_NS}"/>
  </rdf:RDF>
 </x:xmpmeta>
 <?xpacket end="w"?>"""
-
-
-class XmpError(GrmpiqaError):
-    """One sidecar cannot be read or written; the run goes on without it."""
-
-    exit_code = 1
 
 
 def parse_thresholds(text: str) -> tuple[float, ...]:
@@ -68,30 +65,10 @@ def rating_for(score: float, thresholds: Sequence[float] = DEFAULT_THRESHOLDS) -
     return 1 + sum(score >= t for t in thresholds)
 
 
-def sidecar_bases(photo: str) -> tuple[str, str, str]:
-    """(folder, name, stem) of ``photo``: its sidecars are ``stem.xmp`` and ``name.xmp``."""
-    folder, name = os.path.split(photo)
-    stem = os.path.splitext(name)[0]  # the same rule as extension_of
-    return folder, name, stem
-
-
 def sidecar_paths(photo: str) -> list[str]:
-    """The sidecars to write for ``photo``: ``stem.xmp`` (or an existing ``stem.XMP``),
-    plus ``photo.xmp`` when that already exists."""
-    folder, name, stem = sidecar_bases(photo)
-    paths = []
-    for candidate in (stem + ".xmp", stem + ".XMP"):
-        if os.path.lexists(os.path.join(folder, candidate)):
-            paths.append(os.path.join(folder, candidate))
-            break
-    else:
-        paths.append(os.path.join(folder, stem + ".xmp"))
-    for candidate in (name + ".xmp", name + ".XMP"):
-        full = os.path.join(folder, candidate)
-        if os.path.lexists(full) and full not in paths:
-            paths.append(full)
-            break
-    return paths
+    """The sidecars ``--xmp`` writes for ``photo``: ``stem.xmp`` (or an existing
+    ``stem.XMP``), plus ``photo.xmp`` when that already exists."""
+    return [place.path for place in places_for(photo)]
 
 
 def _prefix_in_scope(element: minidom.Element, namespace: str) -> str | None:
@@ -122,19 +99,30 @@ def _parse(document: bytes) -> minidom.Document:
         raise XmpError(f"malformed XML ({exc})") from None
 
 
+def _values(dom: minidom.Document, name: str) -> list[str]:
+    """Every value of the simple property ``xmp:name``, attribute or element form."""
+    values = [d.getAttributeNS(XMP_NS, name)
+              for d in dom.getElementsByTagNameNS(RDF_NS, "Description")
+              if d.hasAttributeNS(XMP_NS, name)]
+    return values + ["".join(c.data for c in e.childNodes if c.nodeType == c.TEXT_NODE)
+                     for e in dom.getElementsByTagNameNS(XMP_NS, name)]
+
+
 def read_rating(document: bytes) -> int | None:
     """The ``xmp:Rating`` of an XMP packet (attribute or element form), or None when it has
     none. -1 is rejected, 0 unrated, 1..5 stars. Raises XmpError for anything else."""
-    dom = _parse(document)
-    values = [d.getAttributeNS(XMP_NS, "Rating")
-              for d in dom.getElementsByTagNameNS(RDF_NS, "Description")
-              if d.hasAttributeNS(XMP_NS, "Rating")]
-    values += ["".join(c.data for c in e.childNodes if c.nodeType == c.TEXT_NODE)
-               for e in dom.getElementsByTagNameNS(XMP_NS, "Rating")]
-    ratings = {_rating_value(value) for value in values}
+    ratings = {_rating_value(value) for value in _values(_parse(document), "Rating")}
     if len(ratings) > 1:
         raise XmpError(f"holds different ratings ({', '.join(map(str, sorted(ratings)))})")
     return ratings.pop() if ratings else None
+
+
+def read_label(document: bytes) -> str | None:
+    """The ``xmp:Label`` (a colour label such as "Green") of an XMP packet, or None."""
+    labels = {value.strip() for value in _values(_parse(document), "Label")}
+    if len(labels) > 1:
+        raise XmpError(f"holds different labels ({', '.join(sorted(labels))})")
+    return labels.pop() if labels else None
 
 
 def _rating_value(text: str) -> int:
@@ -150,6 +138,14 @@ def _rating_value(text: str) -> int:
 
 def set_rating(document: bytes, rating: int) -> bytes:
     """``document`` (an XMP packet) with ``xmp:Rating`` set; all else kept. Raises XmpError."""
+    return set_properties(document, {"Rating": str(rating)})
+
+
+def set_properties(document: bytes, values: Mapping[str, str]) -> bytes:
+    """``document`` (an XMP packet) with simple ``xmp:`` properties set, e.g.
+    ``{"Rating": "-1", "Label": "Green"}``: each value replaced where it is (attribute or
+    element form, any prefix) or added; every other property, comment, namespace and
+    the xpacket wrapper kept. Raises XmpError."""
     dom = _parse(document)
     roots = dom.getElementsByTagNameNS(RDF_NS, "RDF")
     if not roots:
@@ -160,29 +156,35 @@ def set_rating(document: bytes, rating: int) -> bytes:
         rdf.setAttributeNS(XMLNS_NS, "xmlns:rdf", RDF_NS)
         top.appendChild(rdf)
         roots = [rdf]
-    descriptions = dom.getElementsByTagNameNS(RDF_NS, "Description")
-    found = False
-    for description in descriptions:
-        if description.hasAttributeNS(XMP_NS, "Rating"):
-            description.getAttributeNodeNS(XMP_NS, "Rating").value = str(rating)
-            found = True
-    for element in dom.getElementsByTagNameNS(XMP_NS, "Rating"):
-        for child in list(element.childNodes):
-            element.removeChild(child)
-        element.appendChild(dom.createTextNode(str(rating)))
-        found = True
-    if not found:
-        _add_rating(dom, roots[0], descriptions, rating)
+    for name, value in values.items():
+        if not _replace(dom, name, value):
+            _add_property(dom, roots[0], name, value)
     parts = [node.toxml() for node in dom.childNodes]
     if document.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"<?xml "):
         parts.insert(0, '<?xml version="1.0" encoding="UTF-8"?>')  # re-encoded as UTF-8
     return ("\n".join(parts) + "\n").encode("utf-8")
 
 
-def _add_rating(dom: minidom.Document, rdf: minidom.Element,
-                descriptions: Sequence[minidom.Element], rating: int) -> None:
-    """Put ``xmp:Rating`` on the description that already uses the xmp namespace, or the
+def _replace(dom: minidom.Document, name: str, value: str) -> bool:
+    """Set every existing ``xmp:name``; False when there was none."""
+    found = False
+    for description in dom.getElementsByTagNameNS(RDF_NS, "Description"):
+        if description.hasAttributeNS(XMP_NS, name):
+            description.getAttributeNodeNS(XMP_NS, name).value = value
+            found = True
+    for element in dom.getElementsByTagNameNS(XMP_NS, name):
+        for child in list(element.childNodes):
+            element.removeChild(child)
+        element.appendChild(dom.createTextNode(value))
+        found = True
+    return found
+
+
+def _add_property(dom: minidom.Document, rdf: minidom.Element, name: str, value: str
+                  ) -> None:
+    """Put ``xmp:name`` on the description that already uses the xmp namespace, or the
     first one, or a new one."""
+    descriptions = dom.getElementsByTagNameNS(RDF_NS, "Description")
     target = next((d for d in descriptions if _prefix_in_scope(d, XMP_NS)), None)
     if target is None and descriptions:
         target = descriptions[0]
@@ -200,7 +202,7 @@ def _add_rating(dom: minidom.Document, rdf: minidom.Element,
             number += 1
             prefix = f"xmp{number}"
         target.setAttributeNS(XMLNS_NS, f"xmlns:{prefix}", XMP_NS)
-    target.setAttributeNS(XMP_NS, f"{prefix}:Rating", str(rating))
+    target.setAttributeNS(XMP_NS, f"{prefix}:{name}", value)
 
 
 def _load(sidecar: str) -> bytes:
@@ -236,6 +238,13 @@ def stars_for_label(label: float) -> int:
 
 def write_rating(sidecar: str, rating: int) -> None:
     """Create or update one sidecar atomically. Raises XmpError naming the problem."""
+    write_sidecar(sidecar, {"Rating": str(rating)})
+
+
+def write_sidecar(sidecar: str, values: Mapping[str, str], *, dry_run: bool = False
+                  ) -> None:
+    """Create or update one sidecar atomically with :func:`set_properties`; ``dry_run``
+    checks that it could, writing nothing. Raises XmpError naming the problem."""
     name = os.path.basename(sidecar)
     document = NEW_SIDECAR.encode("utf-8")
     try:
@@ -244,53 +253,66 @@ def write_rating(sidecar: str, rating: int) -> None:
             if existing.strip():
                 document = existing
         try:
-            updated = set_rating(document, rating)
+            updated = set_properties(document, values)
         except XmpError as exc:
             raise XmpError(f"{name}: {exc}; left unchanged") from None
-        with atomic_write(os.path.realpath(sidecar)) as handle:
-            handle.write(updated)
+        if not dry_run:
+            with atomic_write(os.path.realpath(sidecar), owner="if-root") as handle:
+                handle.write(updated)
     except XmpError:
         raise
     except OSError as exc:
         raise XmpError(f"cannot write {name} ({exc.strerror or exc})") from None
 
 
-class SidecarRater:
-    """Rates photo after photo. A RAW+JPEG pair shares ``stem.xmp``: the RAW's rating wins,
-    whichever of the two comes first, because the sidecar describes the RAW.
+def write_inside(photo: str, values: Mapping[str, str], *, dry_run: bool = False) -> None:
+    """Set ``values`` in the XMP inside a JPEG, TIFF or DNG (see
+    :mod:`grmpiqa.io.xmp_embed`); ``dry_run`` checks that it could. Raises XmpError
+    naming the problem; the photo is then untouched."""
+    from grmpiqa.io.xmp_embed import write_xmp_inside  # Pillow stays out of --help
 
-    ``on_label_scale``: the weights learned star ratings, so a photo gets the stars
-    the model predicts on that scale (:func:`stars_for_label` of its ``score_label``)
-    instead of the thresholds.
-    """
+    name = os.path.basename(photo)
 
-    def __init__(self, thresholds: Sequence[float] = DEFAULT_THRESHOLDS, *,
-                 on_label_scale: bool = False) -> None:
-        self.thresholds = tuple(thresholds)
-        self.on_label_scale = on_label_scale
-        self._written_for_raw: set[str] = set()
+    def edit(packet: bytes | None) -> bytes:
+        if packet is None or not packet.strip(b" \t\r\n\0"):
+            packet = NEW_SIDECAR.encode("utf-8")
+        return set_properties(packet.rstrip(b"\0"), values)
 
-    def stars(self, score: float, score_label: float | None = None) -> int:
-        if self.on_label_scale and score_label is not None:
-            return stars_for_label(score_label)
-        return rating_for(score, self.thresholds)
+    try:
+        write_xmp_inside(photo, edit, dry_run=dry_run)
+    except XmpError as exc:
+        raise XmpError(f"{name}: its XMP: {exc}; left unchanged") from None
+    except ImageError as exc:
+        raise XmpError(f"{name}: {exc}; left unchanged") from None
+    except OSError as exc:
+        raise XmpError(f"cannot write {name} ({exc.strerror or exc}); left unchanged"
+                       ) from None
 
-    def rate(self, photo: str, score: float, score_label: float | None = None) -> list[str]:
-        """Write the rating for ``photo``; returns the sidecars written. Raises XmpError."""
-        rating = self.stars(score, score_label)
-        is_raw = extension_of(photo) in RAW_EXTENSIONS
-        written, problems = [], []
-        for sidecar in sidecar_paths(photo):
-            if not is_raw and sidecar in self._written_for_raw:
-                continue
-            try:
-                write_rating(sidecar, rating)
-            except XmpError as exc:
-                problems.append(str(exc))
-                continue
-            if is_raw:
-                self._written_for_raw.add(sidecar)
-            written.append(sidecar)
-        if problems:
-            raise XmpError("; ".join(problems))
-        return written
+
+def write_places(places: Sequence[Place], values: Mapping[str, str], *,
+                 dry_run: bool = False, skip: Collection[str] = ()
+                 ) -> tuple[list[str], list[str]]:
+    """Write ``values`` at each place (but those in ``skip``): (paths written, or that
+    would be with ``dry_run``; one message per place that failed)."""
+    written, problems = [], []
+    for place in places:
+        if place.path in skip:
+            continue
+        try:
+            if place.inside:
+                write_inside(place.path, values, dry_run=dry_run)
+            else:
+                write_sidecar(place.path, values, dry_run=dry_run)
+        except XmpError as exc:
+            problems.append(str(exc))
+            continue
+        written.append(place.path)
+    return written, problems
+
+
+def __getattr__(name: str) -> Any:
+    if name == "SidecarRater":  # lives with XmpMarker, which imports this module
+        from grmpiqa.workflow.xmp_marks import SidecarRater
+
+        return SidecarRater
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 from grmpiqa.io.images import open_image  # noqa: E402
 from grmpiqa.workflow.selection import Selection, select  # noqa: E402
 from grmpiqa.workflow.summary import summarise  # noqa: E402
-from grmpiqa.workflow.xmp import SidecarRater  # noqa: E402
+from grmpiqa.workflow.xmp_marks import SidecarRater  # noqa: E402
 from photos import write_dng  # noqa: E402
 
 DRAFT = 488  # what the default model asks decoders for (2 x its 244-pixel squash)

@@ -5,17 +5,17 @@ from xml.dom import minidom
 
 import pytest
 
+from grmpiqa.errors import XmpError
 from grmpiqa.workflow.xmp import (
     RDF_NS,
     XMP_NS,
-    SidecarRater,
-    XmpError,
     parse_thresholds,
     rating_for,
     set_rating,
     sidecar_paths,
     write_rating,
 )
+from grmpiqa.workflow.xmp_marks import SidecarRater
 from xmp_photos import LIGHTROOM_PACKET as LIGHTROOM
 
 DARKTABLE = b"""<?xml version="1.0" encoding="UTF-8"?>

@@ -13,12 +13,13 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from grmpiqa.config import BurstOptions
+from grmpiqa.errors import XmpError
 from grmpiqa.io.journal import RowStore
 from grmpiqa.progress import Reporting
 from grmpiqa.results import ScoreResult, ScoreRun
 from grmpiqa.workflow.selection import Selection, passes, select
 from grmpiqa.workflow.summary import Tally, summarise
-from grmpiqa.workflow.xmp import SidecarRater, XmpError
+from grmpiqa.workflow.xmp_marks import SidecarRater
 
 if TYPE_CHECKING:  # pragma: no cover
     from grmpiqa.workflow.report import Report

@@ -284,7 +284,8 @@ def _thumbnails(job: ScoreJob) -> int:
 def _rater(job: ScoreJob, label: Any, report_to: Reporting) -> Any:
     if job.xmp is None:
         return None
-    from grmpiqa.workflow.xmp import DEFAULT_THRESHOLDS, SidecarRater
+    from grmpiqa.workflow.xmp import DEFAULT_THRESHOLDS
+    from grmpiqa.workflow.xmp_marks import SidecarRater
 
     stars = job.xmp.thresholds is None and bool(getattr(label, "stars", False))
     if stars:

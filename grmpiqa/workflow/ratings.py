@@ -16,12 +16,12 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Sequence
 
-from grmpiqa.errors import ImageError
+from grmpiqa.errors import ImageError, XmpError
 from grmpiqa.io.embedded_xmp import embedded_xmp
 from grmpiqa.io.images import check_regular_file
 from grmpiqa.io.inputs import DEFAULT_EXTENSIONS, expand_inputs
 from grmpiqa.results import PhotoRating, Ratings
-from grmpiqa.workflow.xmp import XmpError, read_rating, read_sidecar
+from grmpiqa.workflow.xmp import read_rating, read_sidecar
 from grmpiqa.workflow.xmp_targets import check_app, read_place, sidecar_bases
 
 

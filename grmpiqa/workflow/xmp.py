@@ -20,7 +20,6 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Collection, Mapping, Sequence
-from typing import Any
 from xml.dom import minidom
 from xml.parsers.expat import ExpatError
 
@@ -309,10 +308,3 @@ def write_places(places: Sequence[Place], values: Mapping[str, str], *,
         written.append(place.path)
     return written, problems
 
-
-def __getattr__(name: str) -> Any:
-    if name == "SidecarRater":  # lives with XmpMarker, which imports this module
-        from grmpiqa.workflow.xmp_marks import SidecarRater
-
-        return SidecarRater
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -18,13 +18,13 @@ from grmpiqa.cli.common import (
     interrupt_exit_code,
     say,
 )
+from grmpiqa.cli.run_lines import closing_line, said_done, said_stopped
 from grmpiqa.config import DEFAULT_MAX_PIXELS
-from grmpiqa.results import ScoreRun
-from grmpiqa.workflow.summary import plural
 
 if TYPE_CHECKING:  # pragma: no cover
     from grmpiqa.jobs.score import ScoreJob
     from grmpiqa.scoring.distributed import Shard
+    from grmpiqa.workflow.selection import Selection
 
 
 @cli_errors
@@ -71,7 +71,6 @@ def score(
     scored before a stop are saved.
     """
     from grmpiqa.jobs.score import ModelOptions, ScoreJob, XmpOptions
-    from grmpiqa.workflow.selection import Selection
 
     configure_logging(quiet)
     if resume and not output:
@@ -82,13 +81,7 @@ def score(
     if rating_thresholds is not None and not xmp:
         raise typer.BadParameter("only means something with --xmp",
                                  param_hint="--rating-thresholds")
-    for flag, value in (("--min-score", min_score), ("--max-score", max_score)):
-        if value is not None and not 0.0 <= value <= 1.0:
-            raise typer.BadParameter("scores are between 0 and 1", param_hint=flag)
-    try:
-        selection = Selection(sort=sort, top=top, min_score=min_score, max_score=max_score)
-    except ValueError as exc:
-        raise typer.BadParameter(str(exc), param_hint="--min-score/--max-score") from None
+    selection = _selection(sort, top, min_score, max_score)
     if output and not fmt:
         _check_extension(output)
     listed = _listed(paths, null)
@@ -119,13 +112,26 @@ def _run(job: ScoreJob, quiet: bool) -> NoReturn:
         with reporter:
             run = run_score(job, reporter, stream=reporter.rows_to(sys.stdout.buffer))
     except Interrupted as stop:
-        _said_stopped(stop.run, job)
+        said_stopped(stop.run, job)
         raise typer.Exit(interrupt_exit_code(stop.cause)) from None
-    _said_done(run, job, quiet)
+    said_done(run, job, quiet)
     closing = closing_line(run)
     if closing:
         say(closing)  # also with -q: a non-zero exit always says why
     raise typer.Exit(EXIT_OK if run.ok else EXIT_SOME_FAILED)
+
+
+def _selection(sort: str | None, top: int | None, min_score: float | None,
+               max_score: float | None) -> Selection:
+    from grmpiqa.workflow.selection import Selection
+
+    for flag, value in (("--min-score", min_score), ("--max-score", max_score)):
+        if value is not None and not 0.0 <= value <= 1.0:
+            raise typer.BadParameter("scores are between 0 and 1", param_hint=flag)
+    try:
+        return Selection(sort=sort, top=top, min_score=min_score, max_score=max_score)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--min-score/--max-score") from None
 
 
 def _check_extension(output: str) -> None:
@@ -159,49 +165,3 @@ def _thresholds(text: str | None) -> tuple[float, ...] | None:
         return parse_thresholds(text)
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--rating-thresholds") from None
-
-
-def _said_done(run: ScoreRun, job: ScoreJob, quiet: bool) -> None:
-    from grmpiqa.io.output import display_path
-    from grmpiqa.workflow.summary import format_summary
-
-    if run.carried and run.rows == run.carried:
-        failed = f" ({run.failed} of them with an error)" if run.failed else ""
-        say(f"nothing left to score: all {run.carried} photos are in "
-            f"{display_path(job.output)}{failed}")
-    elif not quiet and job.output is not None:
-        say(f"wrote {plural(run.rows, 'row')} to {display_path(job.output)}")
-    if run.report is not None and not quiet:
-        say(f"report: {display_path(run.report)}")
-    if run.report_error:
-        say(f"error: {run.report_error}")
-    if run.summary is not None:
-        first, *rest = format_summary(run.summary)
-        say(first)
-        print("\n".join(rest), file=sys.stderr, flush=True)
-
-
-def _said_stopped(run: ScoreRun, job: ScoreJob) -> None:
-    total = run.rows
-    if job.output is not None and run.rows > run.carried:
-        say(f"stopped: {total} rows saved in {job.output} (--resume finishes it)")
-    else:
-        say(f"stopped after {plural(total, 'image')}")
-
-
-def closing_line(run: ScoreRun) -> str:
-    """One line naming every kind of failure with its count; empty when all went well."""
-    files = run.rows - run.unreadable_folders - run.unmatched_patterns
-    parts = [
-        f"{run.failed} of {plural(files, 'file')} could not be scored" if run.failed else "",
-        f"{plural(run.unreadable_folders, 'folder')} could not be read"
-        if run.unreadable_folders else "",
-        f"{plural(run.unmatched_patterns, 'pattern')} matched no image file"
-        if run.unmatched_patterns else "",
-        f"{plural(run.sidecars_failed, 'XMP sidecar')} could not be written"
-        if run.sidecars_failed else "",
-        f"{plural(run.left_out, 'path')} with a line break left out of --format paths "
-        "(use --null)" if run.left_out else "",
-        "the report could not be written" if run.report_error else "",
-    ]
-    return "; ".join(part for part in parts if part)

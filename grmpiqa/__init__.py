@@ -14,7 +14,8 @@ Where things live: ``model/`` the network, ``weights/`` where weights come
 from, ``io/`` files in and out, ``data/`` from paths to decoded batches,
 ``scoring/`` the model over batches, ``training/``
 adaptation and evaluation, ``pretraining/`` meta-prompt pre-training,
-``workflow/`` culling, ratings and selection, ``cli/`` the command.
+``workflow/`` culling, ratings and selection, ``jobs/`` the scoring job behind
+:func:`score`, ``cli/`` the command.
 """
 
 from __future__ import annotations

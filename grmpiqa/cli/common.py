@@ -16,7 +16,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
-from grmpiqa.errors import GrmpiqaError, WeightsError
+from grmpiqa.errors import GrmpiqaError, WeightsError, WeightsUnavailable
 
 EXIT_OK = 0
 EXIT_SOME_FAILED = 1
@@ -124,7 +124,7 @@ def cli_errors(func: F) -> F:
         except GrmpiqaError as exc:
             if debug_enabled():
                 traceback.print_exc()
-            say(f"error: {exc}")
+            say(f"error: {_message(exc)}")
             raise typer.Exit(exc.exit_code) from None
         except KeyboardInterrupt as exc:
             say("terminated" if isinstance(exc, Terminated) else "interrupted")
@@ -143,6 +143,18 @@ def cli_errors(func: F) -> F:
             raise typer.Exit(EXIT_INTERNAL) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def _message(exc: GrmpiqaError) -> str:
+    """The error's message; missing weights end with the command that fetches them."""
+    if not isinstance(exc, WeightsUnavailable):
+        return str(exc)
+    from grmpiqa.weights.download import model_for_files
+
+    found = model_for_files([label for label, _ in exc.files], exc.model)
+    name, backbone = found if found is not None else (exc.model or "NAME", False)
+    return exc.message(f"`grmpiqa models download {name}"
+                       + (" --with-backbone`" if backbone else "`"))
 
 
 def interrupt_exit_code(exc: BaseException) -> int:

@@ -1,6 +1,7 @@
 """grmpiqa: perceptual quality scores for photographs with GRMP-IQA.
 
-The public API: :func:`load_model`, :func:`score_paths`, :func:`evaluate`,
+The public API: :func:`load_model`, :func:`download_model` (fetch a model's
+files ahead of time), :func:`list_models`, :func:`score_paths`, :func:`evaluate`,
 :func:`adapt`, :func:`pretrain`, :func:`cull`, :func:`group_bursts`,
 :func:`read_ratings` (the star ratings photos already carry, to adapt on) and
 :func:`suggest` (which photos to rate). Long calls report through
@@ -20,14 +21,16 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "adapt", "cull", "evaluate", "group_bursts", "load_model", "pretrain",
-           "read_ratings", "score_paths", "suggest"]
+__all__ = ["__version__", "adapt", "cull", "download_model", "evaluate", "group_bursts",
+           "list_models", "load_model", "pretrain", "read_ratings", "score_paths", "suggest"]
 
 _LAZY = {
     "adapt": ("grmpiqa.training.adaptation", "adapt"),
     "cull": ("grmpiqa.workflow.cull", "cull"),
+    "download_model": ("grmpiqa.weights.download", "download_model"),
     "evaluate": ("grmpiqa.training.evaluate", "evaluate"),
     "group_bursts": ("grmpiqa.workflow.bursts", "group_bursts"),
+    "list_models": ("grmpiqa.weights.download", "list_models"),
     "load_model": ("grmpiqa.weights.loading", "load_model"),
     "pretrain": ("grmpiqa.pretraining.run", "pretrain"),
     "read_ratings": ("grmpiqa.workflow.ratings", "read_ratings"),
@@ -40,6 +43,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from grmpiqa.scoring.engine import score_paths
     from grmpiqa.training.adaptation import adapt
     from grmpiqa.training.evaluate import evaluate
+    from grmpiqa.weights.download import download_model, list_models
     from grmpiqa.weights.loading import load_model
     from grmpiqa.workflow.bursts import group_bursts
     from grmpiqa.workflow.cull import cull

@@ -216,3 +216,20 @@ def test_download_offline_says_unset_it(use_tiny_manifest, tmp_path):
         in result.stderr
     result = CliRunner().invoke(app, ["models", "download", "grmp-tiny", "no-such-model"])
     assert result.exit_code == 2 and "unknown model 'no-such-model'" in result.stderr
+
+
+def test_require_model_fails_torch_free_before_any_load(use_tiny_manifest, tmp_path):
+    from grmpiqa.errors import WeightsUnavailable
+    from grmpiqa.weights.download import require_model
+
+    assert require_model("grmp-tiny") == []  # all cached: nothing to download
+    with pytest.raises(WeightsUnavailable) as info:
+        require_model("grmp-tiny", hf_cache=tmp_path)
+    assert info.value.model == "grmp-tiny" and [label for label, _ in info.value.files] == [
+        "zzhowe/GRMP-IQA/clive_50_prompt_lda_5.0.pt", "test/tiny-clip/open_clip_config.json"]
+    code = ("import sys\nfrom grmpiqa.weights.download import require_model\n"
+            "try:\n    require_model()\nexcept Exception as exc:\n    print(type(exc).__name__)\n"
+            "print([m for m in ('torch', 'open_clip') if m in sys.modules])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env=_env(tmp_path, f"http://127.0.0.1:{_closed_port()}"), timeout=120)
+    assert out.stdout == "WeightsUnavailable\n[]\n", out.stderr

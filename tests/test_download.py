@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -145,7 +146,7 @@ def test_not_on_the_hub_is_one_clear_line(tmp_path, repo, message):
     assert out.stderr.count("\n") == 1
 
 
-@pytest.mark.slow
+@pytest.mark.slow  # grmpiqa score in a subprocess
 def test_scoring_downloads_the_checkpoint_alone_then_asks_nothing(tiny_hub, tmp_path):
     """The authors' checkpoint holds every tensor: the backbone weights are never fetched."""
     from PIL import Image
@@ -181,6 +182,7 @@ def test_scoring_downloads_the_checkpoint_alone_then_asks_nothing(tiny_hub, tmp_
         assert len(hub.requests) == seen
 
 
+@pytest.mark.slow  # grmpiqa score in a subprocess: torch's import is most of it
 @pytest.mark.parametrize("endpoint", ["closed port", "http://no-such-host.invalid"])
 def test_no_weights_and_no_hub_is_one_message_at_once(tmp_path, endpoint):
     """A newcomer's first offline `score`: exit 2 with what is missing and what to do, no
@@ -233,3 +235,25 @@ def test_require_model_fails_torch_free_before_any_load(use_tiny_manifest, tmp_p
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          env=_env(tmp_path, f"http://127.0.0.1:{_closed_port()}"), timeout=120)
     assert out.stdout == "WeightsUnavailable\n[]\n", out.stderr
+
+
+def test_download_progress_on_a_terminal(tmp_path):
+    """On a terminal (one pty for stdout and stderr) the Hub's bar runs, then the path and
+    the summary; -q leaves the path alone."""
+    from huggingface_hub.constants import DOWNLOAD_CHUNK_SIZE
+    from test_terminal import run_in_pty, screen_lines
+
+    with FakeHub() as hub:
+        hub.add(REPO, {FILE: os.urandom(3 * DOWNLOAD_CHUNK_SIZE)})
+        env = {**_env(tmp_path, hub.url, _manifest(tmp_path, {})), "TERM": "xterm-256color"}
+        raw, code = run_in_pty([sys.executable, "-m", "grmpiqa", "models", "download", "m",
+                                "--force-download"], env, tmp_path)
+        assert code == 0, raw
+        assert re.search(r"w\.pt: +\d+%\|", raw)  # the Hub's bar, redrawn as bytes arrive
+        shown = [line for line in screen_lines(raw) if line]
+        assert re.search(r"w\.pt: 100%\|.*\| 31\.5M/31\.5M", shown[1]), shown
+        assert shown[2].endswith("/w.pt") and shown[3] == \
+            "grmpiqa: downloaded test/weights/w.pt (31.5 MB)"
+        raw, code = run_in_pty([sys.executable, "-m", "grmpiqa", "models", "download", "m",
+                                "-q", "--force-download"], env, tmp_path)
+    assert code == 0 and [line for line in screen_lines(raw) if line] == [shown[2]], raw

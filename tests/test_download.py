@@ -225,6 +225,7 @@ def test_require_model_fails_torch_free_before_any_load(use_tiny_manifest, tmp_p
     from grmpiqa.weights.download import require_model
 
     assert require_model("grmp-tiny") == []  # all cached: nothing to download
+    assert require_model("grmp-tiny", with_backbone=True) == []
     with pytest.raises(WeightsUnavailable) as info:
         require_model("grmp-tiny", hf_cache=tmp_path)
     assert info.value.model == "grmp-tiny" and [label for label, _ in info.value.files] == [

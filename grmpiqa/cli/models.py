@@ -125,9 +125,10 @@ def _summarise(result: ModelFiles, needed: list[FileStatus], folder: str) -> Non
             say(f"downloaded {status.file.label} ({_size(status)})")
     uses = sorted({u for f in result.files for u in f.needed_for}, key=lambda u: (u != SCORE, u))
     ready = [u for u in uses if all(f.cached for f in result.files if u in f.needed_for)]
-    count = f"{len(needed)} file{'s' if len(needed) != 1 else ''}"
+    covered = [f for f in result.files if set(f.needed_for) & set(ready)]
+    count = f"{len(covered)} file{'s' if len(covered) != 1 else ''}"
     say(f"{result.name}: ready for {_and(ready)} offline: {count}, "
-        f"{format_size(sum(f.size or 0 for f in needed))}, in {folder}")
+        f"{format_size(sum(f.size or 0 for f in covered))}, in {folder}")
     missing = [f for f in result.files if not f.cached]
     if missing:
         files = ", ".join(f"{f.file.label} ({_size(f)})" for f in missing)

@@ -208,17 +208,20 @@ def _progress_bars(enabled: bool) -> Iterator[None]:
             enable_progress_bars()
 
 
-def require_model(name: str | None = None, *, manifest: Manifest | None = None,
-                  hf_cache: PathLike | None = None) -> list[HubFile]:
+def require_model(name: str | None = None, *, with_backbone: bool = False,
+                  manifest: Manifest | None = None, hf_cache: PathLike | None = None
+                  ) -> list[HubFile]:
     """Fail now, torch-free and in about a second, if the model cannot be loaded for want of
-    files: those scoring needs that are not cached, when nothing can be downloaded.
+    files: those scoring needs (with ``with_backbone``, adapt and pretrain too) that are not
+    cached, when nothing can be downloaded.
 
     Returns the files a load will download (empty when all are cached); raises
     :class:`WeightsUnavailable` naming the model and every missing file otherwise.
     """
     manifest = manifest or load_manifest()
     entry = manifest.get(name or manifest.default)
-    missing = [f for f in entry.scoring_files() if hub.cached_path(f, hf_cache) is None]
+    wanted = entry.hub_files() if with_backbone else entry.scoring_files()
+    missing = [f for f in wanted if hub.cached_path(f, hf_cache) is None]
     if missing:
         try:
             hub.probe(missing[0], hf_cache)

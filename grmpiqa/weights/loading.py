@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -25,7 +24,6 @@ from grmpiqa.weights.backbone import (
 from grmpiqa.weights.formats import apply_weights, read_weights
 from grmpiqa.weights.manifest import BackboneSpec, Manifest, ModelEntry, load_manifest
 
-log = logging.getLogger("grmpiqa")
 PathLike = str | os.PathLike[str]
 
 

@@ -2,7 +2,8 @@
 
 The public API: :func:`score` runs a :class:`ScoreJob` (what ``grmpiqa score``
 does, with :class:`ModelOptions`, :class:`Selection`, :class:`BurstOptions` and
-:class:`XmpOptions`); :func:`load_model`, :func:`score_paths`, :func:`evaluate`,
+:class:`XmpOptions`); :func:`load_model`, :func:`download_model` (fetch a model's
+files ahead of time), :func:`list_models`, :func:`score_paths`, :func:`evaluate`,
 :func:`adapt`, :func:`pretrain`, :func:`cull`, :func:`group_bursts`,
 :func:`read_ratings` (the star ratings photos already carry, to adapt on) and
 :func:`suggest` (which photos to rate). Long calls report through
@@ -25,8 +26,8 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 __all__ = ["BurstOptions", "ModelOptions", "ScoreJob", "Selection", "XmpOptions", "__version__",
-           "adapt", "cull", "evaluate", "group_bursts", "load_model", "pretrain", "read_ratings",
-           "score", "score_paths", "suggest"]
+           "adapt", "cull", "download_model", "evaluate", "group_bursts", "list_models",
+           "load_model", "pretrain", "read_ratings", "score", "score_paths", "suggest"]
 
 _LAZY = {
     "BurstOptions": ("grmpiqa.config", "BurstOptions"),
@@ -37,8 +38,10 @@ _LAZY = {
     "score": ("grmpiqa.jobs.score", "score"),
     "adapt": ("grmpiqa.training.adaptation", "adapt"),
     "cull": ("grmpiqa.workflow.culling", "cull"),
+    "download_model": ("grmpiqa.weights.download", "download_model"),
     "evaluate": ("grmpiqa.training.evaluate", "evaluate"),
     "group_bursts": ("grmpiqa.workflow.bursts", "group_bursts"),
+    "list_models": ("grmpiqa.weights.download", "list_models"),
     "load_model": ("grmpiqa.weights.loading", "load_model"),
     "pretrain": ("grmpiqa.pretraining.run", "pretrain"),
     "read_ratings": ("grmpiqa.workflow.ratings", "read_ratings"),
@@ -53,6 +56,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from grmpiqa.scoring.engine import score_paths
     from grmpiqa.training.adaptation import adapt
     from grmpiqa.training.evaluate import evaluate
+    from grmpiqa.weights.download import download_model, list_models
     from grmpiqa.weights.loading import load_model
     from grmpiqa.workflow.bursts import group_bursts
     from grmpiqa.workflow.culling import cull

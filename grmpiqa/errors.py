@@ -6,6 +6,8 @@ Every error a user can cause (bad file, bad manifest, missing weights) is a
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class GrmpiqaError(Exception):
     """A user-facing error: the message alone must say what went wrong and where.
@@ -40,6 +42,47 @@ class ManifestError(GrmpiqaError):
 
 class WeightsError(GrmpiqaError):
     """A weights file is missing, corrupt, tampered with or of the wrong layout."""
+
+
+class WeightsUnavailable(WeightsError):
+    """Files a model needs are not in the local Hub cache and cannot be downloaded now.
+
+    ``files`` are (label, size in bytes or None) pairs; ``reason`` says why nothing can be
+    downloaded (offline mode, the Hub unreachable); ``model`` names the model when known.
+    The message ends with how to fetch the files: ``fetch_hint`` (the Python call by
+    default; the command line puts its own command there).
+    """
+
+    def __init__(self, files: list[tuple[str, int | None]], reason: str, cache: str, *,
+                 offline: bool = False, model: str | None = None) -> None:
+        self.files, self.reason, self.cache = list(files), reason, cache
+        self.offline, self.model = offline, model
+        super().__init__(self.message())
+
+    def for_model(self, model: str, files: list[Any]) -> WeightsUnavailable:
+        """The same error, naming ``model`` and every file of it (HubFiles) still missing."""
+        listed = [(f.label, f.size) for f in files] or self.files
+        return WeightsUnavailable(listed, self.reason, self.cache, offline=self.offline,
+                                  model=model)
+
+    def message(self, fetch_hint: str | None = None) -> str:
+        """The whole message; ``fetch_hint`` says how to fetch the files (``""``: say nothing
+        about it)."""
+        names = ", ".join(f"{label} ({format_size(size)})" if size else label
+                          for label, size in self.files)
+        verb = "is" if len(self.files) == 1 else "are"
+        where = f"not in the Hugging Face cache {self.cache}; {self.reason}"
+        text = f"{self.model} needs {names}, which {verb} {where}" if self.model \
+            else f"{names} {verb} {where}"
+        if fetch_hint == "":
+            return text
+        if fetch_hint is None:
+            fetch_hint = f"grmpiqa.download_model({self.model or 'NAME'!r})"
+        if self.offline:
+            return f"{text}. Unset HF_HUB_OFFLINE where the Hub can be reached and fetch it " \
+                   f"with {fetch_hint}, or copy that cache from a machine that has it"
+        return f"{text}. Fetch it while online with {fetch_hint}; then HF_HUB_OFFLINE=1 " \
+               "uses the cache without asking the Hub"
 
 
 class InputError(GrmpiqaError):
@@ -106,3 +149,15 @@ def describe(exc: BaseException) -> str:
 
 def needs_extra_message(kind: str, extra: str) -> str:
     return f"{kind} files need the optional extra: pip install 'grmpiqa[{extra}]'"
+
+
+def format_size(size: int) -> str:
+    """Bytes in decimal units, as the Hub shows them: ``605.0 MB``."""
+    if size < 1000:
+        return f"{size} B"
+    value = size / 1000
+    for unit in ("kB", "MB", "GB"):
+        if value < 1000:
+            return f"{value:.1f} {unit}"
+        value /= 1000
+    return f"{value:.1f} TB"

@@ -38,6 +38,21 @@ class TinyHub:
     manifest: dict
 
 
+@pytest.fixture(autouse=True)
+def _fresh_grmpiqa_logger():
+    """Each test starts with the ``grmpiqa`` logger as the library leaves it: a command run
+    in-process (CliRunner) installs a stderr handler bound to that run's captured stream and
+    stops propagation, which would hide later tests' records from ``caplog``."""
+    import logging
+
+    yield
+    logger = logging.getLogger("grmpiqa")
+    for handler in [h for h in logger.handlers if getattr(h, "_grmpiqa", False)]:
+        logger.removeHandler(handler)
+    logger.propagate = True
+    logger.setLevel(logging.NOTSET)
+
+
 def pytest_sessionfinish(session, exitstatus):
     shutil.rmtree(_SESSION_ROOT, ignore_errors=True)
 

@@ -10,7 +10,6 @@ from fakehub import (
     authors_state_dict,
     write_authors_checkpoint,
 )
-from grmpiqa.env import cache_dir
 from grmpiqa.errors import WeightsError
 from grmpiqa.weights.authors import authors_key, convert_state, read_checkpoint
 from grmpiqa.weights.loading import load_model
@@ -25,12 +24,29 @@ def _manifest(tiny_hub, repo="zzhowe/GRMP-IQA"):
     return parse_manifest(data, "test")
 
 
-def test_authors_checkpoint_imports_exactly(tiny_hub):
-    backbone = tiny_hub.manifest["backbones"]["tiny"]
-    _, original = write_authors_checkpoint(tiny_hub.hf_cache, backbone, TINY_GRMP_CONFIG,
+def test_authors_checkpoint_imports_exactly_without_the_backbone(tmp_path):
+    """The checkpoint holds every tensor: scoring reads no pretrained backbone at all."""
+    from fakehub import TINY_MODEL_CFG, write_backbone
+    from grmpiqa.weights import hub
+    from grmpiqa.weights.manifest import parse_backbone
+
+    cache = tmp_path / "hub"
+    backbone = write_backbone(cache, "test/clip-to-remove", TINY_MODEL_CFG, seed=3)
+    _, original = write_authors_checkpoint(cache, backbone, TINY_GRMP_CONFIG,
                                            repo="test/authors-exact", seed=7)
-    model = load_model("grmp-tiny", device="cpu",
-                       manifest=_manifest(tiny_hub, "test/authors-exact"))
+    weights = parse_backbone("b", backbone, "b").weights
+    hub.evict(hub.cached_path(weights, cache))
+    assert hub.cached_path(weights, cache) is None
+    data = {"schema_version": 1, "default": "m", "backbones": {"b": backbone}, "models": {"m": {
+        "description": "d", "backbone": "b", "config": TINY_GRMP_CONFIG, "licence": "l",
+        "source": "s", "preprocess": {"resize": 36, "crop": 32,
+                                      "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]},
+        "weights": {"repo": "test/authors-exact", "filename": AUTHORS_FILE, "revision": None,
+                    "sha256": None, "format": "authors-pt"}}}}
+    manifest = parse_manifest(data, "test")
+    assert [f.filename for f in manifest.get("m").scoring_files()] == [
+        AUTHORS_FILE, "open_clip_config.json"]
+    model = load_model("m", device="cpu", manifest=manifest, hf_cache=cache)
     theirs, ours = original.state_dict(), model.state_dict()
     assert theirs.keys() == ours.keys()
     for key in theirs:
@@ -41,26 +57,14 @@ def test_authors_checkpoint_imports_exactly(tiny_hub):
     with torch.no_grad():
         assert torch.allclose(original.encode_image(x), model.encode_image(x))
         assert torch.allclose(original.class_text_features(), model.class_text_features())
+    assert hub.cached_path(weights, cache) is None  # never downloaded either
 
 
-def test_conversion_is_cached_and_keeps_only_what_differs(tiny_hub):
-    manifest = _manifest(tiny_hub)
-    load_model("grmp-tiny", device="cpu", manifest=manifest)
-    converted = list((cache_dir() / "converted").glob("*.safetensors"))
-    assert converted
-    from grmpiqa.weights.formats import read_weights
-
-    tensors, meta = read_weights(converted[0])
-    assert meta.preprocess.mean == (0.485, 0.456, 0.406)
-    backbone_keys = {k for k in tensors if k.startswith("clip.")}
-    # write_authors_checkpoint perturbs only the last vision and text block.
-    assert backbone_keys
-    assert all(".resblocks.2." in k for k in backbone_keys), sorted(backbone_keys)[:5]
-    assert "text_context.ctx" in tensors
-    assert "visual_prompts.deep_prompt_embeddings" in tensors
-    mtime = converted[0].stat().st_mtime_ns
-    load_model("grmp-tiny", device="cpu", manifest=manifest)
-    assert converted[0].stat().st_mtime_ns == mtime  # reused, not converted again
+def test_legacy_pickle_checkpoints_are_read_too(tmp_path, tiny_model):
+    """Files from torch.save before the zip format cannot be memory-mapped: read plainly."""
+    path = tmp_path / "legacy.pt"
+    torch.save(authors_state_dict(tiny_model), path, _use_new_zipfile_serialization=False)
+    assert read_checkpoint(path).keys() == authors_state_dict(tiny_model).keys()
 
 
 def test_module_prefix_is_stripped(tmp_path, tiny_model):

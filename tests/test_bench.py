@@ -31,7 +31,8 @@ def test_bench_prints_speeds_and_a_command(use_tiny_manifest):
 def test_bench_without_cached_weights_uses_random_ones(tiny_hub, tmp_path, monkeypatch):
     cache = tmp_path / "hf"
     shutil.copytree(tiny_hub.hf_cache, cache, symlinks=True)
-    for link in cache.glob("models--test--tiny-clip/snapshots/*/open_clip_model.safetensors"):
+    # the authors' checkpoint is what scoring needs (the backbone weights are not)
+    for link in cache.glob("models--zzhowe--GRMP-IQA/snapshots/*/*.pt"):
         link.unlink()
     monkeypatch.setenv("GRMPIQA_MANIFEST", str(tiny_hub.manifest_path))
     report = measure_speed("grmp-tiny", device="cpu", batch_size=2, budget_s=0,

@@ -99,6 +99,26 @@ def test_models_command_lists_cache_state(use_tiny_manifest):
     assert result.exit_code == 0
     rows = {r["name"]: r for r in json.loads(result.stdout)}
     assert rows["grmp-tiny"]["default"] and rows["grmp-tiny"]["cache"] == "cached"
+    weights = rows["grmp-tiny"]["files"][0]
+    assert weights["role"] == "weights" and weights["needed_for"] == ["score", "adapt"]
+    assert weights["size_from"] == "cache" and weights["size"] == os.path.getsize(
+        weights["path"])
+    lines = runner.invoke(app, ["models"]).stdout.splitlines()
+    assert lines[0].startswith("grmp-tiny (default)  grmp, scoring files cached: tiny random")
+    assert lines[1].split()[:5] == ["weights", "for", "score,", "adapt", "cached"]
+    assert lines[1].endswith("zzhowe/GRMP-IQA/clive_50_prompt_lda_5.0.pt (unpinned)")
+    assert lines[2].split()[:5] == ["backbone", "for", "adapt,", "pretrain", "cached"]
+
+
+def test_models_command_without_the_cache_knows_no_size(use_tiny_manifest, monkeypatch,
+                                                        tmp_path):
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))  # offline: the Hub is not asked
+    from grmpiqa.weights.download import list_models
+
+    rows = {r.name: r for r in list_models(hf_cache=tmp_path)}
+    assert rows["grmp-tiny"].cache_state == "not cached"
+    assert {(f.size, f.size_from, f.path) for f in rows["grmp-tiny"].files} == {
+        (None, None, None)}
 
 
 def _run(args, **env):

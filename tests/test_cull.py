@@ -2,6 +2,7 @@
 
 import csv
 import io
+import json
 import os
 
 import pytest
@@ -91,6 +92,49 @@ def test_plan_keeps_structure_and_suffixes_a_whole_group(tmp_path):
     other = CullPlanner(str(root), str(dest), mode="copy", below=0.5)
     other.taken.add(str(dest / "IMG_3.png"))
     assert other.plan(twin, 0.0)[0].destination == str(dest / "IMG_3-1.png")
+
+
+def test_files_already_copied_or_linked_are_already_there(tmp_path):
+    import shutil
+
+    root = _shoot(tmp_path / "shoot")
+    groups = {g.stem: g for g in find_groups(str(root))}
+    pair, lone = groups["IMG_1"], groups["IMG_2"]
+    dest = tmp_path / "review"
+    dest.mkdir()
+    for path in pair.files:
+        shutil.copy2(path, dest)
+    shutil.copy2(lone.photos[0], dest)
+
+    def plan(mode, group, directory=dest):
+        planner = CullPlanner(str(root), str(directory), mode=mode, below=0.5)
+        return planner, [(a.action, os.path.basename(a.destination))
+                         for a in planner.plan(group, 0.1)]
+
+    planner, actions = plan("copy", pair)
+    assert actions == [("already-there", os.path.basename(p)) for p in pair.files]
+    assert planner.culled == planner.already_there == 1
+    # moves never: the original is not deleted because a copy of it exists
+    assert {name for _, name in plan("move", lone)[1]} == {"IMG_2-1.jpg"}
+    # part of the group there (an interrupted run): the rest joins it under the same name
+    (dest / "IMG_1.NEF").unlink()
+    planner, actions = plan("copy", pair)
+    assert ("copy", "IMG_1.NEF") in actions and ("already-there", "IMG_1.JPG") in actions
+    assert planner.already_there == 0
+    # one file differs: the name belongs to something else, the whole group moves on
+    (dest / "IMG_1.NEF").write_bytes(b"another camera's raw")
+    assert {name for _, name in plan("copy", pair)[1]} == {
+        "IMG_1-1.JPG", "IMG_1-1.NEF", "IMG_1-1.NEF.xmp", "IMG_1-1.xmp"}
+    # links: a link to the same original is already there, to another is a clash
+    links = tmp_path / "links"
+    links.mkdir()
+    os.symlink(os.path.abspath(lone.photos[0]), links / "IMG_2.jpg")
+    assert plan("link", lone, links)[1] == [("already-there", "IMG_2.jpg")]
+    os.unlink(links / "IMG_2.jpg")
+    os.symlink(os.path.abspath(pair.photos[0]), links / "IMG_2.jpg")
+    assert plan("link", lone, links)[1] == [("link", "IMG_2-1.jpg")]
+    assert perform(CullAction("already-there", lone.photos[0], str(dest / "IMG_2.jpg"),
+                              0.1)).error is None  # nothing to do, nothing done
 
 
 @pytest.mark.parametrize("inside", [".", "sub", "sub/deeper"])
@@ -197,10 +241,19 @@ def test_cull_command_copy_pair_and_refusals(use_tiny_manifest, tiny_model, tmp_
     assert sorted(p.name for p in dest.iterdir() if p.is_file()) == [
         "IMG_1.JPG", "IMG_1.NEF", "IMG_1.NEF.xmp", "IMG_1.xmp", "IMG_2.jpg"]
     assert (tmp_path / "log.csv").read_bytes() == done.stdout_bytes
-    again = runner.invoke(app, ["cull", str(root), "--below", "1", "--copy-to", str(dest),
-                                "-j", "0", "-f", "jsonl", "-q", "--dry-run"])
-    assert again.exit_code == 0
-    assert str(dest / "IMG_2-1.jpg").encode() in again.stdout_bytes  # never overwrite
+    copied = _tree(dest)
+    (root / "IMG_1.xmp").write_text("<edited/>")  # so IMG_1 is no longer what was copied
+    for dry_run in (["--dry-run"], []):
+        again = runner.invoke(app, ["cull", str(root), "--below", "1", "--copy-to",
+                                    str(dest), "-j", "0", "-f", "jsonl", "-q", *dry_run])
+        assert again.exit_code == 0
+        rows = {os.path.basename(r["destination"]): r["action"] for r in map(
+            json.loads, again.stdout.splitlines())}
+        assert rows["IMG_2.jpg"] == "already-there"  # the same bytes: no IMG_2-1.jpg
+        assert {rows[f"IMG_1-1{tail}"] for tail in (".JPG", ".NEF", ".xmp")} == {"copy"}
+    assert not set(copied) - set(_tree(dest))  # nothing overwritten
+    assert sorted(p.name for p in dest.iterdir() if p.name.startswith("IMG_2")) == [
+        "IMG_2.jpg"]
 
     inside = runner.invoke(app, ["cull", str(root), "--below", "1", "--move-to",
                                  str(root / "rejects")])

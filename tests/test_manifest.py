@@ -64,6 +64,8 @@ def test_every_revision_and_checksum_is_well_formed_or_null():
          "is not a Hub repo id"),
         (lambda d: d["models"]["clip-zeroshot"]["config"].update(zeroshot_prompts=[["a"]]),
          "pairs"),
+        (lambda d: d["models"]["grmp-clive50"]["weights"].update(size=0), "not a size"),
+        (lambda d: d["models"]["grmp-clive50"]["weights"].update(size="1 GB"), "expected int"),
     ],
 )
 def test_malformed_manifests_are_refused_with_a_clear_message(edit, message):
@@ -90,3 +92,24 @@ def test_manifest_env_override(monkeypatch, tmp_path):
     path.write_text(json.dumps(_real()))
     monkeypatch.setenv("GRMPIQA_MANIFEST", str(path))
     assert load_manifest().path == str(path)
+
+
+def test_which_commands_need_which_files():
+    manifest = load_manifest()
+    grmp, zeroshot = manifest.get("grmp-clive50"), manifest.get("clip-zeroshot")
+    # the authors' checkpoint holds every tensor: scoring needs it alone
+    assert [(f.role, f.needed_for) for f in grmp.files()] == [
+        ("weights", ("score", "adapt")), ("backbone", ("adapt", "pretrain"))]
+    assert [f.filename for f in grmp.scoring_files()] == ["clive_50_prompt_lda_5.0.pt"]
+    assert [(f.role, f.needed_for) for f in zeroshot.files()] == [("backbone", ("score",))]
+    data = copy.deepcopy(_real())
+    data["models"]["grmp-clive50"]["weights"].update(format="grmpiqa-safetensors", size=1234)
+    data["backbones"]["openai-vit-b-16"] = {
+        **data["backbones"]["openai-vit-b-16"], "config_file": "c.json"}
+    del data["backbones"]["openai-vit-b-16"]["architecture"]
+    ours = parse_manifest(data, "test").get("grmp-clive50")
+    # grmpiqa's own weights hold what differs from the backbone: it is needed to score
+    assert [(f.role, f.needed_for) for f in ours.files()] == [
+        ("weights", ("score", "adapt")), ("backbone", ("score", "adapt", "pretrain")),
+        ("backbone config", ("score", "adapt", "pretrain"))]
+    assert ours.weights.file.size == 1234

@@ -37,6 +37,8 @@ _FENCE = re.compile(r"^(\s*)```(\w*)\s*$")
 # pattern on a command -> why it cannot run in the test suite
 SKIPPED = [
     (r"^pip install\b", "installs packages from the network"),
+    (r"\bgrmpiqa models download\b", "downloads from the Hub; tests/test_download.py runs it "
+                                    "against a fake Hub on 127.0.0.1"),
     (r"^(pytest|ruff check|\.ci/run)\b", "the development loop itself, not a recipe"),
     (r"\btorchrun\b", "several ranks; tests/test_scale.py runs torchrun with 2 CPU processes"),
     (r"\bparallel\b", "GNU parallel over four GPUs (-d cuda:{})"),

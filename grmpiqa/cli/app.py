@@ -50,7 +50,7 @@ def _root(
 
 
 app.command("score", no_args_is_help=True)(score_command.score)
-app.command("models")(models_command.models)
+app.add_typer(models_command.app, name="models")
 app.command("cull", no_args_is_help=True)(cull_command.cull)
 app.command("pretrain", no_args_is_help=True)(pretrain_command.pretrain)
 app.command("adapt", no_args_is_help=True)(adapt_command.adapt)

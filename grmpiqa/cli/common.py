@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 
 import typer
 
-from grmpiqa.errors import GrmpiqaError, OutputError, WeightsError
+from grmpiqa.errors import GrmpiqaError, OutputError, WeightsError, WeightsUnavailable
 
 EXIT_OK = 0
 EXIT_SOME_FAILED = 1
@@ -149,10 +149,22 @@ def flag_for(param: str) -> str:
 
 def error_text(exc: GrmpiqaError) -> str:
     """The error in the command line's words: its option names, and how to go on."""
+    if isinstance(exc, WeightsUnavailable):
+        return _fetch_hint(exc)
     text = f"{flag_for(exc.param)} {exc.detail}" if exc.param else exc.detail
     if isinstance(exc, OutputError) and exc.partial and exc.kept:
         text += "; once that is fixed, run the same command with --resume to finish"
     return text
+
+
+def _fetch_hint(exc: WeightsUnavailable) -> str:
+    """Missing weights end with the command that fetches them."""
+    from grmpiqa.weights.download import model_for_files
+
+    found = model_for_files([label for label, _ in exc.files], exc.model)
+    name, backbone = found if found is not None else (exc.model or "NAME", False)
+    return exc.message(f"`grmpiqa models download {name}"
+                       + (" --with-backbone`" if backbone else "`"))
 
 
 def os_error_line(exc: OSError) -> str:

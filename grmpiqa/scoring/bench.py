@@ -88,7 +88,7 @@ def load_bench_model(name: str | None, weights: PathLike | None, hf_cache: PathL
                           precision="fp32"), Path(weights).name, False
     manifest = load_manifest()
     entry = manifest.get(name or manifest.default)
-    if all(hub.cached_path(f, hf_cache) is not None for f in entry.hub_files()):
+    if all(hub.cached_path(f, hf_cache) is not None for f in entry.scoring_files()):
         return load_model(entry.name, device="cpu", manifest=manifest, hf_cache=hf_cache,
                           precision="fp32"), entry.name, False
     return _random_model(entry, hf_cache), entry.name, True
@@ -96,15 +96,10 @@ def load_bench_model(name: str | None, weights: PathLike | None, hf_cache: PathL
 
 def _random_model(entry: Any, hf_cache: PathLike | None) -> Any:
     """The entry's architecture with random weights, when its files are not cached."""
-    import open_clip
-
     from grmpiqa.model.network import QualityModel
-    from grmpiqa.weights.backbone import backbone_model_config, tokenizer_for
+    from grmpiqa.weights.backbone import build_architecture, tokenizer_for
 
-    cfg = backbone_model_config(entry.backbone, hf_cache)
-    cfg.pop("custom_text", None)
-    cfg.pop("multimodal_cfg", None)
-    clip = open_clip.CLIP(**cfg).eval().requires_grad_(False)
+    clip = build_architecture(entry.backbone, hf_cache)
     return QualityModel(clip, tokenizer_for(clip), entry.config, entry.preprocess,
                         info={"name": entry.name}, backbone_spec=entry.backbone).eval()
 

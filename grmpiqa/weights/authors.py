@@ -2,8 +2,10 @@
 
 Their files are ``torch.save(state_dict)`` of their ``CustomCLIP``. They are
 read only with ``torch.load(weights_only=True)``, every key and shape is
-checked before anything is used, and the result is converted once and cached
-as a grmpiqa safetensors file.
+checked before anything is used. A checkpoint holds every tensor of the
+model, so it is loaded into the bare backbone architecture: scoring with it
+downloads no pretrained CLIP. Zip-format files are memory-mapped, so loading
+one costs no second copy of the weights.
 
 Untested against the real files: they cannot be downloaded where this was
 built. The layout comes from the authors' code and is tested on a synthetic
@@ -12,11 +14,10 @@ state dict laid out the same way.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import pickle
+import zipfile
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -42,7 +43,8 @@ def _pickle_reason(exc: BaseException) -> str:
 def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
     """Tensors of a ``.pt`` file, with pickle restricted to plain tensors and containers."""
     try:
-        data = torch.load(str(path), map_location="cpu", weights_only=True)
+        mmap = zipfile.is_zipfile(path)  # torch.save's format since 1.6; older files are read
+        data = torch.load(str(path), map_location="cpu", weights_only=True, mmap=mmap)
     except pickle.UnpicklingError as exc:
         raise WeightsError(
             f"{path}: refused, it holds more than plain tensors ({_pickle_reason(exc)})"
@@ -110,15 +112,3 @@ def convert_state(state: Mapping[str, torch.Tensor], model: Any, where: str
         shown = ", ".join(repr(k) for k in extra[:3]) + (" ..." if len(extra) > 3 else "")
         raise WeightsError(f"{where}: unexpected key(s) {shown}; not the authors' layout")
     return converted
-
-
-def conversion_key(source_sha256: str, *parts: str) -> str:
-    """Cache key of a converted file: the source's bytes and everything the result depends on."""
-    digest = hashlib.sha256(source_sha256.encode())
-    for part in parts:
-        digest.update(b"\0" + part.encode())
-    return digest.hexdigest()[:32]
-
-
-def converted_path(cache_root: Path, key: str) -> Path:
-    return cache_root / "converted" / f"{key}.safetensors"

@@ -1,4 +1,9 @@
-"""Build the CLIP backbone with open_clip's own model classes and checkpoint loader."""
+"""Build the CLIP backbone with open_clip's own model classes and checkpoint loader.
+
+The pretrained weights are read only where pristine CLIP is needed (zero-shot
+scoring, ``adapt``'s teacher, ``pretrain``): a checkpoint that holds every
+tensor is loaded into the bare architecture.
+"""
 
 from __future__ import annotations
 
@@ -44,8 +49,9 @@ def backbone_model_config(spec: BackboneSpec, hf_cache: str | os.PathLike[str] |
     return cfg
 
 
-def build_backbone(spec: BackboneSpec, hf_cache: str | os.PathLike[str] | None = None):
-    """Return the pretrained open_clip ``CLIP`` in eval mode on the CPU, in float32."""
+def build_architecture(spec: BackboneSpec, hf_cache: str | os.PathLike[str] | None = None):
+    """The open_clip ``CLIP`` of ``spec`` with initial (random) weights, frozen, in eval mode:
+    what a checkpoint holding every tensor fills, so its pretrained weights are never read."""
     import open_clip
     import torch
 
@@ -58,11 +64,23 @@ def build_backbone(spec: BackboneSpec, hf_cache: str | os.PathLike[str] | None =
             "text tower (no timm, Hugging Face or ResNet towers)"
         )
     cfg.pop("multimodal_cfg", None)
-    weights_path = hub.fetch(spec.weights, hf_cache)
     try:
         model = open_clip.CLIP(**cfg)
     except TypeError as exc:
         raise ConfigError(f"backbone {spec.name!r}: unusable open_clip config ({exc})") from None
+    _check_supported(model, spec)
+    model.eval()
+    for param in model.parameters():
+        param.requires_grad_(False)
+    return model.to(torch.float32)
+
+
+def load_pretrained(model: Any, spec: BackboneSpec,
+                    hf_cache: str | os.PathLike[str] | None = None) -> None:
+    """Fill ``model`` (from :func:`build_architecture`) with the backbone's pretrained weights."""
+    import open_clip
+
+    weights_path = hub.fetch(spec.weights, hf_cache)
     with hub.evicted_if_unreadable(weights_path):
         try:
             open_clip.load_checkpoint(model, str(weights_path), strict=True, weights_only=True)
@@ -70,11 +88,15 @@ def build_backbone(spec: BackboneSpec, hf_cache: str | os.PathLike[str] | None =
             raise WeightsError(
                 f"backbone weights {spec.weights.label} cannot be loaded: {first_line(exc)}"
             ) from None
-    model.eval()
     for param in model.parameters():
         param.requires_grad_(False)
-    _check_supported(model, spec)
-    return model.to(torch.float32)
+
+
+def build_backbone(spec: BackboneSpec, hf_cache: str | os.PathLike[str] | None = None):
+    """Return the pretrained open_clip ``CLIP`` in eval mode on the CPU, in float32."""
+    model = build_architecture(spec, hf_cache)
+    load_pretrained(model, spec, hf_cache)
+    return model
 
 
 def _check_supported(model: Any, spec: BackboneSpec) -> None:

@@ -35,9 +35,14 @@ def _hub_digest(file: HubFile, hf_cache: PathLike | None) -> str:
 
 def _settings(backbone: BackboneSpec, config: ModelConfig, preprocess: PreprocessConfig,
               label: LabelScale | None = None) -> str:
+    # a weights file may leave the tensors it does not change to the backbone's own file,
+    # named (and pinned, where the manifest pins it) by the backbone's description
     return digest_of({"backbone": {"architecture": backbone.architecture,
                                    "config_file": backbone.config_file,
-                                   "quick_gelu": backbone.quick_gelu},
+                                   "quick_gelu": backbone.quick_gelu,
+                                   "weights": [backbone.weights.repo, backbone.weights.filename,
+                                               backbone.weights.revision,
+                                               backbone.weights.sha256]},
                       "config": config.to_dict(), "preprocess": preprocess.to_dict(),
                       "label": label.to_dict() if label else None})
 
@@ -68,8 +73,7 @@ def identify(name_or_path: PathLike | None = None, *, precision: str, decoding: 
         digest = hub.file_sha256(path)
         if path.suffix == ".safetensors":
             meta = read_metadata(path)
-            # the file holds what differs from its backbone: the backbone's weights count too
-            weights = (digest, _hub_digest(meta.backbone.weights, hf_cache))
+            weights = (digest,)
             settings = _settings(meta.backbone, meta.config, meta.preprocess, meta.label)
         else:  # the authors' checkpoint holds every tensor; it is read on the base's config
             manifest = manifest or load_manifest()
@@ -84,8 +88,7 @@ def identify(name_or_path: PathLike | None = None, *, precision: str, decoding: 
     elif entry.weights.format == "authors-pt":
         weights = (_hub_digest(entry.weights.file, hf_cache),)
     else:
-        weights = (_hub_digest(entry.weights.file, hf_cache),
-                   _hub_digest(entry.backbone.weights, hf_cache))
+        weights = (_hub_digest(entry.weights.file, hf_cache),)
     return ModelIdentity(entry.name, precision, decoding, weights,
                          _settings(entry.backbone, entry.config, entry.preprocess))
 

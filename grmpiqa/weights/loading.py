@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from pathlib import Path
@@ -11,21 +10,19 @@ from typing import Any
 import torch
 
 from grmpiqa.config import LabelScale, ModelConfig, PreprocessConfig
-from grmpiqa.env import cache_dir
-from grmpiqa.errors import WeightsError
+from grmpiqa.errors import WeightsError, WeightsUnavailable
 from grmpiqa.model.acceleration import prepare_for_inference
 from grmpiqa.model.devices import resolve_device
 from grmpiqa.model.network import QualityModel
 from grmpiqa.weights import hub
-from grmpiqa.weights.authors import conversion_key, convert_state, converted_path, read_checkpoint
-from grmpiqa.weights.backbone import build_backbone, tokenizer_for
-from grmpiqa.weights.formats import (
-    WeightsMetadata,
-    apply_weights,
-    differing_state,
-    read_weights,
-    save_weights,
+from grmpiqa.weights.authors import convert_state, read_checkpoint
+from grmpiqa.weights.backbone import (
+    build_architecture,
+    build_backbone,
+    load_pretrained,
+    tokenizer_for,
 )
+from grmpiqa.weights.formats import apply_weights, read_weights
 from grmpiqa.weights.manifest import (
     BackboneSpec,
     Manifest,
@@ -40,9 +37,11 @@ PathLike = str | os.PathLike[str]
 
 def build_model(backbone: BackboneSpec, config: ModelConfig, preprocess: PreprocessConfig, *,
                 label: LabelScale | None = None, info: dict[str, Any] | None = None,
-                hf_cache: PathLike | None = None) -> QualityModel:
-    """A model with freshly initialised prompts on the pretrained backbone (nothing loaded)."""
-    clip = build_backbone(backbone, hf_cache)
+                hf_cache: PathLike | None = None, pretrained: bool = True) -> QualityModel:
+    """A model with freshly initialised prompts on the backbone: its pretrained weights, or
+    (``pretrained=False``) the bare architecture, for weights that hold every tensor."""
+    clip = build_backbone(backbone, hf_cache) if pretrained \
+        else build_architecture(backbone, hf_cache)
     info = {"backbone": backbone.name, **(info or {})}
     return QualityModel(clip, tokenizer_for(clip), config, preprocess, label=label, info=info,
                         backbone_spec=backbone)
@@ -94,28 +93,47 @@ def load_model(name_or_path: PathLike | None = None, *, device: str | torch.devi
 
 
 def _load_entry(entry: ModelEntry, hf_cache: PathLike | None) -> QualityModel:
+    try:
+        return _build_entry(entry, hf_cache)
+    except WeightsUnavailable as exc:
+        missing = [f for f in entry.scoring_files() if hub.cached_path(f, hf_cache) is None]
+        raise exc.for_model(entry.name, missing) from None
+
+
+def _build_entry(entry: ModelEntry, hf_cache: PathLike | None) -> QualityModel:
     info = {"name": entry.name}
     if entry.weights is None:
         return build_model(entry.backbone, entry.config, entry.preprocess, info=info,
                            hf_cache=hf_cache)
+    label = entry.weights.file.label
     source = hub.fetch(entry.weights.file, hf_cache)
-    info["weights"] = entry.weights.file.label
-    if entry.weights.format == "authors-pt":
-        model = build_model(entry.backbone, entry.config, entry.preprocess, info=info,
-                            hf_cache=hf_cache)
-        with hub.evicted_if_unreadable(source):
-            _load_authors(model, source, f"{entry.weights.file.label}")
-        return model
+    info["weights"] = label
     model = build_model(entry.backbone, entry.config, entry.preprocess, info=info,
-                        hf_cache=hf_cache)
+                        hf_cache=hf_cache, pretrained=False)
     with hub.evicted_if_unreadable(source):
+        if entry.weights.format == "authors-pt":
+            _load_authors(model, source, label)
+            return model
         tensors, meta = read_weights(source)
         if meta.config != entry.config:
-            raise WeightsError(f"{entry.weights.file.label}: its model config differs from "
-                               f"the manifest entry {entry.name!r}")
-        apply_weights(model, tensors, entry.weights.file.label)
+            raise WeightsError(f"{label}: its model config differs from the manifest entry "
+                               f"{entry.name!r}")
+        apply_weights(model, tensors, label)
+    _fill_backbone(model, tensors, hf_cache)
     model.label = meta.label
     return model
+
+
+def _fill_backbone(model: QualityModel, tensors: dict[str, torch.Tensor],
+                   hf_cache: PathLike | None) -> None:
+    """Pretrained weights under a grmpiqa weights file that holds only what differs from them.
+
+    Loaded first, then the file's tensors again on top, so every tensor the file holds wins.
+    """
+    if all(f"clip.{key}" in tensors for key in model.clip.state_dict()):
+        return
+    load_pretrained(model.clip, model.backbone_spec, hf_cache)
+    model.load_state_dict(tensors, strict=False)
 
 
 def _load_file(path: Path, manifest: Manifest | None, hf_cache: PathLike | None,
@@ -126,8 +144,10 @@ def _load_file(path: Path, manifest: Manifest | None, hf_cache: PathLike | None,
     if path.suffix == ".safetensors":
         tensors, meta = read_weights(path)
         model = build_model(meta.backbone, meta.config, meta.preprocess, label=meta.label,
-                            info={**info, "training": meta.training}, hf_cache=hf_cache)
+                            info={**info, "training": meta.training}, hf_cache=hf_cache,
+                            pretrained=False)
         apply_weights(model, tensors, str(path))
+        _fill_backbone(model, tensors, hf_cache)
         return model
     manifest = manifest or load_manifest()
     entry = manifest.get(base or manifest.default)
@@ -135,32 +155,12 @@ def _load_file(path: Path, manifest: Manifest | None, hf_cache: PathLike | None,
         raise WeightsError(f"{path}: the authors' checkpoints need a 'grmp' model as base, "
                            f"not {entry.name!r}")
     model = build_model(entry.backbone, entry.config, entry.preprocess, info=info,
-                        hf_cache=hf_cache)
+                        hf_cache=hf_cache, pretrained=False)
     _load_authors(model, path, str(path))
     return model
 
 
 def _load_authors(model: QualityModel, source: Path, where: str) -> None:
-    """Convert the authors' checkpoint once, cache the result, load it."""
-    spec = model.backbone_spec
-    key = conversion_key(hub.file_sha256(source), *(
-        json.dumps(part, sort_keys=True)
-        for part in (spec.to_dict(), model.config.to_dict(), model.preprocess.to_dict())
-    ))
-    cached = converted_path(cache_dir(), key)
-    if cached.is_file():
-        try:
-            tensors, _ = read_weights(cached)
-            apply_weights(model, tensors, str(cached))
-            return
-        except WeightsError as exc:
-            log.warning("ignoring a bad converted copy (%s); converting again", exc)
+    """Every tensor of the model from the authors' checkpoint, each key and shape checked."""
     converted = convert_state(read_checkpoint(source), model, where)
-    tensors = differing_state(converted, model.clip.state_dict())
-    apply_weights(model, tensors, where)
-    metadata = WeightsMetadata(spec, model.config, model.preprocess,
-                               source=f"converted from the authors' checkpoint {where}")
-    try:
-        save_weights(cached, tensors, metadata)
-    except OSError as exc:
-        log.warning("could not cache the converted weights in %s: %s", cached.parent, exc)
+    apply_weights(model, converted, where)

@@ -37,6 +37,7 @@ class HubFile:
     filename: str
     revision: str | None = None
     sha256: str | None = None
+    size: int | None = None  # bytes, only where verified against the Hub
 
     @property
     def label(self) -> str:
@@ -44,8 +45,11 @@ class HubFile:
         return f"{self.repo}{at}/{self.filename}"
 
     def to_dict(self) -> dict[str, Any]:
-        return {"repo": self.repo, "filename": self.filename,
-                "revision": self.revision, "sha256": self.sha256}
+        data: dict[str, Any] = {"repo": self.repo, "filename": self.filename,
+                                "revision": self.revision, "sha256": self.sha256}
+        if self.size is not None:
+            data["size"] = self.size
+        return data
 
 
 @dataclass(frozen=True)
@@ -85,6 +89,24 @@ class WeightsSpec:
     format: WeightsFormat
 
 
+# What each command needs a model's files for: ``score`` also stands for ``evaluate``,
+# ``cull`` and ``bench``.
+SCORE, ADAPT, PRETRAIN = "score", "adapt", "pretrain"
+
+
+@dataclass(frozen=True)
+class ModelFile:
+    """One Hub file of a model: what it is and which commands need it."""
+
+    file: HubFile
+    role: Literal["weights", "backbone", "backbone config"]
+    needed_for: tuple[str, ...]
+
+    @property
+    def for_scoring(self) -> bool:
+        return SCORE in self.needed_for
+
+
 @dataclass(frozen=True)
 class ModelEntry:
     name: str
@@ -96,14 +118,36 @@ class ModelEntry:
     licence: str
     source: str
 
-    def hub_files(self) -> list[HubFile]:
-        files = [self.backbone.weights]
+    @property
+    def self_contained(self) -> bool:
+        """Whether the weights file holds every tensor, so that scoring needs no pretrained
+        backbone: the authors' checkpoints do (their converter requires every key)."""
+        return self.weights is not None and self.weights.format == "authors-pt"
+
+    def files(self) -> list[ModelFile]:
+        """Every Hub file of the model, with the commands that need it. The pristine
+        backbone is needed to score only where the weights do not hold every tensor;
+        ``adapt`` (its teacher) and ``pretrain`` (fresh prompts) always need it."""
+        out = []
+        if self.weights is not None:
+            out.append(ModelFile(self.weights.file, "weights", (SCORE, ADAPT)))
+        if self.config.kind == "zeroshot":
+            uses: tuple[str, ...] = (SCORE,)
+        else:
+            uses = (ADAPT, PRETRAIN) if self.self_contained else (SCORE, ADAPT, PRETRAIN)
+        out.append(ModelFile(self.backbone.weights, "backbone", uses))
         config_file = self.backbone.config_hub_file()
         if config_file is not None:
-            files.append(config_file)
-        if self.weights is not None:
-            files.append(self.weights.file)
-        return files
+            out.append(ModelFile(config_file, "backbone config",
+                                 tuple(dict.fromkeys((SCORE, *uses)))))
+        return out
+
+    def scoring_files(self) -> list[HubFile]:
+        """What ``load_model`` reads from the Hub."""
+        return [f.file for f in self.files() if f.for_scoring]
+
+    def hub_files(self) -> list[HubFile]:
+        return [f.file for f in self.files()]
 
 
 @dataclass(frozen=True)
@@ -145,7 +189,7 @@ def _check_keys(data: Any, allowed: set[str], where: str) -> dict[str, Any]:
 
 
 def parse_hub_file(data: Any, where: str, *, extra: set[str] = frozenset()) -> HubFile:
-    data = _check_keys(data, {"repo", "filename", "revision", "sha256"} | extra, where)
+    data = _check_keys(data, {"repo", "filename", "revision", "sha256", "size"} | extra, where)
     repo = _take(data, "repo", where, str)
     if not _REPO.match(repo):
         raise ManifestError(f"{where}.repo: {repo!r} is not a Hub repo id like 'org/name'")
@@ -161,7 +205,10 @@ def parse_hub_file(data: Any, where: str, *, extra: set[str] = frozenset()) -> H
     sha256 = _take(data, "sha256", where, str, required=False)
     if sha256 is not None and not _SHA256.match(sha256):
         raise ManifestError(f"{where}.sha256: {sha256!r} is not 64 lowercase hex digits")
-    return HubFile(repo, filename, revision, sha256)
+    size = _take(data, "size", where, int, required=False)
+    if size is not None and size <= 0:
+        raise ManifestError(f"{where}.size: {size} is not a size in bytes")
+    return HubFile(repo, filename, revision, sha256, size)
 
 
 def parse_backbone(name: str, data: Any, where: str) -> BackboneSpec:

@@ -9,11 +9,19 @@ Nothing is ever overwritten: when a name is taken in the destination, the
 whole group gets the same suffix (``IMG_1-1.CR2``, ``IMG_1-1.JPG``,
 ``IMG_1-1.xmp``) so it still belongs together. Moves that cross file systems
 copy, then delete the original only after the copy is complete.
+
+Copying or linking again is no clash: a destination file that already is the
+same (byte for byte; a link to the same original) is "already there". A group
+goes under the first name where each file is already there or free (the free
+ones are copied: an interrupted run completes); one that differs (another
+photo, a sidecar edited since) takes that name for the whole group. A move
+never counts a file as already there: no original is deleted for a copy.
 """
 
 from __future__ import annotations
 
 import errno
+import filecmp
 import os
 import shutil
 import tempfile
@@ -36,6 +44,7 @@ if TYPE_CHECKING:  # pragma: no cover
     pass
 
 MODES = ("move", "copy", "link")
+ALREADY_THERE = "already-there"
 SIDECAR_EXTENSIONS = ("xmp", "pp3", "dop", "aae")
 PHOTO_EXTENSIONS = PILLOW_EXTENSIONS + HEIF_EXTENSIONS + RAW_EXTENSIONS
 LOG_COLUMNS = ("action", "source", "destination", "score", "error")
@@ -68,8 +77,9 @@ class PhotoGroup:
 
 @dataclass(frozen=True)
 class CullAction:
-    """One row of the plan and of the log. ``action`` is move, copy, link, or skip (with
-    ``error``: the photo could not be scored, so it stays)."""
+    """One row of the plan and of the log. ``action`` is move, copy, link, skip (with
+    ``error``: the photo could not be scored, so it stays) or already-there (a copy or
+    link run found the same file at ``destination``; nothing is done)."""
 
     action: str
     source: str
@@ -131,6 +141,7 @@ class CullPlanner:
         self.src, self.dest, self.mode, self.below = src, dest, mode, below
         self.taken: set[str] = set()
         self.culled = 0  # photos (groups), not files
+        self.already_there = 0  # culled photos whose files were all at the destination
 
     def reason(self, score: float, burst: str | None = None) -> str:
         """Why a photo goes ("" if it stays): below the threshold, not among its burst's best
@@ -147,25 +158,41 @@ class CullPlanner:
         if not reason:
             return []
         folder = os.path.join(self.dest, os.path.relpath(group.folder, self.src))
-        stem = self._free_stem(folder, group)
+        targets, present = self._place(folder, group)
         self.culled += 1
+        self.already_there += len(present) == len(targets)
         actions = []
-        for path in group.files:
-            name = os.path.basename(path)
-            target = os.path.normpath(os.path.join(folder, stem + name[len(group.stem):]))
+        for path, target in zip(group.files, targets, strict=True):
             self.taken.add(target)
-            actions.append(CullAction(self.mode, path, target, score, reason=reason))
+            action = ALREADY_THERE if target in present else self.mode
+            actions.append(CullAction(action, path, target, score, reason=reason))
         return actions
 
-    def _free_stem(self, folder: str, group: PhotoGroup) -> str:
+    def _place(self, folder: str, group: PhotoGroup) -> tuple[list[str], set[str]]:
+        """The group's targets under the first free name, and those already there."""
         tails = [os.path.basename(p)[len(group.stem):] for p in group.files]
         number = 0
         while True:
             stem = group.stem if number == 0 else f"{group.stem}-{number}"
             targets = [os.path.normpath(os.path.join(folder, stem + tail)) for tail in tails]
-            if not any(t in self.taken or os.path.lexists(t) for t in targets):
-                return stem
+            present = {target for source, target in zip(group.files, targets, strict=True)
+                       if target not in self.taken and self._already_there(source, target)}
+            if not any(t in self.taken or (os.path.lexists(t) and t not in present)
+                       for t in targets):
+                return targets, present
             number += 1
+
+    def _already_there(self, source: str, target: str) -> bool:
+        """Whether ``target`` already is what this run would make of ``source``."""
+        if self.mode == "move" or not os.path.lexists(target):
+            return False
+        try:
+            if self.mode == "link":
+                return os.path.islink(target) and \
+                    os.readlink(target) == os.path.abspath(source)
+            return not os.path.islink(target) and filecmp.cmp(source, target, shallow=False)
+        except OSError:
+            return False  # unreadable: taken, as any file that differs
 
 
 _NO_HARD_LINKS = (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK, errno.ENOSYS)

@@ -8,6 +8,7 @@ download code runs offline against the cache these fixtures write.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -40,6 +41,16 @@ class TinyHub:
 
 def pytest_sessionfinish(session, exitstatus):
     shutil.rmtree(_SESSION_ROOT, ignore_errors=True)
+
+
+@pytest.fixture(autouse=True)
+def grmpiqa_logger_restored():
+    """Each in-process command run binds the "grmpiqa" logger to that run's stderr and stops
+    it propagating; later tests must see the logger as a library user does."""
+    logger = logging.getLogger("grmpiqa")
+    state = (list(logger.handlers), logger.propagate, logger.level)
+    yield
+    logger.handlers[:], logger.propagate, logger.level = state
 
 
 @pytest.fixture(scope="session")

@@ -192,6 +192,7 @@ def test_score_bursts_columns_and_usage_errors(shoots, use_tiny_manifest, tmp_pa
     assert len({r["burst"] for r in rows}) == len({s.truth for s in shoots[True]})
     table = runner.invoke(app, ["score", str(folder), "--bursts", "-f", "table", "-j", "0",
                                 "-q"])
+    assert table.exit_code == 0, table.output
     assert table.stdout.splitlines()[0].split() == ["score", "burst", "rank", "path"]
     bad = runner.invoke(app, ["score", str(folder), "--bursts", "--resume", "-o",
                               str(tmp_path / "x.csv")])

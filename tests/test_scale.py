@@ -43,8 +43,11 @@ def test_shard_parsing():
 
 
 def test_cli_shards_cover_every_image_once(use_tiny_manifest, tmp_path):
-    write_photo_tree(tmp_path)
-    full = _rows(runner.invoke(app, ["score", str(tmp_path), "-j", "0"]).stdout)
+    made = write_photo_tree(tmp_path)
+    result = runner.invoke(app, ["score", str(tmp_path), "-j", "0"])
+    assert result.exit_code == 0, result.output
+    full = _rows(result.stdout)
+    assert len(full) == len(made)
     seen = []
     for k in range(3):
         result = runner.invoke(app, ["score", str(tmp_path), "--shard", f"{k}/3", "-j", "0"])
@@ -105,6 +108,7 @@ def test_torchrun_two_cpu_ranks_merge_in_input_order(tiny_hub, tmp_path):
     single = subprocess.run([sys.executable, "-m", "grmpiqa", "score", str(photos), "-j", "0",
                              "-d", "cpu"],
                             capture_output=True, text=True, env=env, timeout=300)
+    assert single.returncode == 1, single.stderr  # zz-broken.jpg
     out = tmp_path / "merged.csv"
     run = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",

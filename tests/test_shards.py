@@ -127,6 +127,7 @@ def test_shard_option_splits_by_tar_file(use_tiny_manifest, tmp_path):
         result = runner.invoke(app, ["score", str(tmp_path / "shards" / "*.tar"), "--shard",
                                      f"{k}/2", "-j", "0", "-f", "csv"])
         rows = _rows(result.stdout)
+        assert result.exit_code == (1 if any(r["error"] for r in rows) else 0), result.output
         assert len({r["path"].split(".tar/")[0] for r in rows}) == 1  # one tar per job
         seen += rows
     assert sorted(r["path"] for r in seen) == sorted(

@@ -29,7 +29,9 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 import pytest  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-LIVEC = REPO_ROOT.parent / "shared" / "data" / "livec"
+# The real LIVE Challenge photos where this project keeps them; GRMPIQA_TEST_LIVEC points
+# elsewhere (a path that does not exist runs the tests on the generated stand-in).
+LIVEC = Path(os.environ.get("GRMPIQA_TEST_LIVEC") or REPO_ROOT.parent / "shared" / "data" / "livec")
 
 
 @dataclass(frozen=True)
@@ -37,6 +39,15 @@ class TinyHub:
     hf_cache: Path
     manifest_path: Path
     manifest: dict
+
+
+def _livec_present() -> bool:
+    return (LIVEC / "images").is_dir() and (LIVEC / "mos.csv").is_file()
+
+
+def pytest_report_header(config):
+    return f"LIVEC photos: {LIVEC}" if _livec_present() else \
+        f"LIVEC photos: not at {LIVEC}; the tests that use them run on a generated stand-in"
 
 
 def pytest_sessionfinish(session, exitstatus):
@@ -89,8 +100,12 @@ def tiny_zeroshot(tiny_hub: TinyHub):
     return load_model("zeroshot-tiny", device="cpu", manifest=manifest)
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def livec() -> Path:
-    if not (LIVEC / "images").is_dir():
-        pytest.skip("../shared/data/livec is not present")
-    return LIVEC
+    """The LIVEC folder (``images/*.JPG``, ``mos.csv``), or where it is absent a generated
+    stand-in of the same layout (tests/livec_stand_in.py): these tests never skip."""
+    if _livec_present():
+        return LIVEC
+    from livec_stand_in import write_livec_stand_in
+
+    return write_livec_stand_in(_SESSION_ROOT / "livec-stand-in")

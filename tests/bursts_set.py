@@ -1,4 +1,5 @@
-"""A generated shoot of bursts among single photos, made from real LIVEC photos.
+"""A generated shoot of bursts among single photos, made from LIVEC photos (the real ones,
+or the generated stand-in where they are absent: the ``livec`` fixture).
 
 Each burst is 3 to 6 frames of one photo: a small shift and crop, an
 exposure change, sensor noise and a JPEG re-encode per frame, with EXIF

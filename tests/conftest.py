@@ -28,7 +28,9 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 import pytest  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-LIVEC = REPO_ROOT.parent / "shared" / "data" / "livec"
+# The real LIVE Challenge photos where this project keeps them; GRMPIQA_TEST_LIVEC points
+# elsewhere (a path that does not exist runs the tests on the generated stand-in).
+LIVEC = Path(os.environ.get("GRMPIQA_TEST_LIVEC") or REPO_ROOT.parent / "shared" / "data" / "livec")
 
 
 @dataclass(frozen=True)
@@ -38,19 +40,13 @@ class TinyHub:
     manifest: dict
 
 
-@pytest.fixture(autouse=True)
-def _fresh_grmpiqa_logger():
-    """Each test starts with the ``grmpiqa`` logger as the library leaves it: a command run
-    in-process (CliRunner) installs a stderr handler bound to that run's captured stream and
-    stops propagation, which would hide later tests' records from ``caplog``."""
-    import logging
+def _livec_present() -> bool:
+    return (LIVEC / "images").is_dir() and (LIVEC / "mos.csv").is_file()
 
-    yield
-    logger = logging.getLogger("grmpiqa")
-    for handler in [h for h in logger.handlers if getattr(h, "_grmpiqa", False)]:
-        logger.removeHandler(handler)
-    logger.propagate = True
-    logger.setLevel(logging.NOTSET)
+
+def pytest_report_header(config):
+    return f"LIVEC photos: {LIVEC}" if _livec_present() else \
+        f"LIVEC photos: not at {LIVEC}; the tests that use them run on a generated stand-in"
 
 
 def pytest_sessionfinish(session, exitstatus):
@@ -93,8 +89,12 @@ def tiny_zeroshot(tiny_hub: TinyHub):
     return load_model("zeroshot-tiny", device="cpu", manifest=manifest)
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def livec() -> Path:
-    if not (LIVEC / "images").is_dir():
-        pytest.skip("../shared/data/livec is not present")
-    return LIVEC
+    """The LIVEC folder (``images/*.JPG``, ``mos.csv``), or where it is absent a generated
+    stand-in of the same layout (tests/livec_stand_in.py): these tests never skip."""
+    if _livec_present():
+        return LIVEC
+    from livec_stand_in import write_livec_stand_in
+
+    return write_livec_stand_in(_SESSION_ROOT / "livec-stand-in")

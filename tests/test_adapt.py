@@ -36,7 +36,8 @@ def _tensors_equal(a, b):
 def test_adapt_learns_a_quality_signal_and_the_file_round_trips(use_tiny_manifest, tmp_path):
     csv = write_noise_labels(tmp_path / "photos", 60, seed=0)
     out = tmp_path / "mine.safetensors"
-    result = grmpiqa.adapt(csv, out, epochs=60, lr=1.0, seed=0, **FAST)
+    # lr 0.1: at the tiny model's logit scale of 100 a larger step overshoots
+    result = grmpiqa.adapt(csv, out, epochs=60, lr=0.1, seed=0, **FAST)
     summary = result.summary
     assert summary["val_images"] == 12 and summary["train_images"] == 48
     # Noise strength is learnable: validation SRCC ends far above where it started.

@@ -50,6 +50,7 @@ def test_every_case_gets_its_row_in_jsonl(use_tiny_manifest, tmp_path):
     expected = write_corpus(root)
     result = runner.invoke(app, ["score", str(root), "--max-pixels", "20000000", "-f", "jsonl",
                                  "-j", "0"])
+    assert result.exit_code == 1, result.output  # some files fail, none stops the rest
     lines = result.stdout_bytes.decode("utf-8").splitlines()  # strictly valid UTF-8
     _check([json.loads(line) for line in lines], expected, root)
 
@@ -59,8 +60,9 @@ def test_a_folder_in_a_stdin_list_is_an_error_row(use_tiny_manifest, tmp_path):
     write_corpus(root)
     listing = f"{root / 'folder.jpg'}\0{root / 'good-1.jpg'}\0"
     result = runner.invoke(app, ["score", "-", "--null", "-f", "jsonl"], input=listing)
+    assert result.exit_code == 1, result.output
     rows = [json.loads(line) for line in result.stdout.splitlines()]
-    assert rows[0]["error"] == "is a directory, not an image file"
+    assert len(rows) == 2 and rows[0]["error"] == "is a directory, not an image file"
     assert rows[1]["error"] is None
 
 
@@ -78,6 +80,7 @@ def test_a_file_that_vanishes_after_listing(use_tiny_manifest, tmp_path, monkeyp
 
     monkeypatch.setattr(scoring, "load_pixels", vanish_then_load)
     result = runner.invoke(app, ["score", str(root), "-f", "jsonl", "-j", "0"])
+    assert result.exit_code == 1, result.output
     rows = {os.path.basename(r["path"]): r for r in map(json.loads, result.stdout.splitlines())}
     assert rows["good-2.png"]["error"] == "no such file"
     assert rows["good-1.jpg"]["error"] is None

@@ -123,12 +123,8 @@ def test_adjusted_rand_index_helper():
 # ---------------------------------------------------------------- acceptance (LIVEC)
 
 @pytest.fixture(scope="module")
-def shoots(tmp_path_factory):
-    from conftest import LIVEC
-
-    if not (LIVEC / "images").is_dir():
-        pytest.skip("../shared/data/livec is not present")
-    sources = sorted((LIVEC / "images").glob("*.JPG"))
+def shoots(tmp_path_factory, livec):
+    sources = sorted((livec / "images").glob("*.JPG"))
     root = tmp_path_factory.mktemp("shoots")
     return {exif: make_shoot(root / ("exif" if exif else "plain"), sources, bursts=6,
                              singles=12, exif=exif, seed=11) for exif in (True, False)}
@@ -173,13 +169,13 @@ def test_cull_bursts_keeps_exactly_the_best_frame(shoots, tiny_model, use_tiny_m
 
 def test_cull_bursts_and_below_both_apply_in_a_dry_run(shoots, use_tiny_manifest, tmp_path):
     folder = shoots[True][0].path.parent
-    out = runner.invoke(app, ["cull", str(folder), "--bursts", "--below", "0.99", "--dry-run",
+    out = runner.invoke(app, ["cull", str(folder), "--bursts", "--below", "1", "--dry-run",
                               "--move-to", str(tmp_path / "r"), "-j", "0"])
     assert out.exit_code == 0, out.output
     rows = list(csv.DictReader(io.StringIO(out.stdout)))
-    assert len(rows) == len(shoots[True])  # everything is below 0.99
-    assert any(r["reason"] == "below 0.99" for r in rows)
-    assert any(r["reason"].startswith("below 0.99; burst ") for r in rows)
+    assert len(rows) == len(shoots[True])  # everything is below 1
+    assert any(r["reason"] == "below 1" for r in rows)
+    assert any(r["reason"].startswith("below 1; burst ") for r in rows)
     assert not (tmp_path / "r").exists()
 
 
@@ -192,6 +188,7 @@ def test_score_bursts_columns_and_usage_errors(shoots, use_tiny_manifest, tmp_pa
     assert len({r["burst"] for r in rows}) == len({s.truth for s in shoots[True]})
     table = runner.invoke(app, ["score", str(folder), "--bursts", "-f", "table", "-j", "0",
                                 "-q"])
+    assert table.exit_code == 0, table.output
     assert table.stdout.splitlines()[0].split() == ["score", "burst", "rank", "path"]
     bad = runner.invoke(app, ["score", str(folder), "--bursts", "--resume", "-o",
                               str(tmp_path / "x.csv")])

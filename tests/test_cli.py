@@ -62,12 +62,16 @@ def test_output_file_and_format_from_extension(use_tiny_manifest, tmp_path):
 
 
 def test_same_scores_in_every_format_and_batch_size(use_tiny_manifest, tmp_path):
-    write_photo_tree(tmp_path)
-    one = _csv(runner.invoke(app, ["score", str(tmp_path), "-b", "1", "-j", "0"]).stdout)
-    many = runner.invoke(app, ["score", str(tmp_path), "-b", "16", "-f", "jsonl"]).stdout
-    many = [json.loads(line) for line in many.splitlines()]
+    made = write_photo_tree(tmp_path)
+    one = runner.invoke(app, ["score", str(tmp_path), "-b", "1", "-j", "0"])
+    many = runner.invoke(app, ["score", str(tmp_path), "-b", "16", "-f", "jsonl"])
+    assert one.exit_code == 0, one.output
+    assert many.exit_code == 0, many.output
+    one = _csv(one.stdout)
+    many = [json.loads(line) for line in many.stdout.splitlines()]
+    assert sorted(r["path"] for r in one) == sorted(str(p) for p in made)
+    assert [r["path"] for r in many] == [r["path"] for r in one]
     for a, b in zip(one, many, strict=True):
-        assert a["path"] == b["path"]
         assert abs(float(a["score"]) - b["score"]) < 1e-5
 
 

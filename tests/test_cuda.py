@@ -5,6 +5,7 @@ import torch
 
 from grmpiqa.model.devices import resolve_device
 from photos import write_photo_tree
+from score_checks import assert_same_scores, spread_photos
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
@@ -31,26 +32,23 @@ def test_fp16_autocast_matches_fp32(manifest, tmp_path):
     assert gpu.precision == "fp16" and gpu.device.type == "cuda"
     a = [r.score for r in score_paths([str(tmp_path)], cpu, workers=0)]
     b = [r.score for r in score_paths([str(tmp_path)], gpu, workers=2)]
-    assert len(a) == len(b) > 0
-    assert max(abs(x - y) for x, y in zip(a, b, strict=True)) < 5e-3
+    assert_same_scores(a, b, atol=5e-3)
 
 
 def test_fp32_and_bf16_on_gpu(manifest):
     from grmpiqa.weights.loading import load_model
 
-    pixels = torch.randint(0, 256, (4, 3, 32, 32), dtype=torch.uint8)
+    photos = spread_photos()
     exact = load_model("grmp-tiny", device="cuda", manifest=manifest, precision="fp32")
     bf16 = load_model("grmp-tiny", device="cuda", manifest=manifest, precision="bf16")
-    a, b = exact.score(pixels), bf16.score(pixels)
-    assert max(abs(x - y) for x, y in zip(a, b, strict=True)) < 2e-2
+    assert_same_scores(exact.score(photos), bf16.score(photos), atol=0.05)  # as on the CPU
 
 
 def test_compiled_model_scores_the_same(manifest):
     from grmpiqa.weights.loading import load_model
 
-    pixels = torch.randint(0, 256, (4, 3, 32, 32), dtype=torch.uint8)
+    photos = spread_photos()
     plain = load_model("grmp-tiny", device="cuda", manifest=manifest, precision="fp32")
     compiled = load_model("grmp-tiny", device="cuda", manifest=manifest, precision="fp32",
                           compile=True)
-    a, b = plain.score(pixels), compiled.score(pixels)
-    assert max(abs(x - y) for x, y in zip(a, b, strict=True)) < 1e-3
+    assert_same_scores(plain.score(photos), compiled.score(photos), atol=1e-3)

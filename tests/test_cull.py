@@ -233,13 +233,16 @@ def test_cull_command_dry_run_then_move(use_tiny_manifest, tiny_model, tmp_path)
 def test_cull_command_copy_pair_and_refusals(use_tiny_manifest, tiny_model, tmp_path):
     root = _shoot(tmp_path / "shoot")
     dest = tmp_path / "review"
+    before = _tree(root)
     done = runner.invoke(app, ["cull", str(root), "--below", "1", "--copy-to", str(dest),
                                "-j", "0", "--log", str(tmp_path / "log.csv"), "-q",
                                "--precision", "fp32", "--batch-size", "2"])
     assert done.exit_code == 0, done.output
-    assert _tree(root)  # originals stay
+    assert _tree(root) == before  # originals stay, unchanged
     assert sorted(p.name for p in dest.iterdir() if p.is_file()) == [
         "IMG_1.JPG", "IMG_1.NEF", "IMG_1.NEF.xmp", "IMG_1.xmp", "IMG_2.jpg"]
+    _check_copies(root, dest, before, csv.DictReader(io.StringIO(
+        done.stdout_bytes.decode("utf-8"), newline="")))
     assert (tmp_path / "log.csv").read_bytes() == done.stdout_bytes
     copied = _tree(dest)
     (root / "IMG_1.xmp").write_text("<edited/>")  # so IMG_1 is no longer what was copied
@@ -293,11 +296,31 @@ def test_library_cull_checks_first_and_acts_as_it_is_iterated(use_tiny_manifest,
         grmpiqa.cull(str(root), str(root / "rejects"), below=1.0, mode="move")
     run = grmpiqa.cull(str(root), str(tmp_path / "rejects"), below=1.0, mode="copy",
                        model=tiny_model, workers=0)
-    assert run.groups and _tree(root) == before and not (tmp_path / "rejects").exists()
+    assert len(run.groups) == 4 and _tree(root) == before  # four photos, nothing done yet
+    assert not (tmp_path / "rejects").exists()
     advanced = []
     actions = list(run.actions(progress=type("P", (), {
         "advance": lambda self, n=1: advanced.append(n), "message": lambda self, t: None})()))
     assert sum(advanced) == len(run.groups)
     assert run.culled == len(run.groups)  # below=1.0: every scored photo goes
-    assert {a.action for a in actions} <= {"copy", "skip"}
+    assert all(a.action == "copy" and a.error is None for a in actions), actions
     assert _tree(root) == before  # copies leave the originals
+    _check_copies(root, tmp_path / "rejects", before,
+                  [{"source": a.source, "destination": a.destination} for a in actions])
+
+
+def _check_copies(root, dest, before, rows):
+    """Every file of every photo group under ``root`` copied once, byte for byte, to its
+    place under ``dest`` (logged names escaped), and nothing else there but a log."""
+    rows = [{k: unescape_name(r[k]) for k in ("source", "destination")} for r in rows]
+    assert sorted(os.path.relpath(r["source"], root) for r in rows) == sorted(
+        name for name in before if before[name] is not None
+        and name not in ("notes.txt", "orphan.xmp"))
+    for row in rows:
+        relative = os.path.relpath(row["source"], root)
+        assert row["destination"] == str(dest / relative)
+        with open(row["destination"], "rb") as copy:
+            assert copy.read() == before[relative], relative
+    there = {str(p) for p in dest.rglob("*") if p.is_file()}
+    assert {p for p in there if not os.path.basename(p).startswith("grmpiqa-cull-")} == {
+        r["destination"] for r in rows}

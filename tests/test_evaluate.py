@@ -14,6 +14,7 @@ runner = CliRunner()
 
 def _scores(folder):
     result = runner.invoke(app, ["score", str(folder), "-f", "csv", "-j", "0"])
+    assert result.exit_code == 0, result.output
     return {row["path"]: float(row["score"])
             for row in csv.DictReader(io.StringIO(result.stdout)) if row["score"]}
 
@@ -45,8 +46,10 @@ def test_lower_is_better_flips_the_sign(use_tiny_manifest, tmp_path):
     up = write_noise_labels(tmp_path / "a", 12, seed=3)
     down = write_noise_labels(tmp_path / "a", 12, seed=3, name="dmos.csv", lower_is_better=True)
     args = ["-f", "json", "-j", "0", "--bootstrap", "0"]
-    a = json.loads(runner.invoke(app, ["evaluate", str(up), *args]).stdout)
-    b = json.loads(runner.invoke(app, ["evaluate", str(down), "--lower-is-better", *args]).stdout)
+    a = runner.invoke(app, ["evaluate", str(up), *args])
+    b = runner.invoke(app, ["evaluate", str(down), "--lower-is-better", *args])
+    assert a.exit_code == 0 and b.exit_code == 0, a.output + b.output
+    a, b = json.loads(a.stdout), json.loads(b.stdout)
     assert b["srcc"] == pytest.approx(a["srcc"]) and b["krcc"] == pytest.approx(a["krcc"])
     assert a["srcc_low"] is None  # no bootstrap asked for
 

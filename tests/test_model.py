@@ -5,6 +5,8 @@ from PIL import Image
 from grmpiqa.config import ModelConfig
 from grmpiqa.errors import ConfigError
 from grmpiqa.model.network import QualityModel
+from photos import texture
+from score_checks import spread_photos
 
 
 def test_prompt_tokens_are_inserted_and_replaced_per_layer(tiny_model):
@@ -118,3 +120,12 @@ def test_embeddings_come_from_the_scoring_pass(tiny_model, tiny_zeroshot, tmp_pa
     assert all(r.embedding is None for r in plain) and rich[3].embedding is None
     assert [len(r.embedding) for r in rich[:3]] == [32, 32, 32]
     assert "embedding=" not in repr(rich[0])
+
+
+def test_the_tiny_test_model_scores_generated_photos_far_apart(tiny_model):
+    """Tolerances and thresholds in these tests mean something only where the test model
+    tells photos apart (fakehub.spread_scores): on generated photos it was not fitted to,
+    its scores span most of 0..1."""
+    for photos in (spread_photos(), [Image.fromarray(texture(i)) for i in range(13)]):
+        scores = tiny_model.score(photos)
+        assert max(scores) - min(scores) >= 0.6, scores

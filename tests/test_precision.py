@@ -5,6 +5,7 @@ import torch
 
 from grmpiqa.model.acceleration import prepare_for_inference, resolve_precision
 from grmpiqa.model.cpu_features import CpuFeatures, detect, read_flags
+from score_checks import assert_same_scores, spread_photos
 
 AVX2_ONLY = CpuFeatures.from_flags(["sse4_2", "avx", "avx2", "fma"])
 VNNI_NO_BF16 = CpuFeatures.from_flags(["avx2", "avx512f", "avx512_vnni"])  # e.g. Cascade Lake
@@ -74,9 +75,8 @@ def test_int8_uses_the_eighth_bit_only_with_vnni(tiny_hub, features, name):
     assert model.precision == "int8"
     assert type(model.clip.visual.transformer.resblocks[1].mlp.c_fc).__name__ == name
     exact = _fresh(tiny_hub, "fp32", features)
-    pixels = torch.randint(0, 256, (6, 3, 32, 32), dtype=torch.uint8)
-    a, b = exact.score(pixels), model.score(pixels)
-    assert max(abs(x - y) for x, y in zip(a, b, strict=True)) < 0.02
+    photos = spread_photos()
+    assert_same_scores(exact.score(photos), model.score(photos), atol=0.05)
 
 
 def test_bf16_on_cpu_packs_attention_and_scores_in_fp32(tiny_hub):
@@ -92,8 +92,8 @@ def test_bf16_on_cpu_packs_attention_and_scores_in_fp32(tiny_hub):
         logits = fast(pixels)
         features = fast.encode_image(fast.normalize(pixels))
     assert logits.dtype == torch.float32 and features.dtype == torch.float32
-    a, b = exact.score(pixels), fast.score(pixels)
-    assert max(abs(x - y) for x, y in zip(a, b, strict=True)) < 0.02
+    photos = spread_photos()
+    assert_same_scores(exact.score(photos), fast.score(photos), atol=0.05)
 
 
 def test_deprecated_torch_ao_dynamic_quantisation_is_still_there():

@@ -40,6 +40,7 @@ def test_pretrain_writes_weights_that_score_accepts(use_tiny_manifest, tmp_path)
     assert meta.label is None and meta.preprocess.mean[0] == pytest.approx(0.48145466)
     assert not list(out.parent.glob(".*.tmp"))
     scored = runner.invoke(app, ["score", str(photos), "-w", str(out), "-f", "csv"])
+    assert scored.exit_code == 1, scored.output  # broken.jpg
     rows = list(csv.DictReader(io.StringIO(scored.stdout)))
     assert len(rows) == 7 and sum(1 for r in rows if r["score"]) == 6
 

@@ -96,9 +96,10 @@ def _photo(path: Path, seed: int) -> None:
 
 
 def prepare(root: Path) -> None:
-    """The folders and files the recipes name, with camera-style names; ``catalogue/``
-    holds photos rated in XMP sidecars, ``ratings.csv`` stands for a downloaded rating
-    page's CSV; ``shards/`` holds WebDataset tar shards."""
+    """The folders and files the recipes name, with camera-style names; the label CSVs
+    list the photos of ``labelled/``; ``catalogue/`` holds photos rated in XMP sidecars,
+    ``ratings.csv`` stands for a downloaded rating page's CSV; ``shards/`` holds
+    WebDataset tar shards."""
     names = ["day1/IMG_0001.JPG", "day1/IMG_0002.JPG", "day1/IMG_0003.jpg",
              "day 2/IMG_0004.JPG", "day 2/IMG_0005.JPG", "day 2/scan.png", "IMG_0006.JPG",
              "IMG_0007.JPG", "IMG_0008.png", "IMG_0009.JPG"]
@@ -115,12 +116,15 @@ def prepare(root: Path) -> None:
     (root / "shards").mkdir()  # WebDataset shards (docs/scale.md)
     write_shard(root / "shards" / "00000.tar", good_samples(0, 3))
     write_shard(root / "shards" / "00001.tar", good_samples(3, 3))
+    # the labelled photos have their own folder: the cull recipes move photos out of shoot/
+    for seed, name in enumerate(names):
+        _photo(root / "labelled" / name, seed)
     for label_file in ("my_labels.csv", "held_out.csv", "labels.csv", "ratings.csv"):
         with open(root / label_file, "w", newline="") as handle:
             writer = csv.writer(handle)
             writer.writerow(["image", "score"])
             for i, name in enumerate(names):
-                writer.writerow([f"shoot/{name}", 1 + (i * 7) % 10])
+                writer.writerow([f"labelled/{name}", 1 + (i * 7) % 10])
 
 
 CASES = [pytest.param(doc, start, lines, id=f"{doc.relative_to(REPO)}:{start}")

@@ -47,13 +47,9 @@ def test_histogram_and_stars():
 
 
 @pytest.fixture(scope="module")
-def rendered(tmp_path_factory):
-    from conftest import LIVEC
-
-    if not (LIVEC / "images").is_dir():
-        pytest.skip("../shared/data/livec is not present")
+def rendered(tmp_path_factory, livec):
     root = tmp_path_factory.mktemp("report")
-    shots = make_shoot(root / "shoot", sorted((LIVEC / "images").glob("*.JPG")), bursts=5,
+    shots = make_shoot(root / "shoot", sorted((livec / "images").glob("*.JPG")), bursts=5,
                        singles=10, exif=True, seed=4)
     (root / "shoot" / "broken.jpg").write_bytes(b"not a photo")
     return root, shots

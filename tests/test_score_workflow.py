@@ -33,8 +33,11 @@ def _shoot(root):
     return root
 
 
-def _csv(output):
-    """Rows of CSV output (a result or bytes), paths unescaped to the names on disk."""
+def _csv(output, exit_code=0):
+    """Rows of CSV output (a result that exited ``exit_code``, or bytes), paths unescaped to
+    the names on disk."""
+    if not isinstance(output, bytes):
+        assert output.exit_code == exit_code, output.output
     data = output if isinstance(output, bytes) else output.stdout_bytes
     rows = list(csv.DictReader(io.StringIO(data.decode("utf-8"), newline="")))
     return [{**row, "path": unescape_name(row["path"])} for row in rows]
@@ -80,7 +83,7 @@ def test_failed_files_never_pass_a_filter_but_still_count(use_tiny_manifest, sho
     out = _run(root, "--max-score", "1", "-f", "paths")
     assert out.exit_code == 1 and "broken.jpg: " in out.stderr
     assert b"broken.jpg" not in out.stdout_bytes
-    rows = _csv(_run(root, "--sort", "-score"))
+    rows = _csv(_run(root, "--sort", "-score"), exit_code=1)
     assert rows[-1]["path"].endswith("broken.jpg") and rows[-1]["error"]  # failures last
 
 
@@ -164,6 +167,7 @@ def test_summary_goes_to_stderr_after_the_rows(use_tiny_manifest, shoot):
     root, scores = shoot
     (root / "broken.png").write_bytes(b"junk")
     plain = _run(root)
+    assert plain.exit_code == 1 and len(_csv(plain, exit_code=1)) == len(scores) + 1
     out = _run(root, "--summary", "-q")
     assert out.exit_code == 1 and out.stdout_bytes == plain.stdout_bytes
     lines = out.stderr.splitlines()

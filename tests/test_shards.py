@@ -109,9 +109,15 @@ def test_tar_member_scores_equal_file_scores(use_tiny_manifest, tmp_path):
     (tmp_path / "files").mkdir()
     for i in range(5, 9):
         (tmp_path / "files" / f"{i:06d}.jpg").write_bytes(jpeg_bytes(i))
-    from_tar = _rows(runner.invoke(app, ["score", str(shards[1]), "-j", "0"]).stdout)
-    from_files = _rows(runner.invoke(app, ["score", str(tmp_path / "files"), "-j", "0"]).stdout)
+    tar = runner.invoke(app, ["score", str(shards[1]), "-j", "0"])
+    files = runner.invoke(app, ["score", str(tmp_path / "files"), "-j", "0"])
+    assert tar.exit_code == 0 and files.exit_code == 0, tar.output + files.output
+    from_tar, from_files = _rows(tar.stdout), _rows(files.stdout)
+    assert [r["path"] for r in from_tar] == [f"{shards[1]}/sub/{i:06d}.jpg" for i in range(5, 9)]
+    assert [os.path.basename(r["path"]) for r in from_files] == [
+        f"{i:06d}.jpg" for i in range(5, 9)]
     assert [r["score"] for r in from_tar] == [r["score"] for r in from_files]
+    assert len({r["score"] for r in from_tar}) == 4  # four photos, four scores
 
 
 def test_shard_option_splits_by_tar_file(use_tiny_manifest, tmp_path):
@@ -121,6 +127,7 @@ def test_shard_option_splits_by_tar_file(use_tiny_manifest, tmp_path):
         result = runner.invoke(app, ["score", str(tmp_path / "shards" / "*.tar"), "--shard",
                                      f"{k}/2", "-j", "0", "-f", "csv"])
         rows = _rows(result.stdout)
+        assert result.exit_code == (1 if any(r["error"] for r in rows) else 0), result.output
         assert len({r["path"].split(".tar/")[0] for r in rows}) == 1  # one tar per job
         seen += rows
     assert sorted(r["path"] for r in seen) == sorted(

@@ -137,6 +137,7 @@ def test_suggest_cli_writes_a_labels_csv_that_adapt_reads_once_filled(use_tiny_m
     assert [list(r) for r in rows[:1]] == [["path", "rating", "model_score"]]
     assert len(rows) == 9 and all(r["rating"] == "" and os.path.isabs(r["path"]) for r in rows)
     again = runner.invoke(app, [*args[:4], *args[6:]])
+    assert again.exit_code == 1, again.output
     assert again.stdout == out.read_text()  # deterministic; stdout without -o
 
     unfilled = runner.invoke(app, ["adapt", str(out), "-o", str(tmp_path / "m.safetensors")])

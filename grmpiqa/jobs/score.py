@@ -175,13 +175,18 @@ class _Job:
         journal, output = plan.columns(label, job.bursts is not None)
         selection = job.selection
         same_order = job.bursts is None and not selection.filters and not selection.buffers
-        self.store = open_store(job.output, fmt, journal, output, model=identity,
-                                resume=job.resume, same_order=same_order,
-                                stream=stream or sys.stdout.buffer, null=job.null,
-                                on_left_out=self._left_out)
+        self.report = self._open_report()
+        try:
+            self.store = open_store(job.output, fmt, journal, output, model=identity,
+                                    resume=job.resume, same_order=same_order,
+                                    stream=stream or sys.stdout.buffer, null=job.null,
+                                    on_left_out=self._left_out)
+        except BaseException:
+            if self.report is not None:
+                self.report.discard()
+            raise
         for note in self.store.notes:
             report_to.warn(note)
-        self.report = self._open_report()
         self.rows = RowPipeline(self.store, report_to, model_key=identity.key,
                                 problems=inputs.problems, selection=selection,
                                 bursts=job.bursts, rater=_rater(job, label, report_to),

@@ -114,7 +114,11 @@ def identify_options(options: ModelOptions) -> tuple[ModelIdentity, LabelScale |
     cannot be used."""
     from grmpiqa.model.acceleration import resolve_precision
     from grmpiqa.model.devices import resolve_device
+    from grmpiqa.weights.download import require_model
 
+    if options.name is None or not looks_like_path(os.fspath(options.name)):
+        # before torch is imported: a newcomer offline hears of the missing file at once
+        require_model(options.name)
     precision = resolve_precision(options.precision, resolve_device(options.device))
     identity = identify(options.name, precision=precision, base=options.base,
                         decoding="fast" if options.fast_decode else "exact")

@@ -13,17 +13,18 @@ from grmpiqa.cli.common import (
     configure_logging,
     say,
 )
-from grmpiqa.cli.label_options import (
-    ImageColumnOption,
-    LowerIsBetterOption,
-    RootOption,
-    ScoreColumnOption,
-    WorkersOption,
-)
 from grmpiqa.cli.options import (
     DeviceOption,
+    ImageColumnOption,
+    LowerIsBetterOption,
+    MaxPixelsOption,
     ModelOption,
     QuietOption,
+    RootOption,
+    ScoreColumnOption,
+    SeedOption,
+    TrainingBatchSizeOption,
+    WorkersOption,
 )
 from grmpiqa.config import DEFAULT_MAX_PIXELS
 
@@ -42,12 +43,7 @@ LamOption = Annotated[float, typer.Option(
 EpochsOption = Annotated[int, typer.Option(
     "--epochs", min=1, help="Upper bound; training ends earlier once the learning rate "
     "has decayed below 5e-7.")]
-BatchSizeOption = Annotated[int | None, typer.Option(
-    "--batch-size", "-b", min=1, help="Images per step.",
-    show_default="all training images, at most 64")]
 LrOption = Annotated[float, typer.Option("--lr", min=0.0, help="SGD learning rate.")]
-SeedOption = Annotated[int, typer.Option(
-    "--seed", help="Seed of the split, the augmentation and the dropout.")]
 ValFractionOption = Annotated[float, typer.Option(
     "--val-fraction", min=0.0, max=0.5, help="Share of the labels held out to choose the "
     "best epoch; under 5 images means no split (see docs/training.md).")]
@@ -55,8 +51,6 @@ EvalEveryOption = Annotated[int, typer.Option(
     "--eval-every", min=1, help="Epochs between evaluations and checkpoints.")]
 ResumeOption = Annotated[bool, typer.Option(
     "--resume", help="Continue the run whose checkpoint is beside --out.")]
-MaxPixelsOption = Annotated[int, typer.Option(
-    "--max-pixels", min=1, help="Refuse images with more pixels.")]
 LabelsOrPhotosArgument = Annotated[list[str], typer.Argument(
     help="A labels CSV: an image column (path/image/file/filename) and a score column "
          "(score/mos/label/rating); , ; or tab separated. With --from-ratings: photos, "
@@ -85,14 +79,14 @@ def adapt(
     trainable: TrainableOption = "full",
     lam: LamOption = 5.0,
     epochs: EpochsOption = 2000,
-    batch_size: BatchSizeOption = None,
+    batch_size: TrainingBatchSizeOption = None,
     lr: LrOption = 1e-3,
     seed: SeedOption = 0,
     val_fraction: ValFractionOption = 0.2,
     eval_every: EvalEveryOption = 5,
     resume: ResumeOption = False,
     device: DeviceOption = "auto",
-    workers: WorkersOption = 1,
+    workers: WorkersOption = None,
     max_pixels: MaxPixelsOption = DEFAULT_MAX_PIXELS,
     quiet: QuietOption = False,
 ) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import typer
 
@@ -15,24 +15,21 @@ from grmpiqa.cli.common import (
     configure_logging,
     say,
 )
-from grmpiqa.cli.label_options import (
-    ImageColumnOption,
-    LabelsArgument,
-    LowerIsBetterOption,
-    RootOption,
-    ScoreColumnOption,
-    WorkersOption,
-)
 from grmpiqa.cli.options import (
     BatchSizeOption,
     DeviceOption,
+    ImageColumnOption,
+    LabelsArgument,
+    LowerIsBetterOption,
+    MaxPixelsOption,
     ModelOption,
     QuietOption,
+    RootOption,
+    ScoreColumnOption,
     WeightsOption,
+    WorkersOption,
 )
 from grmpiqa.config import DEFAULT_MAX_PIXELS
-
-EVALUATE_FORMATS = ("table", "json")
 
 
 def _print_table(report: dict[str, Any], listed: int) -> None:
@@ -69,16 +66,15 @@ def evaluate(
     score_column: ScoreColumnOption = None,
     root: RootOption = None,
     lower_is_better: LowerIsBetterOption = False,
-    fmt: Annotated[str, typer.Option(
-        "--format", "-f", help="table or json (on stdout).")] = "table",
+    fmt: Annotated[Literal["table", "json"], typer.Option(
+        "--format", "-f", metavar="FORMAT", help="table or json (on stdout).")] = "table",
     bootstrap: Annotated[int, typer.Option(
         "--bootstrap", min=0, help="Resamples for the SRCC interval (0: none).")] = 2000,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the bootstrap.")] = 0,
     device: DeviceOption = "auto",
     batch_size: BatchSizeOption = 32,
-    workers: WorkersOption = 1,
-    max_pixels: Annotated[int, typer.Option(
-        "--max-pixels", min=1, help="Refuse images with more pixels.")] = DEFAULT_MAX_PIXELS,
+    workers: WorkersOption = None,
+    max_pixels: MaxPixelsOption = DEFAULT_MAX_PIXELS,
     quiet: QuietOption = False,
 ) -> None:
     """Score the photos of a labels CSV and report SRCC, PLCC, KRCC and RMSE.
@@ -88,9 +84,6 @@ def evaluate(
     on stderr and left out; the metrics cover the rest and the status is 1.
     """
     configure_logging(quiet)
-    if fmt not in EVALUATE_FORMATS:
-        raise typer.BadParameter(f"use one of {', '.join(EVALUATE_FORMATS)}",
-                                 param_hint="--format")
     from grmpiqa.cli.progress import Reporter
     from grmpiqa.training.evaluate import evaluate as run_evaluate
     from grmpiqa.training.labels import read_labels

@@ -42,6 +42,10 @@ CompileOption = Annotated[bool, typer.Option(
 FastDecodeOption = Annotated[bool, typer.Option(
     "--fast-decode", help="Decode big JPEGs at 1/2, 1/4 or 1/8 scale: faster on 12 MP photos, "
     "but not the pixels the model was trained on (scores move; see docs/method.md).")]
+TrainingBatchSizeOption = Annotated[int | None, typer.Option(
+    "--batch-size", "-b", min=1, metavar="N", help="Images per training step.")]
+SeedOption = Annotated[int, typer.Option(
+    "--seed", help="Seed of every random choice (splits, crops, flips, dropout).")]
 MaxPixelsOption = Annotated[int, typer.Option(
     "--max-pixels", min=1, metavar="N",
     help="Refuse images with more pixels (decompression bombs).")]
@@ -126,6 +130,20 @@ ReportOption = Annotated[str | None, typer.Option(
     "--report", metavar="FILE.html", show_default=False,
     help="Also write an HTML page of thumbnails sorted by score (bursts together, a "
          "histogram, failed files), with its thumbnails in FILE_files/; works offline.")]
+
+# the labels CSV read by adapt, evaluate and pretrain
+LabelsArgument = Annotated[str, typer.Argument(
+    help="CSV with a header: an image column (path/image/file/filename) and a score column "
+         "(score/mos/label/rating); , ; or tab separated.", show_default=False)]
+ImageColumnOption = Annotated[str | None, typer.Option(
+    "--image-column", help="Name of the column holding the image paths.")]
+ScoreColumnOption = Annotated[str | None, typer.Option(
+    "--score-column", help="Name of the column holding the scores.")]
+RootOption = Annotated[str | None, typer.Option(
+    "--root", help="Folder that relative image paths start from.",
+    show_default="the CSV's folder")]
+LowerIsBetterOption = Annotated[bool, typer.Option(
+    "--lower-is-better", help="Scores are DMOS-style: lower means better quality.")]
 
 
 def burst_options(bursts: bool, similarity: float | None, time_gap: float | None

@@ -17,8 +17,11 @@ from grmpiqa.cli.common import (
 )
 from grmpiqa.cli.options import (
     DeviceOption,
+    LowerIsBetterOption,
     ModelOption,
     QuietOption,
+    SeedOption,
+    TrainingBatchSizeOption,
 )
 from grmpiqa.errors import ConfigError, InputError
 
@@ -49,20 +52,15 @@ InnerLrOption = Annotated[float, typer.Option(
     "--inner-lr", help="Adam learning rate within a task.")]
 MetaLrOption = Annotated[float, typer.Option(
     "--meta-lr", help="Reptile step eps: theta <- theta - eps * mean_i(theta - theta_i).")]
-BatchSizeOption = Annotated[int, typer.Option(
-    "--batch-size", "-b", min=1, help="Images per training batch.")]
 HoldoutOption = Annotated[int | None, typer.Option(
     "--holdout", min=1, show_default="20% of the photos, 1 to 8",
     help="Photos (or label groups) held out to choose the epoch kept; never trained on.")]
 DistortionsOption = Annotated[str | None, typer.Option(
     "--distortions", show_default="all",
     help="Comma-separated distortion types to use as tasks (see docs/training.md).")]
-SeedOption = Annotated[int, typer.Option("--seed", help="Seed for every random choice.")]
 GroupColumnOption = Annotated[str | None, typer.Option(
     "--group-column", show_default="ref_img or reference if present, else none",
     help="Rows sharing this value (a reference image) stay on the same side of every split.")]
-LowerIsBetterOption = Annotated[bool, typer.Option(
-    "--lower-is-better", help="The --labels scores are DMOS-like (lower is better).")]
 
 
 @cli_errors
@@ -74,7 +72,7 @@ def pretrain(
     inner_steps: InnerStepsOption = None,
     inner_lr: InnerLrOption = 1e-4,
     meta_lr: MetaLrOption = 1e-2,
-    batch_size: BatchSizeOption = 16,
+    batch_size: TrainingBatchSizeOption = 16,
     holdout: HoldoutOption = None,
     distortions: DistortionsOption = None,
     seed: SeedOption = 0,

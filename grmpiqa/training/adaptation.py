@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from grmpiqa.data.loader import default_workers
 from grmpiqa.errors import ConfigError
 from grmpiqa.io.images import DEFAULT_MAX_PIXELS
 from grmpiqa.model.devices import resolve_device
@@ -139,7 +140,7 @@ def adapt(labels: PathLike | LabelTable | Ratings, out: PathLike | None = None, 
           model: str | None = None, init: PathLike | None = None,
           image_column: str | None = None, score_column: str | None = None,
           root: PathLike | None = None, lower_is_better: bool = False,
-          device: str | torch.device = "auto", workers: int = 1, resume: bool = False,
+          device: str | torch.device = "auto", workers: int | None = None, resume: bool = False,
           checkpoint: PathLike | None = None, max_pixels: int = DEFAULT_MAX_PIXELS,
           hf_cache: PathLike | None = None, progress: Progress | None = None,
           on_start: Callable[[dict[str, Any]], None] | None = None,
@@ -166,8 +167,8 @@ def adapt(labels: PathLike | LabelTable | Ratings, out: PathLike | None = None, 
         How to read a CSV ``labels`` (see ``read_labels``).
     device : str or torch.device
         ``auto``, ``cpu``, ``cuda``, ``cuda:1``, ``mps``.
-    workers : int
-        Decoding processes.
+    workers : int, optional
+        Decoding processes (default: as for scoring on ``device``).
     resume : bool
         Continue the run whose checkpoint is beside ``out`` (or at ``checkpoint``).
     checkpoint : path, optional
@@ -206,9 +207,11 @@ def adapt(labels: PathLike | LabelTable | Ratings, out: PathLike | None = None, 
     table = labels if isinstance(labels, LabelTable) else read_labels(
         labels, image_column=image_column, score_column=score_column, root=root,
         lower_is_better=lower_is_better)
+    target_device = resolve_device(device)
+    if workers is None:
+        workers = default_workers(target_device)
     begin = _prepare(table, opts, model, init, hf_cache, workers, max_pixels, progress)
     copies, teacher = pristine_reference(begin.model, opts.trainable, opts.lam > 0, hf_cache)
-    target_device = resolve_device(device)
     begin.model.to(target_device)
     if teacher is not None:
         teacher.to(target_device)

@@ -56,7 +56,7 @@ def evaluate(labels: PathLike | LabelTable, model: ModelSource = None, *, base: 
              image_column: str | None = None, score_column: str | None = None,
              root: PathLike | None = None, lower_is_better: bool = False,
              resamples: int = 2000, seed: int = 0, device: str = "auto", batch_size: int = 32,
-             workers: int = 1, max_pixels: int = DEFAULT_MAX_PIXELS,
+             workers: int | None = None, max_pixels: int = DEFAULT_MAX_PIXELS,
              progress: Progress | None = None) -> EvaluationResult:
     """Score the photos of a labels table and compare: SRCC (with a bootstrap interval),
     PLCC, KRCC and RMSE.

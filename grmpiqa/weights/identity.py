@@ -116,10 +116,10 @@ def identify_options(options: ModelOptions) -> tuple[ModelIdentity, LabelScale |
     from grmpiqa.model.devices import resolve_device
     from grmpiqa.weights.download import require_model
 
-    if options.name is None or not looks_like_path(os.fspath(options.name)):
-        # before torch is imported: a newcomer offline hears of the missing file at once
-        require_model(options.name)
     precision = resolve_precision(options.precision, resolve_device(options.device))
+    if options.name is None or not looks_like_path(os.fspath(options.name)):
+        # one message naming the model and every missing file, asking the Hub once
+        require_model(options.name)
     identity = identify(options.name, precision=precision, base=options.base,
                         decoding="fast" if options.fast_decode else "exact")
     return identity, label_scale(options.name)

@@ -170,9 +170,8 @@ def _done_line(run: CullRun, mode: str, dest: str | None, dry_run: bool,
 def _act(run: CullRun, fmt: str, quiet: bool) -> int:
     """Carry out the cull, a row per action on stdout; the problems it met."""
     from grmpiqa.cli.progress import Reporter
-    from grmpiqa.workflow.cull import BURST_LOG_COLUMNS, LOG_COLUMNS
 
-    columns = BURST_LOG_COLUMNS if run.bursts is not None else LOG_COLUMNS
+    columns = run.columns
     reporter = Reporter(quiet=quiet, label="culling", rows_show_errors=fmt == "table")
     with reporter:
         writer = _writer(fmt, reporter.rows_to(sys.stdout.buffer), columns)

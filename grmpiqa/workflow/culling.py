@@ -65,6 +65,13 @@ class CullRun:
         self.report_error: str | None = None
 
     @property
+    def columns(self) -> tuple[str, ...]:
+        """The columns of the rows and the log: with ``reason`` when bursts or marks
+        say why."""
+        marks = self.planner.mode == MARK
+        return BURST_LOG_COLUMNS if self.bursts is not None or marks else LOG_COLUMNS
+
+    @property
     def culled(self) -> int:
         """Photos (groups, not files) culled so far."""
         return self.planner.culled
@@ -145,8 +152,7 @@ class CullRun:
         """The log of what was done (if anything was), and the page of every decision."""
         if self.log is not None and not self.dry_run and self.done:
             try:
-                write_log(self.log, self.done,
-                          BURST_LOG_COLUMNS if self.bursts is not None else LOG_COLUMNS)
+                write_log(self.log, self.done, self.columns)
             except OSError as exc:
                 self.log_error = f"cannot write the log {self.log} ({os_error_text(exc)})"
         if report is not None:

@@ -25,7 +25,7 @@ EXIT_INTERNAL = 3
 EXIT_OUTPUT = 4  # an output could not be written (GrmpiqaError's OutputError)
 # the option a library parameter is given by, where it is not --the-parameter
 FLAGS = {"name": "--model", "thresholds": "--rating-thresholds", "fast_decode": "--fast-decode",
-         "draft": "--fast-decode", "out": "--out"}
+         "draft": "--fast-decode", "out": "--out", "app": "--xmp-for"}
 EXIT_INTERRUPTED = 130
 EXIT_TERMINATED = 143
 

@@ -1,4 +1,5 @@
-"""``grmpiqa cull SRC --below X --move-to DIR``: set the weakest photos of a shoot aside."""
+"""``grmpiqa cull SRC --below X --move-to DIR``: set the weakest photos of a shoot aside
+(``--mark``: leave them where they are, marked rejected in their XMP)."""
 
 from __future__ import annotations
 
@@ -20,14 +21,30 @@ _VERBS = {"move": ("moved", "would move"), "copy": ("copied", "would copy"),
 CullFormat = Literal["table", "csv", "tsv", "jsonl"]
 
 
-def _destination(move_to: str | None, copy_to: str | None, link_to: str | None
-                 ) -> tuple[str, str]:
+def _destination(move_to: str | None, copy_to: str | None, link_to: str | None,
+                 mark: bool) -> tuple[str, str | None]:
     given = [(mode, d) for mode, d in (("move", move_to), ("copy", copy_to), ("link", link_to))
              if d is not None]
+    if mark and given:
+        raise typer.BadParameter("moves nothing: give no --move-to, --copy-to or --link-to",
+                                 param_hint="--mark")
+    if mark:
+        return "mark", None
     if len(given) != 1:
-        raise typer.BadParameter("give exactly one of --move-to, --copy-to, --link-to",
-                                 param_hint="DIR")
+        raise typer.BadParameter("give exactly one of --move-to, --copy-to, --link-to "
+                                 "(or --mark)", param_hint="DIR")
     return given[0]
+
+
+def _check_mark_options(mark: bool, bursts: bool, xmp_for: str | None,
+                        label_kept: str | None) -> None:
+    if not mark:
+        for flag, value in (("--xmp-for", xmp_for), ("--label-kept", label_kept)):
+            if value is not None:
+                raise typer.BadParameter("only means something with --mark", param_hint=flag)
+    if label_kept is not None and not bursts:
+        raise typer.BadParameter("labels the kept frame of each burst: add --bursts",
+                                 param_hint="--label-kept")
 
 
 @cli_errors
@@ -47,10 +64,20 @@ def cull(
     link_to: Annotated[str | None, typer.Option(
         "--link-to", metavar="DIR",
         help="Make symbolic links to them under DIR instead (originals stay).")] = None,
+    mark: Annotated[bool, typer.Option(
+        "--mark", help="Move nothing: mark them rejected (xmp:Rating -1) in their XMP, "
+                       "where --xmp-for says (default: the sidecar IMG_1.xmp, as --xmp).")
+    ] = False,
+    xmp_for: opt.XmpForOption = None,
+    label_kept: Annotated[str | None, typer.Option(
+        "--label-kept", metavar="COLOUR", show_default=False,
+        help="With --mark --bursts: give the kept frame of each burst this colour label "
+             "(xmp:Label, e.g. Green).")] = None,
     dry_run: Annotated[bool, typer.Option(
         "--dry-run", "-n", help="Print the plan; move, copy, link and write nothing.")] = False,
     log: Annotated[str | None, typer.Option(
-        "--log", metavar="FILE", show_default="DIR/grmpiqa-cull-<date>-<time>.csv",
+        "--log", metavar="FILE",
+        show_default="DIR/grmpiqa-cull-<date>-<time>.csv; with --mark, none",
         help="Where to write the CSV log of every action (atomically).")] = None,
     fmt: Annotated[CullFormat | None, typer.Option(
         "--format", "-f", metavar="FORMAT", show_default="table on a terminal, else csv",
@@ -74,7 +101,8 @@ def cull(
     time_gap: opt.TimeGapOption = None,
     report: opt.ReportOption = None,
 ) -> None:
-    """Score every photo under SRC and move, copy or link those below X under DIR.
+    """Score every photo under SRC and move, copy or link those below X under DIR, or
+    (--mark) mark them rejected in XMP and move nothing.
 
     A RAW+JPEG pair and its sidecars (.xmp, .pp3, .dop, .aae) go together,
     judged by the JPEG's score. Nothing is overwritten: a taken name gets a
@@ -82,46 +110,68 @@ def cull(
     destination, score, error (and reason, with --bursts); the same rows go to
     the log. Give --below, --bursts or both: with both a photo goes if either
     rule says so; with --bursts actions start once every photo is scored.
-    Exit status: 0 done, 1 some photos could not be scored or moved, 2 usage
-    error.
+    With --mark the rows are reject (and, with --label-kept, label) with the
+    file that holds the XMP as destination: a sidecar, or the photo itself.
+    Exit status: 0 done, 1 some photos could not be scored, moved or marked, 2
+    usage error.
     """
     from grmpiqa.workflow.cull import default_log_path
     from grmpiqa.workflow.culling import cull as run_cull
 
     configure_logging(quiet)
-    mode, dest = _destination(move_to, copy_to, link_to)
+    mode, dest = _destination(move_to, copy_to, link_to, mark)
+    _check_mark_options(mark, bursts, xmp_for, label_kept)
     if below is None and not bursts:
         raise typer.BadParameter("give --below X, --bursts or both", param_hint="--below")
     if keep is not None and not bursts:
         raise typer.BadParameter("only means something with --bursts", param_hint="--keep")
     fmt = fmt or ("table" if sys.stdout.isatty() else "csv")
+    if dry_run:
+        log = None
+    elif dest is not None and log is None:
+        log = default_log_path(dest, time.strftime("%Y%m%d-%H%M%S"))
     run = run_cull(src, dest, below=below, mode=mode, model=weights or model, base=model,
                    dry_run=dry_run, recursive=recursive,
                    bursts=opt.burst_options(bursts, similarity, time_gap), keep=keep or 1,
                    report=report, device=device, batch_size=batch_size, workers=workers,
                    precision=precision, compile=compile_model, fast_decode=fast_decode,
-                   log=None if dry_run else log or default_log_path(
-                       dest, time.strftime("%Y%m%d-%H%M%S")))
+                   log=log, app=xmp_for, label_kept=label_kept)
     if not run.groups and not run.unreadable:
         say(f"warning: no photos found in {src}")
     problems = _act(run, fmt, quiet)
-    files = sum(1 for a in run.done if a.action == mode and not a.error)
-    verb = _VERBS[mode][1 if dry_run else 0]
     if not quiet or dry_run or problems:  # a non-zero exit always says why, also with -q
-        say(f"{verb} {run.culled} of {plural(len(run.groups), 'photo')} "
-            f"({plural(files, 'file')}) to {dest}"
+        say(_done_line(run, mode, dest, dry_run, label_kept)
             + (f"; {plural(problems, 'problem')}, see the error rows" if problems else "")
             + ("; dry run, nothing was changed" if dry_run else "")
             + (f"; log: {run.log}" if run.log and run.done and not run.log_error else ""))
     raise typer.Exit(EXIT_SOME_FAILED if problems else EXIT_OK)
 
 
+def _done_line(run: CullRun, mode: str, dest: str | None, dry_run: bool,
+               label: str | None) -> str:
+    """What went where (or was marked), in one clause."""
+    from grmpiqa.workflow.cull_marks import LABEL, REJECT
+
+    photos = plural(len(run.groups), "photo")
+    if dest is not None:
+        files = sum(1 for a in run.done if a.action == mode and not a.error)
+        verb = _VERBS[mode][1 if dry_run else 0]
+        return f"{verb} {run.culled} of {photos} ({plural(files, 'file')}) to {dest}"
+    written = {a.destination for a in run.done if a.action in (REJECT, LABEL) and not a.error}
+    line = (f"{'would mark' if dry_run else 'marked'} {run.culled} of {photos} rejected "
+            f"(xmp:Rating -1; {plural(len(written), 'file')} "
+            f"{'to write' if dry_run else 'written'})")
+    if label is not None:
+        labelled = getattr(run.planner, "labelled", 0)
+        line += f", {plural(labelled, 'kept frame')} labelled {label}"
+    return line
+
+
 def _act(run: CullRun, fmt: str, quiet: bool) -> int:
     """Carry out the cull, a row per action on stdout; the problems it met."""
     from grmpiqa.cli.progress import Reporter
-    from grmpiqa.workflow.cull import BURST_LOG_COLUMNS, LOG_COLUMNS
 
-    columns = BURST_LOG_COLUMNS if run.bursts is not None else LOG_COLUMNS
+    columns = run.columns
     reporter = Reporter(quiet=quiet, label="culling", rows_show_errors=fmt == "table")
     with reporter:
         writer = _writer(fmt, reporter.rows_to(sys.stdout.buffer), columns)

@@ -14,6 +14,8 @@ DEFAULT_RATING_THRESHOLDS = ",".join(f"{t:g}" for t in DEFAULT_THRESHOLDS)
 ScoreFormat = Literal["table", "csv", "jsonl", "tsv", "paths", "parquet"]
 GpuDecode = Literal["auto", "on", "off"]
 SortKey = Literal["score", "-score", "path"]
+# the photo applications of grmpiqa.workflow.xmp_targets.APPS (tests check they agree)
+PhotoApp = Literal["lightroom", "capture-one", "darktable", "digikam", "bridge"]
 
 # the model and how it runs
 ModelOption = Annotated[str | None, typer.Option(
@@ -109,6 +111,11 @@ SummaryOption = Annotated[bool, typer.Option(
 XmpOption = Annotated[bool, typer.Option(
     "--xmp", help="Write each scored photo's star rating (xmp:Rating 1-5) into its XMP sidecar "
                   "(IMG_1.jpg -> IMG_1.xmp), keeping all the sidecar already holds.")]
+XmpForOption = Annotated[PhotoApp | None, typer.Option(
+    "--xmp-for", metavar="APP", show_default=False,
+    help="Write the XMP where APP reads it: lightroom, bridge, digikam (inside JPEG, TIFF and "
+         "DNG files; RAW: a sidecar), darktable (IMG_1.jpg.xmp), capture-one (IMG_1.xmp). "
+         "See docs/workflow.md.")]
 RatingThresholdsOption = Annotated[str | None, typer.Option(
     "--rating-thresholds", metavar="T2,T3,T4,T5", show_default=DEFAULT_RATING_THRESHOLDS,
     help="With --xmp: scores at which 2, 3, 4 and 5 stars begin (below T2: 1 star). Weights "

@@ -41,8 +41,9 @@ def said_stopped(run: ScoreRun, job: ScoreJob) -> None:
         say(f"stopped after {plural(total, 'image')}")
 
 
-def closing_line(run: ScoreRun) -> str:
-    """One line naming every kind of failure with its count; empty when all went well."""
+def closing_line(run: ScoreRun, inside: bool = False) -> str:
+    """One line naming every kind of failure with its count; empty when all went well.
+    ``inside``: the ratings went where an application reads them, not only sidecars."""
     files = run.rows - run.unreadable_folders - run.unmatched_patterns
     parts = [
         f"{run.failed} of {plural(files, 'file')} could not be scored" if run.failed else "",
@@ -50,7 +51,8 @@ def closing_line(run: ScoreRun) -> str:
         if run.unreadable_folders else "",
         f"{plural(run.unmatched_patterns, 'pattern')} matched no image file"
         if run.unmatched_patterns else "",
-        f"{plural(run.sidecars_failed, 'XMP sidecar')} could not be written"
+        f"{plural(run.sidecars_failed, 'XMP rating' if inside else 'XMP sidecar')} "
+        "could not be written"
         if run.sidecars_failed else "",
         f"{plural(run.left_out, 'path')} with a line break left out of --format paths "
         "(use --null)" if run.left_out else "",

@@ -53,6 +53,7 @@ def score(
     min_score: opt.MinScoreOption = None,
     max_score: opt.MaxScoreOption = None,
     xmp: opt.XmpOption = False,
+    xmp_for: opt.XmpForOption = None,
     rating_thresholds: opt.RatingThresholdsOption = None,
     summary: opt.SummaryOption = False,
     bursts: opt.BurstsOption = False,
@@ -78,8 +79,9 @@ def score(
     if fmt == "parquet" and not output:
         raise typer.BadParameter("parquet is written to a file: add --output FILE.parquet",
                                  param_hint="--format")
+    xmp = xmp or xmp_for is not None  # --xmp-for APP writes ratings on its own
     if rating_thresholds is not None and not xmp:
-        raise typer.BadParameter("only means something with --xmp",
+        raise typer.BadParameter("only means something with --xmp or --xmp-for",
                                  param_hint="--rating-thresholds")
     selection = _selection(sort, top, min_score, max_score)
     if output and not fmt:
@@ -91,7 +93,7 @@ def score(
         format=fmt or (None if output else "table" if sys.stdout.isatty() else "csv"),
         null=null, resume=resume, selection=selection,
         bursts=opt.burst_options(bursts, similarity, time_gap),
-        xmp=XmpOptions(_thresholds(rating_thresholds)) if xmp else None,
+        xmp=XmpOptions(_thresholds(rating_thresholds), app=xmp_for) if xmp else None,
         summary=summary, report=report,
         model=ModelOptions(name=weights or model, base=model, device=device,
                            precision=precision, compile=compile_model, batch_size=batch_size,
@@ -115,7 +117,7 @@ def _run(job: ScoreJob, quiet: bool) -> NoReturn:
         said_stopped(stop.run, job)
         raise typer.Exit(interrupt_exit_code(stop.cause)) from None
     said_done(run, job, quiet)
-    closing = closing_line(run)
+    closing = closing_line(run, inside=job.xmp is not None and job.xmp.app is not None)
     if closing:
         say(closing)  # also with -q: a non-zero exit always says why
     raise typer.Exit(EXIT_OK if run.ok else EXIT_SOME_FAILED)

@@ -66,7 +66,8 @@ class RowPipeline:
             self.sidecars += len(self.rater.rate(row.path, row.score, row.score_label))
         except XmpError as exc:
             self.sidecars_failed += 1
-            self.report_to.failed(row.path, f"sidecar not written: {exc}")
+            what = "sidecar not written" if self.rater.marker.app is None else "XMP"
+            self.report_to.failed(row.path, f"{what}: {exc}")
 
     def _count(self, row: ScoreResult) -> None:
         self.tally.add(row, self.problems)

@@ -28,16 +28,26 @@ from grmpiqa.workflow.selection import Selection
 
 @dataclass(frozen=True)
 class XmpOptions:
-    """Star ratings (``xmp:Rating`` 1..5) in each scored photo's XMP sidecar.
+    """Star ratings (``xmp:Rating`` 1..5) in each scored photo's XMP.
 
     ``thresholds``: the four scores where 2, 3, 4 and 5 stars begin; None means
     (0.2, 0.4, 0.6, 0.8), or, for weights adapted to star ratings, the stars they
-    predict (``score_label`` rounded).
+    predict (``score_label`` rounded). ``app``: ``lightroom``, ``capture-one``,
+    ``darktable``, ``digikam`` or ``bridge`` writes where that application reads
+    (inside JPEG, TIFF and DNG files, or its own sidecar naming; see
+    :mod:`grmpiqa.workflow.xmp_targets`); None: the sidecar ``IMG_1.xmp``.
     """
 
     thresholds: tuple[float, ...] | None = None
+    app: str | None = None
 
     def __post_init__(self) -> None:
+        from grmpiqa.workflow.xmp_targets import check_app
+
+        try:
+            check_app(self.app)
+        except ConfigError as exc:
+            raise ConfigError(str(exc), param="app") from None
         if self.thresholds is not None:
             from grmpiqa.workflow.xmp import parse_thresholds
 
@@ -80,7 +90,7 @@ class ScoreJob:
     bursts : BurstOptions, optional
         Group bursts and near-duplicates: the columns ``burst`` and ``burst_rank``.
     xmp : XmpOptions, optional
-        Write star ratings into XMP sidecars.
+        Write star ratings into XMP sidecars, or where a photo application reads them.
     summary : bool
         Compute a :class:`~grmpiqa.workflow.summary.Summary` of the scores.
     report : str, optional
@@ -297,7 +307,8 @@ def _rater(job: ScoreJob, label: Any, report_to: Reporting) -> Any:
         report_to.message(f"these weights learned star ratings ({label.low:g}..{label.high:g}): "
                           "each photo's XMP rating is its predicted stars (score_label "
                           "rounded, 1..5)")
-    return SidecarRater(job.xmp.thresholds or DEFAULT_THRESHOLDS, on_label_scale=stars)
+    return SidecarRater(job.xmp.thresholds or DEFAULT_THRESHOLDS, on_label_scale=stars,
+                        app=job.xmp.app)
 
 
 def _score_share(job: ScoreJob, inputs: plan.Inputs, fmt: str) -> None:

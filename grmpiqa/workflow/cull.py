@@ -27,7 +27,6 @@ import shutil
 import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING
 
 from grmpiqa.errors import ConfigError
 from grmpiqa.io.atomic import atomic_write
@@ -39,9 +38,6 @@ from grmpiqa.io.inputs import (
     normalise_extensions,
     walk_folder,
 )
-
-if TYPE_CHECKING:  # pragma: no cover
-    pass
 
 MODES = ("move", "copy", "link")
 ALREADY_THERE = "already-there"
@@ -131,6 +127,13 @@ def check_destination(src: str, dest: str) -> None:
                           "choose a folder outside it")
 
 
+def cull_reason(below: float | None, score: float, burst: str | None = None) -> str:
+    """Why a photo goes ("" if it stays): below the threshold, not among its burst's best
+    (``burst`` says so), or both."""
+    low = f"below {below:g}" if below is not None and score < below else ""
+    return "; ".join(part for part in (low, burst or "") if part)
+
+
 class CullPlanner:
     """Decides, photo by photo, what happens and where; remembers names it has handed out."""
 
@@ -144,10 +147,12 @@ class CullPlanner:
         self.already_there = 0  # culled photos whose files were all at the destination
 
     def reason(self, score: float, burst: str | None = None) -> str:
-        """Why a photo goes ("" if it stays): below the threshold, not among its burst's best
-        (``burst`` says so), or both."""
-        low = f"below {self.below:g}" if self.below is not None and score < self.below else ""
-        return "; ".join(part for part in (low, burst or "") if part)
+        """Why a photo goes ("" if it stays)."""
+        return cull_reason(self.below, score, burst)
+
+    def kept(self, group: PhotoGroup, score: float, burst: int) -> list[CullAction]:
+        """Nothing happens to the kept frame of a burst when culled photos move."""
+        return []
 
     def plan(self, group: PhotoGroup, score: float | None, error: str | None = None,
              burst: str | None = None) -> list[CullAction]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -28,6 +28,7 @@ from grmpiqa.workflow.cull import (
     perform,
     write_log,
 )
+from grmpiqa.workflow.cull_marks import MARK, MarkPlanner
 
 if TYPE_CHECKING:  # pragma: no cover
     from grmpiqa.config import BurstOptions
@@ -49,8 +50,8 @@ class CullRun:
     (with bursts, once every photo is scored and grouped), then writes the log and the
     report. ``log_error`` and ``report_error`` say why one could not be written."""
 
-    def __init__(self, planner: CullPlanner, groups: list[PhotoGroup], model: ModelSource,
-                 options: ModelOptions, dry_run: bool,
+    def __init__(self, planner: CullPlanner | MarkPlanner, groups: list[PhotoGroup],
+                 model: ModelSource, options: ModelOptions, dry_run: bool,
                  unreadable: dict[str, str] | None = None, *,
                  bursts: BurstOptions | None = None, keep: int = 1,
                  report: str | None = None, log: str | None = None) -> None:
@@ -62,6 +63,13 @@ class CullRun:
         self.done: list[CullAction] = []
         self.log_error: str | None = None
         self.report_error: str | None = None
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        """The columns of the rows and the log: with ``reason`` when bursts or marks
+        say why."""
+        marks = self.planner.mode == MARK
+        return BURST_LOG_COLUMNS if self.bursts is not None or marks else LOG_COLUMNS
 
     @property
     def culled(self) -> int:
@@ -96,16 +104,23 @@ class CullRun:
 
     def _decide(self, report_to: Any, report: Report | None) -> Iterator[CullAction]:
         results = self._scored(report_to, report)
+        sizes: Counter[int | None] = Counter()
         if self.bursts is not None:
             from grmpiqa.workflow.bursts import cull_notes
 
-            triples = cull_notes(results, self.bursts, self.keep)
+            triples: Iterable[tuple[ScoreResult, int | None, str | None]] = list(
+                cull_notes(results, self.bursts, self.keep))
+            sizes.update(burst for _, burst, _ in triples if burst is not None)
         else:
             triples = ((r, None, None) for r in results)
         for group, (result, burst, note) in zip(self.groups, triples, strict=True):
             reason = self.planner.reason(result.score, note) if result.score is not None else ""
             self.decisions.append(Decision(result, burst, reason))
-            for action in self.planner.plan(group, result.score, result.error, note):
+            actions = self.planner.plan(group, result.score, result.error, note)
+            if burst is not None and sizes[burst] > 1 and result.score is not None \
+                    and not reason:
+                actions = self.planner.kept(group, result.score, burst)
+            for action in actions:
                 yield action if self.dry_run else perform(action)
 
     def _scored(self, report_to: Any, report: Report | None) -> Iterator[ScoreResult]:
@@ -137,19 +152,22 @@ class CullRun:
         """The log of what was done (if anything was), and the page of every decision."""
         if self.log is not None and not self.dry_run and self.done:
             try:
-                write_log(self.log, self.done,
-                          BURST_LOG_COLUMNS if self.bursts is not None else LOG_COLUMNS)
+                write_log(self.log, self.done, self.columns)
             except OSError as exc:
                 self.log_error = f"cannot write the log {self.log} ({os_error_text(exc)})"
         if report is not None:
+            marks = self.planner.mode == MARK
             self.report_error = report.write_or_say(self._entries(report), heading=(
-                ("Dry run: nothing was moved. " if self.dry_run else "")
-                + f"{self.culled} of {len(self.groups)} photos culled; notes say why."))
+                (f"Dry run: nothing was {'written' if marks else 'moved'}. "
+                 if self.dry_run else "")
+                + f"{self.culled} of {len(self.groups)} photos "
+                + f"{'marked rejected' if marks else 'culled'}; notes say why."))
 
     def _entries(self, report: Report) -> list[Any]:
         """Each photo with what became of it; kept frames of bursts marked."""
         sizes = Counter(d.burst for d in self.decisions)
-        verb = "would go" if self.dry_run else "culled"
+        verb = ("would be rejected" if self.dry_run else "rejected") \
+            if self.planner.mode == MARK else "would go" if self.dry_run else "culled"
         return [report.entry(d.result, burst=d.burst,
                              note=f"{verb}: {d.reason}" if d.reason else "",
                              marked=not d.reason and d.burst is not None and sizes[d.burst] > 1)
@@ -177,29 +195,54 @@ def _check_log(log: str, groups: list[PhotoGroup]) -> None:
     check_not_an_input(log, [f for g in groups for f in g.files], param="log")
 
 
-def cull(src: str, dest: str, *, below: float | None = None, mode: str,
+def _planner(src: str, dest: str | None, mode: str, below: float | None, app: str | None,
+             label_kept: str | None, bursts: BurstOptions | None, dry_run: bool
+             ) -> CullPlanner | MarkPlanner:
+    if mode != MARK:
+        for param, value in (("app", app), ("label_kept", label_kept)):
+            if value is not None:
+                raise ConfigError("only means something when culled photos are marked, "
+                                  "not moved", param=param)
+        if dest is None:
+            raise ValueError("give dest, where the culled photos go")
+        return CullPlanner(src, dest, mode=mode, below=below)
+    if dest is not None:
+        raise ValueError("mode 'mark' moves nothing: give no dest")
+    if label_kept is not None and bursts is None:
+        raise ConfigError("labels the kept frame of each burst: it needs bursts",
+                          param="label_kept")
+    return MarkPlanner(src, below=below, app=app, label=label_kept, dry_run=dry_run)
+
+
+def cull(src: str, dest: str | None = None, *, below: float | None = None, mode: str,
          model: ModelSource = None, dry_run: bool = False, recursive: bool = True,
          bursts: BurstOptions | None = None, keep: int = 1, report: str | None = None,
-         log: str | None = None, **model_options: Any) -> CullRun:
+         log: str | None = None, app: str | None = None, label_kept: str | None = None,
+         **model_options: Any) -> CullRun:
     """Score each photo under ``src`` and move, copy or link those scored below ``below``
     (and, with ``bursts``, all but the best ``keep`` frames of each burst) under ``dest``,
-    keeping the folder structure and never overwriting.
+    keeping the folder structure and never overwriting; or (``mode="mark"``) move
+    nothing and mark them rejected in XMP.
 
     Parameters
     ----------
     src : str
         The shoot: a folder, searched recursively unless ``recursive`` is false.
-    dest : str
+    dest : str, optional
         Where culled photos go; it may not be inside ``src`` (nor ``src`` inside it).
+        None (and required) with ``mode="mark"``.
     below : float, optional
         The threshold (0..1): photos scored below it are culled.
-    mode : {"move", "copy", "link"}
-        What happens to a culled photo's files.
+    mode : {"move", "copy", "link", "mark"}
+        What happens to a culled photo's files. ``mark``: nothing moves; each photo
+        of the group gets ``xmp:Rating`` -1 (rejected) where ``app`` reads it (see
+        :mod:`grmpiqa.workflow.cull_marks`).
     model : QualityModel, str or path, optional
         A loaded model, a manifest name or a weights file (default: the manifest's
         default), loaded when the photos are scored.
     dry_run : bool
-        Plan the actions without touching any file (no log is written).
+        Plan the actions without touching any file (no log is written); with
+        ``mode="mark"`` the rows say where the marks would be written.
     recursive : bool
         Search sub-folders of ``src``.
     bursts : BurstOptions, optional
@@ -211,6 +254,13 @@ def cull(src: str, dest: str, *, below: float | None = None, mode: str,
         Also write an HTML page of every photo with what became of it.
     log : str, optional
         Write a CSV log of every action here (atomically) once the run ends.
+    app : str, optional
+        With ``mode="mark"``: ``lightroom``, ``capture-one``, ``darktable``, ``digikam``
+        or ``bridge``, to write where that application reads (inside JPEG, TIFF and
+        DNG files, or its sidecar naming); None: the sidecar ``IMG_1.xmp``.
+    label_kept : str, optional
+        With ``mode="mark"`` and ``bursts``: the colour label (``xmp:Label``, e.g.
+        "Green") given to the kept frames of each burst of several photos.
     **model_options
         Fields of :class:`~grmpiqa.config.ModelOptions` (``batch_size``, ``workers``,
         ``device``, ``precision``, ``fast_decode``, ...) for loading and scoring.
@@ -229,7 +279,7 @@ def cull(src: str, dest: str, *, below: float | None = None, mode: str,
         raise ValueError("keep must be at least 1")
     name = os.fspath(model) if isinstance(model, (str, os.PathLike)) else None
     options = ModelOptions(**{"name": name, **model_options})
-    planner = CullPlanner(src, dest, mode=mode, below=below)
+    planner = _planner(src, dest, mode, below, app, label_kept, bursts, dry_run)
     if report is not None:
         from grmpiqa.workflow.report import check_report_path
 

@@ -26,9 +26,10 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-__all__ = ["BurstOptions", "Explanation", "ModelOptions", "ScoreJob", "Selection", "XmpOptions", "__version__",
-           "adapt", "cull", "download_model", "evaluate", "explain_image", "group_bursts", "list_models",
-           "load_model", "pretrain", "read_ratings", "score", "score_paths", "suggest"]
+__all__ = ["BurstOptions", "Explanation", "ModelOptions", "ScoreJob", "Selection", "XmpOptions",
+           "__version__", "adapt", "cull", "download_model", "evaluate", "explain_image",
+           "group_bursts", "list_models", "load_model", "pretrain", "read_ratings", "score",
+           "score_paths", "suggest"]
 
 _LAZY = {
     "BurstOptions": ("grmpiqa.config", "BurstOptions"),

@@ -13,13 +13,14 @@ from grmpiqa.explain.sharpness import sharpness
 from grmpiqa.results import Explanation
 
 
-def defects(sharp: float, noise: float, exposure: float, white: float,
+def defects(sharp: float, noise: float, exposure: float, black: float, white: float,
             compression: float) -> str:
     """The ``why`` of these measures: the defects named, ``;``-separated."""
     found = [name for name, hit in (
         ("blur", sharp < t.BLUR_BELOW),
         ("noise", noise > t.NOISE_ABOVE),
-        ("underexposed", exposure < t.UNDER_BELOW),
+        ("underexposed", exposure < t.UNDER_BELOW
+         or (black > t.UNDER_CLIPPED and exposure < t.UNDER_DIM)),
         ("overexposed", exposure > t.OVER_ABOVE or white > t.OVER_CLIPPED),
         ("compression", compression > t.COMPRESSION_ABOVE)) if hit]
     return ";".join(found)
@@ -50,4 +51,4 @@ def explain_image(image: Any) -> Explanation:
     compression = blockiness(native_window(picture))
     return Explanation(round(sharp, 4), round(noise, 3), round(exposure, 3),
                        round(black + white, 4), round(compression, 4),
-                       defects(sharp, noise, exposure, white, compression))
+                       defects(sharp, noise, exposure, black, white, compression))

@@ -11,9 +11,11 @@ at least 80% of the distorted photos; docs/explain.md lists the rates.
 
 from __future__ import annotations
 
-BLUR_BELOW = 0.35  # sharpness (0..1) under this: blur
-NOISE_ABOVE = 4.0  # noise sigma (8-bit levels of luma at the analysis size) over this: noise
-UNDER_BELOW = -2.0  # exposure (EV from middle grey) under this: underexposed
-OVER_ABOVE = 1.2  # exposure over this: overexposed ...
-OVER_CLIPPED = 0.25  # ... or this fraction of pixels at white
-COMPRESSION_ABOVE = 0.6  # JPEG blocking strength over this: compression
+BLUR_BELOW = 0.6  # sharpness (0..1) under this: blur (LIVEC originals: 10% read < 0.68)
+NOISE_ABOVE = 2.5  # noise sigma (8-bit luma levels at the analysis size) over this: noise
+UNDER_BELOW = -2.3  # exposure (EV from middle grey) under this: underexposed, ...
+UNDER_CLIPPED = 0.1  # ... as is this fraction of pixels at black with ...
+UNDER_DIM = -1.0  # ... an exposure under this
+OVER_ABOVE = 0.3  # exposure over this (the median pixel at about level 130): overexposed ...
+OVER_CLIPPED = 0.25  # ... as is this fraction of pixels at white
+COMPRESSION_ABOVE = 1.5  # JPEG blocking strength over this (LIVEC originals: 90% < 0.9)

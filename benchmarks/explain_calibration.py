@@ -121,8 +121,6 @@ def main() -> None:
                    "overexposed": "exposure", "compression": "compression"}[defect]
         q = np.quantile([getattr(r, measure) for r in rows], [0.1, 0.2, 0.5, 0.8, 0.9])
         print(f"    {measure} distorted q10/20/50/80/90: " + " ".join(f"{v:.3f}" for v in q))
-    print("originals: blur->noise %.1f%%, noise %.1f%%, blur %.1f%%" % (
-        rate(base, "noise"), rate(base, "noise"), rate(base, "blur")))
     for measure in ("sharpness", "noise", "exposure", "clipped", "compression"):
         q = np.quantile([getattr(r, measure) for r in base], [0.1, 0.2, 0.5, 0.7, 0.8, 0.9])
         print(f"originals {measure} q10/20/50/70/80/90: " + " ".join(f"{v:.3f}" for v in q))

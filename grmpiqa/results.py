@@ -43,6 +43,7 @@ class PhotoFeatures:
     embedding: Any = field(default=None, repr=False)
     capture: Capture | None = None
     thumbnail: bytes | None = field(default=None, repr=False)
+    explanation: Explanation | None = None
 
 
 #: The defects ``Explanation.why`` can name, in the order it names them.

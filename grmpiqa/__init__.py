@@ -6,7 +6,8 @@ does, with :class:`ModelOptions`, :class:`Selection`, :class:`BurstOptions` and
 files ahead of time), :func:`list_models`, :func:`score_paths`, :func:`evaluate`,
 :func:`adapt`, :func:`pretrain`, :func:`cull`, :func:`group_bursts`,
 :func:`read_ratings` (the star ratings photos already carry, to adapt on) and
-:func:`suggest` (which photos to rate). Long calls report through
+:func:`suggest` (which photos to rate) and :func:`explain_image` (the measurable
+defects of one photo, an :class:`Explanation`, without the model). Long calls report through
 :class:`grmpiqa.progress.Progress`. They are imported lazily so that
 ``import grmpiqa`` (and the command line's ``--help``) stays fast and never
 pulls in torch.
@@ -25,12 +26,15 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-__all__ = ["BurstOptions", "ModelOptions", "ScoreJob", "Selection", "XmpOptions", "__version__",
-           "adapt", "cull", "download_model", "evaluate", "group_bursts", "list_models",
-           "load_model", "pretrain", "read_ratings", "score", "score_paths", "suggest"]
+__all__ = ["BurstOptions", "Explanation", "ModelOptions", "ScoreJob", "Selection", "XmpOptions",
+           "__version__", "adapt", "cull", "download_model", "evaluate", "explain_image",
+           "group_bursts", "list_models", "load_model", "pretrain", "read_ratings", "score",
+           "score_paths", "suggest"]
 
 _LAZY = {
     "BurstOptions": ("grmpiqa.config", "BurstOptions"),
+    "Explanation": ("grmpiqa.results", "Explanation"),
+    "explain_image": ("grmpiqa.explain.image", "explain_image"),
     "ModelOptions": ("grmpiqa.config", "ModelOptions"),
     "ScoreJob": ("grmpiqa.jobs.score", "ScoreJob"),
     "Selection": ("grmpiqa.workflow.selection", "Selection"),
@@ -51,8 +55,10 @@ _LAZY = {
 
 if TYPE_CHECKING:  # pragma: no cover
     from grmpiqa.config import BurstOptions, ModelOptions
+    from grmpiqa.explain.image import explain_image
     from grmpiqa.jobs.score import ScoreJob, XmpOptions, score
     from grmpiqa.pretraining.run import pretrain
+    from grmpiqa.results import Explanation
     from grmpiqa.scoring.engine import score_paths
     from grmpiqa.training.adaptation import adapt
     from grmpiqa.training.evaluate import evaluate

@@ -43,6 +43,36 @@ class PhotoFeatures:
     embedding: Any = field(default=None, repr=False)
     capture: Capture | None = None
     thumbnail: bytes | None = field(default=None, repr=False)
+    explanation: Explanation | None = None
+
+
+#: The defects ``Explanation.why`` can name, in the order it names them.
+DEFECTS = ("blur", "noise", "underexposed", "overexposed", "compression")
+#: The flat columns an explained row adds, in output order.
+EXPLAIN_COLUMNS = ("sharpness", "noise", "exposure", "clipped", "compression", "why")
+
+
+@dataclass(frozen=True)
+class Explanation:
+    """Measurable defects of one photo, beside its score (:func:`grmpiqa.explain_image`).
+
+    ``sharpness`` 0..1 (1 = sharp where the photo is sharpest); ``noise`` the noise
+    standard deviation in 8-bit levels; ``exposure`` stops (EV) of the median pixel from
+    middle grey, negative under, positive over; ``clipped`` the fraction of pixels at
+    the black or white end; ``compression`` JPEG blocking strength (0 = none); ``why``
+    the defects found (:data:`DEFECTS`), ``;``-separated, empty when none.
+    """
+
+    sharpness: float
+    noise: float
+    exposure: float
+    clipped: float
+    compression: float
+    why: str = ""
+
+    @property
+    def defects(self) -> tuple[str, ...]:
+        return tuple(self.why.split(";")) if self.why else ()
 
 
 @dataclass(frozen=True)
@@ -50,7 +80,9 @@ class ScoreResult:
     """One row of output. ``score`` is P(high quality) in [0, 1], None when ``error`` is set.
     ``features`` is filled only when scoring was asked for them (bursts, report);
     ``model`` is the key of the model that scored the row (:mod:`grmpiqa.identity`),
-    set by :func:`grmpiqa.score` for the rows it writes."""
+    set by :func:`grmpiqa.score` for the rows it writes. ``explanation`` (with
+    ``explain``) holds the measured defects; its fields read as the row's columns
+    ``sharpness``, ``noise``, ``exposure``, ``clipped``, ``compression`` and ``why``."""
 
     path: str
     score: float | None
@@ -58,6 +90,32 @@ class ScoreResult:
     score_label: float | None = None
     features: PhotoFeatures | None = field(default=None, compare=False, repr=False)
     model: str | None = None
+    explanation: Explanation | None = None
+
+    @property
+    def sharpness(self) -> float | None:
+        return self.explanation.sharpness if self.explanation is not None else None
+
+    @property
+    def noise(self) -> float | None:
+        return self.explanation.noise if self.explanation is not None else None
+
+    @property
+    def exposure(self) -> float | None:
+        return self.explanation.exposure if self.explanation is not None else None
+
+    @property
+    def clipped(self) -> float | None:
+        return self.explanation.clipped if self.explanation is not None else None
+
+    @property
+    def compression(self) -> float | None:
+        return self.explanation.compression if self.explanation is not None else None
+
+    @property
+    def why(self) -> str | None:
+        """The defects found (``;``-separated), with ``explain``; None otherwise."""
+        return self.explanation.why if self.explanation is not None else None
 
     @property
     def embedding(self) -> Any:
@@ -229,4 +287,4 @@ class BurstResult(ScoreResult):
     @classmethod
     def of(cls, result: ScoreResult, burst: int, rank: int) -> BurstResult:
         return cls(result.path, result.score, result.error, result.score_label,
-                   result.features, result.model, burst, rank)
+                   result.features, result.model, result.explanation, burst, rank)

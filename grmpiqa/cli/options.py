@@ -133,6 +133,10 @@ TimeGapOption = Annotated[float | None, typer.Option(
     "--time-gap", metavar="SECONDS", min=0.0, show_default=f"{BurstOptions.time_gap:g}",
     help="With --bursts: frames of one camera at most this far apart (EXIF time) are one "
          "burst unless their content clearly differs.")]
+ExplainOption = Annotated[bool, typer.Option(
+    "--explain", help="Also measure each photo's defects: columns sharpness, noise, exposure "
+    "(EV), clipped, compression and why (blur, noise, underexposed, overexposed, "
+    "compression); see docs/explain.md.")]
 ReportOption = Annotated[str | None, typer.Option(
     "--report", metavar="FILE.html", show_default=False,
     help="Also write an HTML page of thumbnails sorted by score (bursts together, a "

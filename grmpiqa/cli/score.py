@@ -60,6 +60,7 @@ def score(
     similarity: opt.SimilarityOption = None,
     time_gap: opt.TimeGapOption = None,
     report: opt.ReportOption = None,
+    explain: opt.ExplainOption = False,
 ) -> None:
     """Score photos: P(high quality) in 0..1, higher is better, one row per image.
 
@@ -94,7 +95,7 @@ def score(
         null=null, resume=resume, selection=selection,
         bursts=opt.burst_options(bursts, similarity, time_gap),
         xmp=XmpOptions(_thresholds(rating_thresholds), app=xmp_for) if xmp else None,
-        summary=summary, report=report,
+        summary=summary, report=report, explain=explain,
         model=ModelOptions(name=weights or model, base=model, device=device,
                            precision=precision, compile=compile_model, batch_size=batch_size,
                            workers=workers, fast_decode=draft, max_pixels=max_pixels,

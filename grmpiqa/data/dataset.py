@@ -34,10 +34,13 @@ class Batch:
 
 @dataclass(frozen=True)
 class SignalOptions:
-    """What the workers take besides the pixels: the perceptual hash and EXIF capture
-    time always, a JPEG thumbnail of at most ``thumbnail`` pixels a side when it is > 0."""
+    """What the workers take besides the pixels: with ``features`` the perceptual hash and
+    EXIF capture time, and a JPEG thumbnail of at most ``thumbnail`` pixels a side when it
+    is > 0; with ``explain`` the measured defects (:func:`grmpiqa.explain_image`)."""
 
     thumbnail: int = 0
+    features: bool = True
+    explain: bool = False
 
 
 Item = tuple[int, "torch.Tensor | EncodedJpeg | None", "str | None", "PhotoFeatures | None"]
@@ -51,10 +54,17 @@ class _Signals:
         self.hash = 0
         self.layout = b""
         self.thumbnail: bytes | None = None
+        self.explanation: Any = None
 
     def __call__(self, image: Any) -> None:
         from grmpiqa.io.signals import HASH_SIDE, hash_and_layout, reduced, thumbnail_jpeg
 
+        if self.options.explain:
+            from grmpiqa.explain.image import explain_image
+
+            self.explanation = explain_image(image)  # the full decode: focus needs it
+        if not self.options.features:
+            return
         small = reduced(image, max(2 * HASH_SIDE, self.options.thumbnail))
         self.hash, self.layout = hash_and_layout(small)
         if self.options.thumbnail > 0:
@@ -99,8 +109,9 @@ class ImageFiles(Dataset):
             return index, pixels, None, None
         from grmpiqa.io.signals import read_capture
 
-        features = PhotoFeatures(seen.hash, seen.layout, capture=read_capture(path),
-                                 thumbnail=seen.thumbnail)
+        capture = read_capture(path) if seen.options.features else None
+        features = PhotoFeatures(seen.hash, seen.layout, capture=capture,
+                                 thumbnail=seen.thumbnail, explanation=seen.explanation)
         return index, pixels, None, features
 
 

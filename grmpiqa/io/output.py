@@ -185,6 +185,7 @@ class TableWriter(_TextWriter):
         super().__init__(stream, columns)
         self.show_label = "score_label" in self.columns
         self.show_burst = "burst" in self.columns
+        self.show_why = "why" in self.columns
 
     def header(self) -> str:
         return (f"{'score':>8}  " + (f"{'label':>10}  " if self.show_label else "")
@@ -200,6 +201,8 @@ class TableWriter(_TextWriter):
             burst, rank = getattr(result, "burst", None), getattr(result, "burst_rank", None)
             line += f"{burst or '-':>6} {rank or '-':>4}  "
         line += display_path(result.path)
+        if self.show_why and getattr(result, "why", None):
+            line += f"  [{result.why}]"
         if result.error:
             line += f"  [error: {_text(result.error)}]"
         return line + "\n"

@@ -63,6 +63,8 @@ def schema(columns: Sequence[str]) -> Any:
     pa, _ = require_pyarrow()
     types = {"path": pa.string(), "score": pa.float32(), "error": pa.string(),
              "score_label": pa.float32(), "burst": pa.int32(), "burst_rank": pa.int32(),
+             "sharpness": pa.float32(), "noise": pa.float32(), "exposure": pa.float32(),
+             "clipped": pa.float32(), "compression": pa.float32(), "why": pa.string(),
              "model": pa.string()}
     return pa.schema([(name, types[name]) for name in columns])
 

@@ -17,7 +17,7 @@ from typing import Any
 
 from grmpiqa.errors import InputError, os_error_text
 from grmpiqa.io.output import unescape_name
-from grmpiqa.results import ScoreResult
+from grmpiqa.results import EXPLAIN_COLUMNS, Explanation, ScoreResult
 
 TEXT_FORMATS = ("csv", "tsv", "jsonl")
 
@@ -48,7 +48,19 @@ def row_result(row: dict[str, Any]) -> ScoreResult | None:
         return None
     if model is not None and not isinstance(model, str):
         return None
-    return ScoreResult(path, score, error, label, model=model)
+    return ScoreResult(path, score, error, label, model=model, explanation=_explanation(row))
+
+
+def _explanation(row: dict[str, Any]) -> Explanation | None:
+    """The explanation columns of a row read back (resume), None when it has none."""
+    try:
+        values = [_number(row.get(name)) for name in EXPLAIN_COLUMNS[:-1]]
+    except (TypeError, ValueError):
+        return None
+    if any(value is None for value in values):
+        return None
+    why = row.get("why") or ""
+    return Explanation(*values, why=why if isinstance(why, str) else "")  # type: ignore[arg-type]
 
 
 def _records(data: bytes, fmt: str, where: Path) -> list[Any]:

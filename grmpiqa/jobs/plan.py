@@ -84,8 +84,12 @@ def find_inputs(job: ScoreJob, report_to: Reporting) -> Inputs:
     return Inputs(files, problems, shards)
 
 
-def columns(label: LabelScale | None, bursts: bool) -> tuple[list[str], list[str]]:
+def columns(label: LabelScale | None, bursts: bool, explain: bool = False
+            ) -> tuple[list[str], list[str]]:
     """(the journal's columns, every scored row; the output's columns)."""
-    journal = [*BASE_COLUMNS, *(["score_label"] if label is not None else []), MODEL_COLUMN]
+    from grmpiqa.results import EXPLAIN_COLUMNS
+
+    journal = [*BASE_COLUMNS, *(["score_label"] if label is not None else []),
+               *(EXPLAIN_COLUMNS if explain else ()), MODEL_COLUMN]
     output = [*journal[:-1], *(BURST_COLUMNS if bursts else ()), MODEL_COLUMN]
     return journal, output

@@ -95,6 +95,9 @@ class ScoreJob:
         Compute a :class:`~grmpiqa.workflow.summary.Summary` of the scores.
     report : str, optional
         Also write an HTML page of thumbnails here (``FILE_files/`` beside it).
+    explain : bool
+        Measure each photo's defects: the columns ``sharpness``, ``noise``, ``exposure``,
+        ``clipped``, ``compression`` and ``why`` (docs/explain.md).
     model : ModelOptions
         The model and how it runs.
     """
@@ -113,6 +116,7 @@ class ScoreJob:
     xmp: XmpOptions | None = None
     summary: bool = False
     report: str | None = None
+    explain: bool = False
     model: ModelOptions = field(default_factory=ModelOptions)
 
     def __post_init__(self) -> None:
@@ -182,7 +186,7 @@ class _Job:
         from grmpiqa.io.stores import open_store
 
         self.job, self.inputs, self.identity, self.report_to = job, inputs, identity, report_to
-        journal, output = plan.columns(label, job.bursts is not None)
+        journal, output = plan.columns(label, job.bursts is not None, job.explain)
         selection = job.selection
         same_order = job.bursts is None and not selection.filters and not selection.buffers
         self.report = self._open_report()
@@ -248,7 +252,8 @@ class _Job:
 
         def score_mine(model: Any, mine: Sequence[str]) -> Iterator[ScoreResult]:
             return score_paths(mine, model, **_engine_options(options, self.inputs),
-                               features=features, thumbnails=_thumbnails(job))
+                               features=features, thumbnails=_thumbnails(job),
+                               explain=job.explain)
 
         _, results = distributed.score_here(self.todo, options.device, load=load,
                                             score=score_mine)
@@ -329,4 +334,5 @@ def _score_share(job: ScoreJob, inputs: plan.Inputs, fmt: str) -> None:
         load=lambda device: load_model(options.name, device=device, base=options.base,
                                        precision=options.precision, compile=options.compile),
         score=lambda model, mine: score_paths(mine, model, **_engine_options(options, inputs),
-                                              features=features, thumbnails=_thumbnails(job)))
+                                              features=features, thumbnails=_thumbnails(job),
+                                              explain=job.explain))

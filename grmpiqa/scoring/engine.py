@@ -118,11 +118,14 @@ def score_batches(model: QualityModel, batches: Iterable[Batch], paths: Sequence
             if prediction is not None:
                 value, vector = prediction
                 features = batch.features.get(index)
+                explanation = features.explanation if features is not None else None
                 if features is not None and vector is not None:
-                    features = replace(features, embedding=vector)
+                    features = replace(features, embedding=vector, explanation=None)
+                elif not embeddings:
+                    features = None  # only the explanation was asked for
                 yield ScoreResult(paths[index], value, None,
                                   label.to_label(value) if label is not None else None,
-                                  features)
+                                  features, explanation=explanation)
             elif index in scores:
                 yield ScoreResult(paths[index], None, "out of memory even at batch size 1")
             else:
@@ -135,7 +138,8 @@ def score_paths(paths: Iterable[str], model: ModelSource = None, *, device: str 
                 extensions: Sequence[str] = DEFAULT_EXTENSIONS,
                 recursive: bool = True, known_errors: Mapping[str, str] | None = None,
                 features: bool = False, thumbnails: int = 0, gpu_decode: str = "auto",
-                shards: ShardIndex | None = None) -> Iterator[ScoreResult]:
+                shards: ShardIndex | None = None, explain: bool = False
+                ) -> Iterator[ScoreResult]:
     """Score image files (folders and globs are expanded) and yield results in input order.
 
     Parameters
@@ -178,6 +182,9 @@ def score_paths(paths: Iterable[str], model: ModelSource = None, *, device: str 
         ``auto``: when the model is on a CUDA device.
     shards : ShardIndex, optional
         Tar shards listed already (by :func:`grmpiqa.io.shards.expand_shards`).
+    explain : bool
+        Also give each result its :class:`~grmpiqa.results.Explanation` (measured by the
+        decoding workers from the decoded photo; JPEGs are then decoded on the CPU).
 
     Yields
     ------
@@ -205,7 +212,8 @@ def score_paths(paths: Iterable[str], model: ModelSource = None, *, device: str 
         workers = default_workers(model.device)
     dataset = ImageFiles(files, model.preprocess, draft=draft, max_pixels=max_pixels,
                          known_errors=known, shards=shards, gpu_jpeg=use_gpu,
-                         signals=SignalOptions(thumbnails) if features else None)
+                         signals=SignalOptions(thumbnails, features=features, explain=explain)
+                         if features or explain else None)
     batches = iter_batches(dataset, batch_size=batch_size, workers=workers,
                            pin_memory=model.device.type == "cuda",
                            yield_cpu=model.device.type == "cpu")

@@ -1,0 +1,54 @@
+"""``explain_image``: every measure of one image, and the defects they name."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from grmpiqa.explain import thresholds as t
+from grmpiqa.explain.analysis import analysis_grey, as_image, levels, native_window
+from grmpiqa.explain.blocking import blockiness
+from grmpiqa.explain.exposure import clipped_parts, exposure_ev
+from grmpiqa.explain.noise import noise_sigma
+from grmpiqa.explain.sharpness import sharpness
+from grmpiqa.results import Explanation
+
+
+def defects(sharp: float, noise: float, exposure: float, black: float, white: float,
+            compression: float) -> str:
+    """The ``why`` of these measures: the defects named, ``;``-separated."""
+    found = [name for name, hit in (
+        ("blur", sharp < t.BLUR_BELOW),
+        ("noise", noise > t.NOISE_ABOVE),
+        ("underexposed", exposure < t.UNDER_BELOW
+         or (black > t.UNDER_CLIPPED and exposure < t.UNDER_DIM)),
+        ("overexposed", exposure > t.OVER_ABOVE or white > t.OVER_CLIPPED),
+        ("compression", compression > t.COMPRESSION_ABOVE)) if hit]
+    return ";".join(found)
+
+
+def explain_image(image: Any) -> Explanation:
+    """Measure the defects of one image, without the model.
+
+    Parameters
+    ----------
+    image : PIL.Image.Image or numpy.ndarray
+        The photo, upright, at the resolution it was taken (a uint8 array is (H, W) grey
+        or (H, W, 3) RGB). Sharpness, noise and exposure are measured on it reduced to
+        at most 1024 pixels a side, JPEG blocking on a window at full resolution.
+
+    Returns
+    -------
+    Explanation
+        The measures and ``why``, the defects they name (docs/explain.md).
+    """
+    picture = as_image(image)
+    small = analysis_grey(picture)
+    grey, histogram = levels(small), small.histogram()
+    sharp = sharpness(grey)
+    noise = noise_sigma(grey)
+    exposure = exposure_ev(histogram)
+    black, white = clipped_parts(histogram)
+    compression = blockiness(native_window(picture))
+    return Explanation(round(sharp, 4), round(noise, 3), round(exposure, 3),
+                       round(black + white, 4), round(compression, 4),
+                       defects(sharp, noise, exposure, black, white, compression))

@@ -25,6 +25,7 @@ import filecmp
 import os
 import shutil
 import tempfile
+from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 
@@ -134,7 +135,34 @@ def cull_reason(below: float | None, score: float, burst: str | None = None) -> 
     return "; ".join(part for part in (low, burst or "") if part)
 
 
-class CullPlanner:
+class Planner(ABC):
+    """What every cull planner decides the same way: an unscored photo gets a ``skip`` row,
+    one that stays gets none, a culled one what :meth:`act` says. ``culled`` counts photos
+    (groups), not files."""
+
+    below: float | None
+    culled: int
+
+    def reason(self, score: float, burst: str | None = None) -> str:
+        """Why a photo is culled ("" if it stays)."""
+        return cull_reason(self.below, score, burst)
+
+    def plan(self, group: PhotoGroup, score: float | None, error: str | None = None,
+             burst: str | None = None) -> list[CullAction]:
+        """No rows for a photo that stays; those of :meth:`act` for a culled one."""
+        if score is None:
+            return [CullAction("skip", group.scored, "", None, error or "not scored")]
+        reason = self.reason(score, burst)
+        if not reason:
+            return []
+        return self.act(group, score, reason)
+
+    @abstractmethod
+    def act(self, group: PhotoGroup, score: float, reason: str) -> list[CullAction]:
+        """The rows for a culled photo (and counting it)."""
+
+
+class CullPlanner(Planner):
     """Decides, photo by photo, what happens and where; remembers names it has handed out."""
 
     def __init__(self, src: str, dest: str, *, mode: str, below: float | None) -> None:
@@ -146,22 +174,12 @@ class CullPlanner:
         self.culled = 0  # photos (groups), not files
         self.already_there = 0  # culled photos whose files were all at the destination
 
-    def reason(self, score: float, burst: str | None = None) -> str:
-        """Why a photo goes ("" if it stays)."""
-        return cull_reason(self.below, score, burst)
-
     def kept(self, group: PhotoGroup, score: float, burst: int) -> list[CullAction]:
         """Nothing happens to the kept frame of a burst when culled photos move."""
         return []
 
-    def plan(self, group: PhotoGroup, score: float | None, error: str | None = None,
-             burst: str | None = None) -> list[CullAction]:
-        """No actions for a photo that stays; one per file for a culled one."""
-        if score is None:
-            return [CullAction("skip", group.scored, "", None, error or "not scored")]
-        reason = self.reason(score, burst)
-        if not reason:
-            return []
+    def act(self, group: PhotoGroup, score: float, reason: str) -> list[CullAction]:
+        """One action per file of the culled photo."""
         folder = os.path.join(self.dest, os.path.relpath(group.folder, self.src))
         targets, present = self._place(folder, group)
         self.culled += 1

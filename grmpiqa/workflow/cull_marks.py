@@ -18,7 +18,7 @@ import os
 
 from grmpiqa.errors import ConfigError
 from grmpiqa.results import REJECTED
-from grmpiqa.workflow.cull import CullAction, PhotoGroup, cull_reason
+from grmpiqa.workflow.cull import CullAction, PhotoGroup, Planner
 from grmpiqa.workflow.xmp_marks import XmpMarker
 
 MARK = "mark"
@@ -35,7 +35,7 @@ def check_label(label: str | None) -> None:
                           param="label_kept")
 
 
-class MarkPlanner:
+class MarkPlanner(Planner):
     """Decides photo by photo and writes the marks as it decides (``dry_run``: only says
     where they would go). ``culled``: photos marked rejected; ``labelled``: kept frames
     labelled."""
@@ -52,18 +52,8 @@ class MarkPlanner:
         self.culled = 0
         self.labelled = 0
 
-    def reason(self, score: float, burst: str | None = None) -> str:
-        """Why a photo is rejected ("" if it stays), as a move cull would say it."""
-        return cull_reason(self.below, score, burst)
-
-    def plan(self, group: PhotoGroup, score: float | None, error: str | None = None,
-             burst: str | None = None) -> list[CullAction]:
-        """No rows for a photo that stays; a ``reject`` row per place written otherwise."""
-        if score is None:
-            return [CullAction("skip", group.scored, "", None, error or "not scored")]
-        reason = self.reason(score, burst)
-        if not reason:
-            return []
+    def act(self, group: PhotoGroup, score: float, reason: str) -> list[CullAction]:
+        """A ``reject`` row per place written."""
         self.culled += 1
         return self._mark(group, REJECT, score, reason, rating=REJECTED)
 

@@ -75,6 +75,18 @@ class Explanation:
         return tuple(self.why.split(";")) if self.why else ()
 
 
+class _Explained:
+    """A row attribute read from the same field of its ``explanation`` (None without one)."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    def __get__(self, row: Any, owner: type | None = None) -> Any:
+        if row is None:
+            return self
+        return getattr(row.explanation, self.name) if row.explanation is not None else None
+
+
 @dataclass(frozen=True)
 class ScoreResult:
     """One row of output. ``score`` is P(high quality) in [0, 1], None when ``error`` is set.
@@ -92,30 +104,13 @@ class ScoreResult:
     model: str | None = None
     explanation: Explanation | None = None
 
-    @property
-    def sharpness(self) -> float | None:
-        return self.explanation.sharpness if self.explanation is not None else None
-
-    @property
-    def noise(self) -> float | None:
-        return self.explanation.noise if self.explanation is not None else None
-
-    @property
-    def exposure(self) -> float | None:
-        return self.explanation.exposure if self.explanation is not None else None
-
-    @property
-    def clipped(self) -> float | None:
-        return self.explanation.clipped if self.explanation is not None else None
-
-    @property
-    def compression(self) -> float | None:
-        return self.explanation.compression if self.explanation is not None else None
-
-    @property
-    def why(self) -> str | None:
-        """The defects found (``;``-separated), with ``explain``; None otherwise."""
-        return self.explanation.why if self.explanation is not None else None
+    # the explanation's fields, read as the row's own columns (None without ``explain``)
+    sharpness = _Explained()
+    noise = _Explained()
+    exposure = _Explained()
+    clipped = _Explained()
+    compression = _Explained()
+    why = _Explained()
 
     @property
     def embedding(self) -> Any:

@@ -11,7 +11,7 @@ waited and commit. A crash keeps every row scored so far in the partial file.
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import IO, Any
 
@@ -239,24 +239,13 @@ class _Job:
 
     def _results(self) -> Iterator[ScoreResult]:
         from grmpiqa.scoring import distributed
-        from grmpiqa.scoring.engine import score_paths
-        from grmpiqa.weights.loading import load_model
-
-        options, job = self.job.model, self.job
-        features = job.bursts is not None or job.report is not None
 
         def load(device: str) -> Any:
             self.report_to.begin(f"loading model {self.identity.name}", None)
-            return load_model(options.name, device=device, base=options.base,
-                              precision=options.precision, compile=options.compile)
+            return _load(self.job.model, device)
 
-        def score_mine(model: Any, mine: Sequence[str]) -> Iterator[ScoreResult]:
-            return score_paths(mine, model, **_engine_options(options, self.inputs),
-                               features=features, thumbnails=_thumbnails(job),
-                               explain=job.explain)
-
-        _, results = distributed.score_here(self.todo, options.device, load=load,
-                                            score=score_mine)
+        _, results = distributed.score_here(self.todo, self.job.model.device, load=load,
+                                            score=_scorer(self.job, self.inputs))
         self.report_to.begin("scoring", len(self.todo))
         assert results is not None  # this is the writing process
         yield from results
@@ -288,17 +277,28 @@ class _Job:
             heading="Bursts: the best frame of each is marked kept." if bursts else "")
 
 
-def _engine_options(options: ModelOptions, inputs: plan.Inputs) -> dict[str, Any]:
-    return {"batch_size": options.batch_size, "workers": options.workers,
-            "draft": options.fast_decode, "max_pixels": options.max_pixels, "expand": False,
-            "known_errors": inputs.problems, "gpu_decode": options.gpu_decode,
-            "shards": inputs.shards}
+def _load(options: ModelOptions, device: str) -> Any:
+    from grmpiqa.weights.loading import load_model
+
+    return load_model(options.name, device=device, base=options.base,
+                      precision=options.precision, compile=options.compile)
 
 
-def _thumbnails(job: ScoreJob) -> int:
+def _scorer(job: ScoreJob, inputs: plan.Inputs
+            ) -> Callable[[Any, Sequence[str]], Iterator[ScoreResult]]:
+    """How every process of the job scores its photos: the same engine options on each."""
     from grmpiqa.config import REPORT_THUMBNAIL
+    from grmpiqa.scoring.engine import score_paths
 
-    return REPORT_THUMBNAIL if job.report is not None else 0
+    options = job.model
+    engine = {"batch_size": options.batch_size, "workers": options.workers,
+              "draft": options.fast_decode, "max_pixels": options.max_pixels, "expand": False,
+              "known_errors": inputs.problems, "gpu_decode": options.gpu_decode,
+              "shards": inputs.shards,
+              "features": job.bursts is not None or job.report is not None,
+              "thumbnails": REPORT_THUMBNAIL if job.report is not None else 0,
+              "explain": job.explain}
+    return lambda model, mine: score_paths(mine, model, **engine)
 
 
 def _rater(job: ScoreJob, label: Any, report_to: Reporting) -> Any:
@@ -320,19 +320,11 @@ def _score_share(job: ScoreJob, inputs: plan.Inputs, fmt: str) -> None:
     """A torchrun rank other than 0: score its share of what is left; rank 0 writes."""
     from grmpiqa.io.stores import read_done
     from grmpiqa.scoring import distributed
-    from grmpiqa.scoring.engine import score_paths
-    from grmpiqa.weights.loading import load_model
 
     done = read_done(job.output, fmt) if job.resume else (lambda path: False)
     todo = [f for f in inputs.files if not done(f)]
     if not todo:
         return
-    options = job.model
-    features = job.bursts is not None or job.report is not None
-    distributed.score_here(
-        todo, options.device,
-        load=lambda device: load_model(options.name, device=device, base=options.base,
-                                       precision=options.precision, compile=options.compile),
-        score=lambda model, mine: score_paths(mine, model, **_engine_options(options, inputs),
-                                              features=features, thumbnails=_thumbnails(job),
-                                              explain=job.explain))
+    distributed.score_here(todo, job.model.device,
+                           load=lambda device: _load(job.model, device),
+                           score=_scorer(job, inputs))

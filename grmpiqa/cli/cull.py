@@ -65,6 +65,7 @@ def cull(
     precision: opt.PrecisionOption = "auto",
     compile_model: opt.CompileOption = False,
     fast_decode: opt.FastDecodeOption = False,
+    no_cache: opt.NoCacheOption = False,
     quiet: opt.QuietOption = False,
     bursts: opt.BurstsOption = False,
     keep: Annotated[int | None, typer.Option(
@@ -100,7 +101,7 @@ def cull(
                    bursts=opt.burst_options(bursts, similarity, time_gap), keep=keep or 1,
                    report=report, device=device, batch_size=batch_size, workers=workers,
                    precision=precision, compile=compile_model, fast_decode=fast_decode,
-                   log=None if dry_run else log or default_log_path(
+                   catalogue=not no_cache, log=None if dry_run else log or default_log_path(
                        dest, time.strftime("%Y%m%d-%H%M%S")))
     if not run.groups and not run.unreadable:
         say(f"warning: no photos found in {src}")

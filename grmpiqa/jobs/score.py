@@ -161,16 +161,19 @@ def score(job: ScoreJob, progress: Progress | None = None, *,
     if rank is not None and not rank.is_main:
         _score_share(job, inputs, fmt)
         return ScoreRun(model=identity.key)
-    return _Job(job, fmt, inputs, identity, label, report_to, stream).run()
+    # ranks must agree on what each scores: under torchrun the catalogue only remembers
+    return _Job(job, fmt, inputs, identity, label, report_to, stream, look=rank is None).run()
 
 
 class _Job:
     """One run of :func:`score` in the process that writes the output."""
 
     def __init__(self, job: ScoreJob, fmt: str, inputs: plan.Inputs, identity: Any,
-                 label: Any, report_to: Reporting, stream: IO[bytes] | None) -> None:
+                 label: Any, report_to: Reporting, stream: IO[bytes] | None, *,
+                 look: bool = True) -> None:
         from grmpiqa.io.stores import open_store
 
+        self.look = look
         self.job, self.inputs, self.identity, self.report_to = job, inputs, identity, report_to
         journal, output = plan.columns(label, job.bursts is not None)
         selection = job.selection
@@ -224,6 +227,31 @@ class _Job:
         return self._finish()
 
     def _results(self) -> Iterator[ScoreResult]:
+        """Every photo left, in order: the ones the catalogue knows, then the model's."""
+        from grmpiqa.catalogue.lookup import Lookup, open_catalogue
+
+        job = self.job
+        catalogue = open_catalogue(job.model.catalogue, self.report_to.warn)
+        if catalogue is None:
+            yield from self._scored(self.todo)
+            return
+        try:
+            lookup = Lookup(catalogue, self.identity.key, self.todo,
+                            features=job.bursts is not None or job.report is not None,
+                            thumbnails=_thumbnails(job), look=self.look)
+            if lookup.hits:
+                self.report_to.message(f"{len(lookup.hits)} of {len(self.todo)} photos known "
+                                       "to the score catalogue")
+            if lookup.misses:
+                yield from lookup.merge(self._scored(lookup.misses))
+            else:  # the model is never loaded
+                self.report_to.begin("scoring", len(self.todo))
+                yield from lookup.merge(())
+        finally:
+            catalogue.close()
+
+    def _scored(self, files: list[str]) -> Iterator[ScoreResult]:
+        """Load the model (now, not when the first row is asked for) and score ``files``."""
         from grmpiqa.scoring import distributed
         from grmpiqa.scoring.engine import score_paths
         from grmpiqa.weights.loading import load_model
@@ -240,11 +268,11 @@ class _Job:
             return score_paths(mine, model, **_engine_options(options, self.inputs),
                                features=features, thumbnails=_thumbnails(job))
 
-        _, results = distributed.score_here(self.todo, options.device, load=load,
+        _, results = distributed.score_here(files, options.device, load=load,
                                             score=score_mine)
         self.report_to.begin("scoring", len(self.todo))
         assert results is not None  # this is the writing process
-        yield from results
+        return results
 
     def _finish(self, interrupted: bool = False) -> ScoreRun:
         """Show the rows that waited, write the page, commit the output."""

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -205,6 +206,8 @@ class ModelOptions:
     ``precision`` and ``compile`` as for :func:`grmpiqa.load_model`; ``batch_size``,
     ``workers``, ``fast_decode`` (JPEG draft decoding), ``max_pixels`` and
     ``gpu_decode`` as for :func:`grmpiqa.score_paths` (``draft`` there).
+    ``catalogue``: where scores are remembered (True: the default catalogue, a path:
+    that file, False: none; docs/catalogue.md).
     """
 
     name: str | None = None
@@ -217,6 +220,7 @@ class ModelOptions:
     fast_decode: bool = False
     max_pixels: int = DEFAULT_MAX_PIXELS
     gpu_decode: str = "auto"
+    catalogue: bool | str | os.PathLike[str] = True
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:

@@ -16,6 +16,7 @@ from grmpiqa.errors import ConfigError
 
 DEBUG = "GRMPIQA_DEBUG"  # tracebacks and debug logs (the CLI's --debug sets it)
 CACHE = "GRMPIQA_CACHE"  # grmpiqa's own cache folder
+CATALOGUE = "GRMPIQA_CATALOGUE"  # the score catalogue file (a shared library disk)
 MANIFEST = "GRMPIQA_MANIFEST"  # another weights manifest
 PARQUET_PART_ROWS = "GRMPIQA_PARQUET_PART_ROWS"  # rows per Parquet part file
 _FALSE = ("", "0", "false", "no", "off")
@@ -38,6 +39,13 @@ def cache_dir() -> Path:
         return Path(override)
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return Path(base) / "grmpiqa"
+
+
+def catalogue_path() -> Path:
+    """The score catalogue file: ``$GRMPIQA_CATALOGUE``, else ``catalogue.sqlite`` in
+    :func:`cache_dir`."""
+    override = os.environ.get(CATALOGUE)
+    return Path(override) if override else cache_dir() / "catalogue.sqlite"
 
 
 def manifest_override() -> Path | None:

@@ -53,6 +53,13 @@ def pytest_sessionfinish(session, exitstatus):
     shutil.rmtree(_SESSION_ROOT, ignore_errors=True)
 
 
+@pytest.fixture(autouse=True)
+def _own_catalogue(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch):
+    """Each test starts with an empty score catalogue: no test is served another's scores."""
+    folder = tmp_path_factory.mktemp("catalogue")
+    monkeypatch.setenv("GRMPIQA_CATALOGUE", str(folder / "catalogue.sqlite"))
+
+
 @pytest.fixture(scope="session")
 def tiny_hub() -> TinyHub:
     """Tiny backbone + authors'-layout GRMP checkpoint in the session's Hub cache."""

@@ -15,6 +15,7 @@ import typer.main
 from grmpiqa import __version__
 from grmpiqa.cli import adapt as adapt_command
 from grmpiqa.cli import bench as bench_command
+from grmpiqa.cli import cache as cache_command
 from grmpiqa.cli import cull as cull_command
 from grmpiqa.cli import evaluate as evaluate_command
 from grmpiqa.cli import models as models_command
@@ -57,6 +58,7 @@ app.command("adapt", no_args_is_help=True)(adapt_command.adapt)
 app.command("evaluate", no_args_is_help=True)(evaluate_command.evaluate)
 app.command("suggest", no_args_is_help=True)(suggest_command.suggest)
 app.command("bench")(bench_command.bench)
+app.add_typer(cache_command.app, name="cache")
 
 
 def readable_metavars(command: Any) -> Any:

@@ -92,6 +92,7 @@ def cull(
     precision: opt.PrecisionOption = "auto",
     compile_model: opt.CompileOption = False,
     fast_decode: opt.FastDecodeOption = False,
+    no_cache: opt.NoCacheOption = False,
     quiet: opt.QuietOption = False,
     bursts: opt.BurstsOption = False,
     keep: Annotated[int | None, typer.Option(
@@ -135,7 +136,7 @@ def cull(
                    bursts=opt.burst_options(bursts, similarity, time_gap), keep=keep or 1,
                    report=report, device=device, batch_size=batch_size, workers=workers,
                    precision=precision, compile=compile_model, fast_decode=fast_decode,
-                   log=log, app=xmp_for, label_kept=label_kept)
+                   catalogue=not no_cache, log=log, app=xmp_for, label_kept=label_kept)
     if not run.groups and not run.unreadable:
         say(f"warning: no photos found in {src}")
     problems = _act(run, fmt, quiet)

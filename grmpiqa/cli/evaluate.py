@@ -23,6 +23,7 @@ from grmpiqa.cli.options import (
     LowerIsBetterOption,
     MaxPixelsOption,
     ModelOption,
+    NoCacheOption,
     QuietOption,
     RootOption,
     ScoreColumnOption,
@@ -75,6 +76,7 @@ def evaluate(
     batch_size: BatchSizeOption = 32,
     workers: WorkersOption = None,
     max_pixels: MaxPixelsOption = DEFAULT_MAX_PIXELS,
+    no_cache: NoCacheOption = False,
     quiet: QuietOption = False,
 ) -> None:
     """Score the photos of a labels CSV and report SRCC, PLCC, KRCC and RMSE.
@@ -93,7 +95,8 @@ def evaluate(
     with Reporter(len(table.rows), quiet=quiet, label="scoring") as reporter:
         result = run_evaluate(table, weights or model, base=model, resamples=bootstrap,
                               seed=seed, device=device, batch_size=batch_size,
-                              workers=workers, max_pixels=max_pixels, progress=reporter)
+                              workers=workers, max_pixels=max_pixels, catalogue=not no_cache,
+                              progress=reporter)
     if fmt == "json":
         json.dump(result.to_dict(), sys.stdout, indent=2)
         sys.stdout.write("\n")

@@ -44,6 +44,9 @@ CompileOption = Annotated[bool, typer.Option(
 FastDecodeOption = Annotated[bool, typer.Option(
     "--fast-decode", help="Decode big JPEGs at 1/2, 1/4 or 1/8 scale: faster on 12 MP photos, "
     "but not the pixels the model was trained on (scores move; see docs/method.md).")]
+NoCacheOption = Annotated[bool, typer.Option(
+    "--no-cache", help="Neither read nor write the score catalogue: score every photo again "
+    "(`grmpiqa cache` shows it; docs/catalogue.md).")]
 TrainingBatchSizeOption = Annotated[int | None, typer.Option(
     "--batch-size", "-b", min=1, metavar="N", help="Images per training step.")]
 SeedOption = Annotated[int, typer.Option(

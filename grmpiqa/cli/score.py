@@ -46,6 +46,7 @@ def score(
     shard: opt.ShardOption = None,
     gpu_decode: opt.GpuDecodeOption = "auto",
     draft: opt.FastDecodeOption = False,
+    no_cache: opt.NoCacheOption = False,
     quiet: opt.QuietOption = False,
     resume: opt.ResumeOption = False,
     sort: opt.SortOption = None,
@@ -99,7 +100,7 @@ def score(
         model=ModelOptions(name=weights or model, base=model, device=device,
                            precision=precision, compile=compile_model, batch_size=batch_size,
                            workers=workers, fast_decode=draft, max_pixels=max_pixels,
-                           gpu_decode=gpu_decode))
+                           gpu_decode=gpu_decode, catalogue=not no_cache))
     _run(job, quiet)
 
 

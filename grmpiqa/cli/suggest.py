@@ -20,6 +20,7 @@ from grmpiqa.cli.options import (
     BatchSizeOption,
     DeviceOption,
     ModelOption,
+    NoCacheOption,
     QuietOption,
     WeightsOption,
     WorkersOption,
@@ -78,6 +79,7 @@ def suggest(
     device: DeviceOption = "auto",
     batch_size: BatchSizeOption = 32,
     workers: WorkersOption = None,
+    no_cache: NoCacheOption = False,
     quiet: QuietOption = False,
 ) -> None:
     """Choose photos to rate so that a few labels teach `adapt` the most.
@@ -92,7 +94,6 @@ def suggest(
     configure_logging(quiet)
     from grmpiqa.cli.progress import Reporter
     from grmpiqa.io.inputs import expand_inputs
-    from grmpiqa.weights.loading import load_model
     from grmpiqa.workflow.suggest import suggest as run_suggest
     from grmpiqa.workflow.suggest import suggestion_csv, write_suggestion
 
@@ -102,11 +103,11 @@ def suggest(
     files = expand_inputs(paths)
     if not files:
         raise typer.BadParameter("no image files found", param_hint="PATH")
-    loaded = load_model(weights or model, device=device, base=model)
     with Reporter(len(files), quiet=quiet) as reporter:
-        result = run_suggest(files, n, model=loaded, seed=seed, score_weight=score_weight,
-                             batch_size=batch_size, workers=workers, skip_rated=skip_rated,
-                             progress=reporter)
+        result = run_suggest(files, n, model=weights or model, base=model, device=device,
+                             seed=seed, score_weight=score_weight, batch_size=batch_size,
+                             workers=workers, skip_rated=skip_rated,
+                             catalogue=not no_cache, progress=reporter)
     if not result.chosen:
         say("error: " + ("every photo scored is rated already" if result.scored
                          else "no photo could be scored"))

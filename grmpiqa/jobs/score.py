@@ -175,16 +175,19 @@ def score(job: ScoreJob, progress: Progress | None = None, *,
     if rank is not None and not rank.is_main:
         _score_share(job, inputs, fmt)
         return ScoreRun(model=identity.key)
-    return _Job(job, fmt, inputs, identity, label, report_to, stream).run()
+    # ranks must agree on what each scores: under torchrun the catalogue only remembers
+    return _Job(job, fmt, inputs, identity, label, report_to, stream, look=rank is None).run()
 
 
 class _Job:
     """One run of :func:`score` in the process that writes the output."""
 
     def __init__(self, job: ScoreJob, fmt: str, inputs: plan.Inputs, identity: Any,
-                 label: Any, report_to: Reporting, stream: IO[bytes] | None) -> None:
+                 label: Any, report_to: Reporting, stream: IO[bytes] | None, *,
+                 look: bool = True) -> None:
         from grmpiqa.io.stores import open_store
 
+        self.look = look
         self.job, self.inputs, self.identity, self.report_to = job, inputs, identity, report_to
         journal, output = plan.columns(label, job.bursts is not None, job.explain)
         selection = job.selection
@@ -238,17 +241,43 @@ class _Job:
         return self._finish()
 
     def _results(self) -> Iterator[ScoreResult]:
+        """Every photo left, in order: the ones the catalogue knows, then the model's."""
+        from grmpiqa.catalogue.lookup import Lookup, open_catalogue
+
+        job = self.job
+        catalogue = open_catalogue(job.model.catalogue, self.report_to.warn)
+        if catalogue is None:
+            yield from self._scored(self.todo)
+            return
+        try:
+            lookup = Lookup(catalogue, self.identity.key, self.todo,
+                            features=job.bursts is not None or job.report is not None,
+                            thumbnails=_thumbnails(job), explain=job.explain,
+                            look=self.look)
+            if lookup.hits:
+                self.report_to.message(f"{len(lookup.hits)} of {len(self.todo)} photos known "
+                                       "to the score catalogue")
+            if lookup.misses:
+                yield from lookup.merge(self._scored(lookup.misses))
+            else:  # the model is never loaded
+                self.report_to.begin("scoring", len(self.todo))
+                yield from lookup.merge(())
+        finally:
+            catalogue.close()
+
+    def _scored(self, files: list[str]) -> Iterator[ScoreResult]:
+        """Load the model (now, not when the first row is asked for) and score ``files``."""
         from grmpiqa.scoring import distributed
 
         def load(device: str) -> Any:
             self.report_to.begin(f"loading model {self.identity.name}", None)
             return _load(self.job.model, device)
 
-        _, results = distributed.score_here(self.todo, self.job.model.device, load=load,
+        _, results = distributed.score_here(files, self.job.model.device, load=load,
                                             score=_scorer(self.job, self.inputs))
         self.report_to.begin("scoring", len(self.todo))
         assert results is not None  # this is the writing process
-        yield from results
+        return results
 
     def _finish(self, interrupted: bool = False) -> ScoreRun:
         """Show the rows that waited, write the page, commit the output."""
@@ -287,7 +316,6 @@ def _load(options: ModelOptions, device: str) -> Any:
 def _scorer(job: ScoreJob, inputs: plan.Inputs
             ) -> Callable[[Any, Sequence[str]], Iterator[ScoreResult]]:
     """How every process of the job scores its photos: the same engine options on each."""
-    from grmpiqa.config import REPORT_THUMBNAIL
     from grmpiqa.scoring.engine import score_paths
 
     options = job.model
@@ -296,9 +324,14 @@ def _scorer(job: ScoreJob, inputs: plan.Inputs
               "known_errors": inputs.problems, "gpu_decode": options.gpu_decode,
               "shards": inputs.shards,
               "features": job.bursts is not None or job.report is not None,
-              "thumbnails": REPORT_THUMBNAIL if job.report is not None else 0,
-              "explain": job.explain}
+              "thumbnails": _thumbnails(job), "explain": job.explain}
     return lambda model, mine: score_paths(mine, model, **engine)
+
+
+def _thumbnails(job: ScoreJob) -> int:
+    from grmpiqa.config import REPORT_THUMBNAIL
+
+    return REPORT_THUMBNAIL if job.report is not None else 0
 
 
 def _rater(job: ScoreJob, label: Any, report_to: Reporting) -> Any:

@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from grmpiqa.catalogue.lookup import CatalogueChoice, open_catalogue
+from grmpiqa.catalogue.store import Catalogue
 from grmpiqa.config import DEFAULT_MAX_PIXELS
 from grmpiqa.data.dataset import Batch, ImageFiles, SignalOptions
 from grmpiqa.data.gpu_decode import GpuDecoder, resolve_gpu_decode
@@ -138,7 +140,8 @@ def score_paths(paths: Iterable[str], model: ModelSource = None, *, device: str 
                 extensions: Sequence[str] = DEFAULT_EXTENSIONS,
                 recursive: bool = True, known_errors: Mapping[str, str] | None = None,
                 features: bool = False, thumbnails: int = 0, gpu_decode: str = "auto",
-                shards: ShardIndex | None = None, explain: bool = False
+                shards: ShardIndex | None = None, explain: bool = False,
+                catalogue: CatalogueChoice = True, base: str | None = None
                 ) -> Iterator[ScoreResult]:
     """Score image files (folders and globs are expanded) and yield results in input order.
 
@@ -185,6 +188,13 @@ def score_paths(paths: Iterable[str], model: ModelSource = None, *, device: str 
     explain : bool
         Also give each result its :class:`~grmpiqa.results.Explanation` (measured by the
         decoding workers from the decoded photo; JPEGs are then decoded on the CPU).
+    catalogue : bool, str, path or Catalogue
+        Where scores are remembered (docs/catalogue.md): True, the default catalogue;
+        a path, that file; False, none. Photos it knows for this model come back
+        without the model, which is loaded only when some are left. A model passed
+        already loaded is never looked up (it may have been changed since it loaded).
+    base : str, optional
+        The manifest model an authors' ``.pt`` weights file is read on.
 
     Yields
     ------
@@ -194,12 +204,6 @@ def score_paths(paths: Iterable[str], model: ModelSource = None, *, device: str 
     """
     if batch_size < 1:
         raise ValueError("batch_size must be at least 1")
-    if model is None or isinstance(model, (str, os.PathLike)):
-        from grmpiqa.weights.loading import load_model
-
-        model = load_model(model, device=device)
-    model.eval()
-    use_gpu = resolve_gpu_decode(gpu_decode, model.device, model.preprocess)
     shards = shards if shards is not None else ShardIndex(normalise_extensions(extensions))
     known = dict(known_errors or {})
     files = list(paths)
@@ -208,6 +212,45 @@ def score_paths(paths: Iterable[str], model: ModelSource = None, *, device: str 
                                             problems=known), shards)
     if not files:
         return
+    decoding = {"workers": workers, "draft": draft, "max_pixels": max_pixels, "known": known,
+                "shards": shards, "features": features, "thumbnails": thumbnails,
+                "gpu_decode": gpu_decode, "batch_size": batch_size, "explain": explain}
+    unloaded = model is None or isinstance(model, (str, os.PathLike))
+    store = open_catalogue(catalogue, log.warning) if unloaded else None
+    if store is None:
+        if unloaded:
+            from grmpiqa.weights.loading import load_model
+
+            model = load_model(model, device=device, base=base)
+        yield from _score_files(files, model, **decoding)
+        return
+    from grmpiqa.catalogue.lookup import cached
+    from grmpiqa.config import ModelOptions
+    from grmpiqa.weights.identity import identify_options
+    from grmpiqa.weights.loading import load_model
+
+    name = os.fspath(model) if model is not None else None
+    identity, _ = identify_options(ModelOptions(name=name, base=base, device=device,
+                                                fast_decode=draft))
+
+    def score_misses(misses: list[str]) -> Iterator[ScoreResult]:
+        return _score_files(misses, load_model(name, device=device, base=base), **decoding)
+
+    try:
+        yield from cached(files, identity.key, store, score_misses, features=features,
+                          thumbnails=thumbnails, explain=explain)
+    finally:
+        if not isinstance(catalogue, Catalogue):
+            store.close()
+
+
+def _score_files(files: list[str], model: QualityModel, *, batch_size: int,
+                 workers: int | None, draft: bool, max_pixels: int, known: dict[str, str],
+                 shards: ShardIndex, features: bool, thumbnails: int, gpu_decode: str,
+                 explain: bool) -> Iterator[ScoreResult]:
+    """:func:`score_paths` once the files are listed and the model is loaded."""
+    model.eval()
+    use_gpu = resolve_gpu_decode(gpu_decode, model.device, model.preprocess)
     if workers is None:
         workers = default_workers(model.device)
     dataset = ImageFiles(files, model.preprocess, draft=draft, max_pixels=max_pixels,

@@ -7,6 +7,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
+from grmpiqa.catalogue.lookup import CatalogueChoice
 from grmpiqa.config import DEFAULT_MAX_PIXELS, LabelScale
 from grmpiqa.progress import Progress, or_silent
 from grmpiqa.results import ModelSource
@@ -57,7 +58,8 @@ def evaluate(labels: PathLike | LabelTable, model: ModelSource = None, *, base: 
              root: PathLike | None = None, lower_is_better: bool = False,
              resamples: int = 2000, seed: int = 0, device: str = "auto", batch_size: int = 32,
              workers: int | None = None, max_pixels: int = DEFAULT_MAX_PIXELS,
-             progress: Progress | None = None) -> EvaluationResult:
+             catalogue: CatalogueChoice = True, progress: Progress | None = None
+             ) -> EvaluationResult:
     """Score the photos of a labels table and compare: SRCC (with a bootstrap interval),
     PLCC, KRCC and RMSE.
 
@@ -79,8 +81,8 @@ def evaluate(labels: PathLike | LabelTable, model: ModelSource = None, *, base: 
         Bootstrap resamples for the SRCC interval (0: none).
     seed : int
         Seed of the bootstrap.
-    device, batch_size, workers, max_pixels
-        As for :func:`grmpiqa.score_paths`.
+    device, batch_size, workers, max_pixels, catalogue
+        As for :func:`grmpiqa.score_paths` (a loaded model is never looked up).
     progress : grmpiqa.progress.Progress, optional
         Told of each photo scored, and given one line per photo that failed.
 
@@ -96,20 +98,19 @@ def evaluate(labels: PathLike | LabelTable, model: ModelSource = None, *, base: 
     """
     from grmpiqa.io.output import display_path
     from grmpiqa.scoring.engine import score_paths
-    from grmpiqa.weights.loading import load_model
 
     table = labels if isinstance(labels, LabelTable) else read_labels(
         labels, image_column=image_column, score_column=score_column, root=root,
         lower_is_better=lower_is_better, check_files=False)
     require_usable(table, min_rows=MIN_EVALUATE_ROWS, purpose="evaluate")
     report_to = or_silent(progress)
-    loaded = model if model is not None and not isinstance(model, (str, os.PathLike)) \
-        else load_model(model, device=device, base=base)
+    label, name = _label_and_name(model, base, device)
     scores: list[float] = []
     used: list[float] = []
     failed: list[str] = []
-    results = score_paths(table.paths, loaded, batch_size=batch_size, workers=workers,
-                          max_pixels=max_pixels, expand=False)
+    results = score_paths(table.paths, model, device=device, base=base, batch_size=batch_size,
+                          workers=workers, max_pixels=max_pixels, expand=False,
+                          catalogue=catalogue)
     for row, result in zip(table.rows, results, strict=True):
         if result.ok and result.score is not None:
             scores.append(result.score)
@@ -119,6 +120,19 @@ def evaluate(labels: PathLike | LabelTable, model: ModelSource = None, *, base: 
             report_to.message(failed[-1])
         report_to.advance()
     report = evaluation_report(scores, used, higher_is_better=table.higher_is_better,
-                               label_scale=loaded.label, resamples=resamples, seed=seed)
-    return EvaluationResult(report, len(table.rows), loaded.info.get("name"), table.source,
+                               label_scale=label, resamples=resamples, seed=seed)
+    return EvaluationResult(report, len(table.rows), name, table.source,
                             table.higher_is_better, failed)
+
+
+def _label_and_name(model: ModelSource, base: str | None, device: str
+                    ) -> tuple[LabelScale | None, str | None]:
+    """The label scale and name of the model, read without loading one given by name."""
+    if model is not None and not isinstance(model, (str, os.PathLike)):
+        return model.label, model.info.get("name")
+    from grmpiqa.config import ModelOptions
+    from grmpiqa.weights.identity import identify_options
+
+    name = os.fspath(model) if model is not None else None
+    identity, label = identify_options(ModelOptions(name=name, base=base, device=device))
+    return label, identity.name

@@ -124,29 +124,49 @@ class CullRun:
                 yield action if self.dry_run else perform(action)
 
     def _scored(self, report_to: Any, report: Report | None) -> Iterator[ScoreResult]:
-        from grmpiqa.scoring.engine import score_paths
+        from grmpiqa.catalogue.lookup import Lookup, open_catalogue
 
         if not self.groups:
             return
-        model = self.model
+        files = [g.scored for g in self.groups]
+        features = self.bursts is not None or report is not None
+        thumbnails = REPORT_THUMBNAIL if report is not None else 0
+        unloaded = self.model is None or isinstance(self.model, (str, os.PathLike))
+        catalogue = open_catalogue(self.options.catalogue, report_to.warn) if unloaded else None
+        try:
+            if catalogue is None:
+                results = self._score(files, report_to, features, thumbnails)
+            else:
+                from grmpiqa.weights.identity import identify_options
+
+                lookup = Lookup(catalogue, identify_options(self.options)[0].key, files,
+                                features=features, thumbnails=thumbnails)
+                results = lookup.merge(self._score(lookup.misses, report_to, features,
+                                                   thumbnails) if lookup.misses else ())
+            report_to.begin("culling", len(self.groups))
+            for result in results:
+                yield report.add(result) if report is not None else result
+                report_to.advance()
+        finally:
+            if catalogue is not None:
+                catalogue.close()
+
+    def _score(self, files: list[str], report_to: Any, features: bool, thumbnails: int
+               ) -> Iterator[ScoreResult]:
+        """The model's rows for ``files``, loading it first when it is a name."""
+        from grmpiqa.scoring.engine import score_paths
+
+        model, options = self.model, self.options
         if model is None or isinstance(model, (str, os.PathLike)):
             from grmpiqa.weights.loading import load_model
 
-            options = self.options
             report_to.begin(f"loading model {options.name or 'the default model'}", None)
             model = load_model(options.name, device=options.device, base=options.base,
                                precision=options.precision, compile=options.compile)
-        report_to.begin("culling", len(self.groups))
-        options = self.options
-        for result in score_paths(
-                [g.scored for g in self.groups], model, expand=False,
-                features=self.bursts is not None or report is not None,
-                thumbnails=REPORT_THUMBNAIL if report is not None else 0,
-                batch_size=options.batch_size, workers=options.workers,
-                draft=options.fast_decode, max_pixels=options.max_pixels,
-                gpu_decode=options.gpu_decode):
-            yield report.add(result) if report is not None else result
-            report_to.advance()
+        return score_paths(files, model, expand=False, features=features,
+                           thumbnails=thumbnails, batch_size=options.batch_size,
+                           workers=options.workers, draft=options.fast_decode,
+                           max_pixels=options.max_pixels, gpu_decode=options.gpu_decode)
 
     def _write_outputs(self, report: Report | None) -> None:
         """The log of what was done (if anything was), and the page of every decision."""

@@ -16,6 +16,7 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
+from grmpiqa.catalogue.lookup import CatalogueChoice
 from grmpiqa.io.atomic import atomic_write
 from grmpiqa.io.inputs import DEFAULT_EXTENSIONS
 from grmpiqa.progress import Progress, or_silent
@@ -33,8 +34,8 @@ CSV_COLUMNS = ("path", "rating", "model_score")
 def suggest(paths: Iterable[str], n: int = 50, *, model: ModelSource = None, seed: int = 0,
             score_weight: float = 1.0, device: str = "auto", batch_size: int = 32,
             workers: int | None = None, extensions: Sequence[str] = DEFAULT_EXTENSIONS,
-            recursive: bool = True, skip_rated: bool = False,
-            progress: Progress | None = None) -> Suggestion:
+            recursive: bool = True, skip_rated: bool = False, base: str | None = None,
+            catalogue: CatalogueChoice = True, progress: Progress | None = None) -> Suggestion:
     """Choose ``n`` photos to rate: unlike each other in content, spread over the score range.
 
     Parameters
@@ -57,6 +58,9 @@ def suggest(paths: Iterable[str], n: int = 50, *, model: ModelSource = None, see
         Photos that already carry a star rating (or a reject) in XMP, as
         :func:`grmpiqa.read_ratings` finds it, are not chosen; they count as covered,
         so the choice fills the gaps around them.
+    base, catalogue
+        As for :func:`grmpiqa.score_paths`: photos the catalogue knows (with their
+        embeddings) are not scored again.
     progress : grmpiqa.progress.Progress, optional
         Advanced by each photo scored; a photo that fails is reported as a message.
 
@@ -77,7 +81,7 @@ def suggest(paths: Iterable[str], n: int = 50, *, model: ModelSource = None, see
     failed: list[ScoreResult] = []
     for result in score_paths(paths, model, device=device, batch_size=batch_size,
                               workers=workers, extensions=extensions, recursive=recursive,
-                              features=True):
+                              features=True, base=base, catalogue=catalogue):
         (scored if result.ok else failed).append(result)
         if not result.ok:
             report.message(f"{result.path}: {result.error}")

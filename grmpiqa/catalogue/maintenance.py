@@ -87,7 +87,7 @@ def clear_catalogue(path: PathLike | None = None, *,
         def clear(db: sqlite3.Connection) -> int:
             with catalogue.transaction():
                 removed = db.execute("DELETE FROM scores").rowcount
-                for table in ("features", "files", "models"):
+                for table in ("features", "explanations", "files", "models"):
                     db.execute(f"DELETE FROM {table}")
             db.execute("VACUUM")
             return removed
@@ -127,7 +127,7 @@ def prune_catalogue(path: PathLike | None = None, *, unused_days: float | None =
                 "SELECT id FROM models WHERE used < ? OR key IN (SELECT value FROM json_each(?))",
                 (cutoff if cutoff is not None else float("-inf"), _json(models))).fetchall()]
             removed = 0
-            for table in ("scores", "features"):
+            for table in ("scores", "features", "explanations"):
                 counted = table == "scores"
                 for model in old:
                     cursor = db.execute(f"DELETE FROM {table} WHERE model=?", (model,))

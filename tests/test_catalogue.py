@@ -263,3 +263,76 @@ def test_explanations_are_remembered_beside_the_score(use_tiny_manifest, tmp_pat
     assert all(r.explanation is not None for r in again)
     rows = sqlite3.connect(_catalogue()).execute("SELECT COUNT(*) FROM explanations").fetchone()
     assert rows == (3,)
+
+
+def _adapted_weights(model, path: Path, shift: float) -> str:
+    """``model``'s learned tensors, the prompt shifted by ``shift``, saved as grmpiqa weights."""
+    from grmpiqa.weights.formats import WeightsMetadata, save_weights
+
+    tensors = {k: v.clone() for k, v in model.learned_state().items()}
+    name = next(k for k in tensors if tensors[k].is_floating_point())
+    tensors[name] += shift
+    save_weights(path, tensors, WeightsMetadata(model.backbone_spec, model.config,
+                                                model.preprocess, source="test"))
+    return str(path)
+
+
+def test_a_changed_weights_file_misses(use_tiny_manifest, tiny_model, tmp_path, counted):
+    paths = _shoot(tmp_path / "shoot", 2)
+    weights = _adapted_weights(tiny_model, tmp_path / "mine.safetensors", 0.0)
+    _scores(paths, model=weights)
+    _scores(paths, model=weights)
+    assert counted.forward == 2
+    _adapted_weights(tiny_model, tmp_path / "mine.safetensors", 0.5)  # retrained in place
+    _scores(paths, model=weights)
+    assert counted.forward == 4
+
+
+def test_a_full_disk_scores_with_one_warning(use_tiny_manifest, tmp_path, monkeypatch):
+    paths = _shoot(tmp_path / "shoot", 40)
+    folder = tmp_path / "full"
+    folder.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(folder)],
+                      capture_output=True).returncode != 0:
+        pytest.skip("needs root to mount a small tmpfs")
+    try:
+        (folder / "filler").write_bytes(bytes(40_000))
+        monkeypatch.setenv("GRMPIQA_CATALOGUE", str(folder / "catalogue.sqlite"))
+        done = CliRunner().invoke(app, ["score", *paths, "-j", "0", "-q", "--format", "csv"])
+    finally:
+        subprocess.run(["umount", str(folder)], check=True)
+    assert done.exit_code == 0, done.output
+    assert done.stdout.count(".jpg") == len(paths)
+    assert done.stderr.count("scores are not remembered this run") == 1, done.stderr
+
+
+@pytest.mark.slow
+def test_a_killed_run_leaves_whole_rows(use_tiny_manifest, tmp_path):
+    import signal
+    import time
+
+    paths = _shoot(tmp_path / "shoot", 200)
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    job = subprocess.Popen([sys.executable, "-m", "grmpiqa", "score", str(tmp_path / "shoot"),
+                            "-o", str(tmp_path / "s.csv"), "-j", "0", "-q", "-b", "1"],
+                           env=env, stderr=subprocess.PIPE)
+    db_path = _catalogue()
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:  # until a first transaction landed
+        if db_path.exists() and sqlite3.connect(db_path).execute(
+                "SELECT count(*) FROM sqlite_master WHERE name='scores'").fetchone()[0] and \
+                sqlite3.connect(db_path).execute("SELECT count(*) FROM scores").fetchone()[0]:
+            break
+        time.sleep(0.05)
+    job.send_signal(signal.SIGKILL)
+    job.wait(timeout=60)
+    db = sqlite3.connect(db_path)
+    assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    stored = db.execute("SELECT count(*) FROM scores").fetchone()[0]
+    assert 0 < stored < len(paths)
+    assert db.execute("SELECT count(*) FROM scores s WHERE NOT EXISTS (SELECT 1 FROM files f "
+                      "WHERE f.content = s.content)").fetchone() == (0,)
+    db.close()
+    again = _scores(paths)  # the rows left are scored, the stored ones served
+    # the killed run scored one photo per batch: float sums differ in the last bits
+    assert again == pytest.approx(_scores(paths, catalogue=False), abs=1e-6)

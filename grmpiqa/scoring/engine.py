@@ -18,7 +18,7 @@ import torch
 from grmpiqa.config import DEFAULT_MAX_PIXELS
 from grmpiqa.data.dataset import Batch, ImageFiles, SignalOptions
 from grmpiqa.data.gpu_decode import GpuDecoder, resolve_gpu_decode
-from grmpiqa.data.loader import default_workers, iter_batches
+from grmpiqa.data.loader import cpu_balancer, default_workers, iter_batches
 from grmpiqa.io.inputs import DEFAULT_EXTENSIONS, expand_inputs, normalise_extensions
 from grmpiqa.io.shards import ShardIndex, expand_shards
 from grmpiqa.model.acceleration import autocast_context
@@ -89,6 +89,10 @@ class BackoffPredictor:
                 log.warning("out of memory at batch size %d; going on at batch size %d",
                             size, self.limit)
         return out
+
+
+def _photos(batch: Batch) -> int:
+    return 0 if batch.pixels is None else batch.pixels.shape[0]
 
 
 def score_batches(model: QualityModel, batches: Iterable[Batch], paths: Sequence[str],
@@ -208,14 +212,20 @@ def score_paths(paths: Iterable[str], model: ModelSource = None, *, device: str 
                                             problems=known), shards)
     if not files:
         return
-    if workers is None:
-        workers = default_workers(model.device)
     dataset = ImageFiles(files, model.preprocess, draft=draft, max_pixels=max_pixels,
                          known_errors=known, shards=shards, gpu_jpeg=use_gpu,
                          signals=SignalOptions(thumbnails, features=features, explain=explain)
                          if features or explain else None)
+    balancer = cpu_balancer(dataset, batch_size) \
+        if workers is None and model.device.type == "cpu" else None
+    if workers is None:
+        workers = balancer.gate.pool if balancer is not None else default_workers(model.device)
+    else:
+        log.debug("%d decoding processes, as given", workers)
     batches = iter_batches(dataset, batch_size=batch_size, workers=workers,
                            pin_memory=model.device.type == "cuda",
                            yield_cpu=model.device.type == "cpu")
+    if balancer is not None:
+        batches = balancer.watch(batches, _photos)
     gpu = GpuDecoder(model.preprocess, model.device, dataset.decode_on_cpu) if use_gpu else None
     yield from score_batches(model, batches, files, gpu, embeddings=features)

@@ -31,7 +31,9 @@ def default_workers(device: torch.device) -> int:
 def cpu_balancer(dataset: ImageFiles, batch_size: int) -> Balancer:
     """A pool of decoders for ``dataset`` whose share of the cores, and the model's threads,
     follow the costs measured during the run (:mod:`grmpiqa.data.balance`)."""
-    cores = available_cores()
+    # the cores to share: the model's threads when the run starts (torch's default is the
+    # physical cores; OMP_NUM_THREADS or a torchrun rank's share lower it), within reach
+    cores = max(1, min(torch.get_num_threads(), available_cores()))
     batches = -(-len(dataset) // batch_size)
     # no more processes than cores: beyond them torch warns, and the policy rarely asks
     dataset.gate = DecodeGate(max(1, min(MAX_POOL, cores, batches)))

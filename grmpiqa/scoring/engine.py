@@ -159,7 +159,9 @@ def score_paths(paths: Iterable[str], model: ModelSource = None, *, device: str 
     batch_size : int
         Images per forward pass.
     workers : int, optional
-        Decoding processes (default: chosen from the device and the CPU count).
+        Decoding processes (default: on the CPU, how many decode at once and the model's
+        threads follow the decode and model costs measured during the run,
+        :mod:`grmpiqa.data.balance`; on a GPU, up to 16, one per core).
     draft : bool
         Let JPEG decoding reduce large images at decode time (``--fast-decode``): faster,
         but not the authors' exact pixels (docs/method.md).

@@ -111,3 +111,24 @@ def test_workers_given_override_the_policy(tiny_model, tmp_path, caplog, monkeyp
                                       expand=False, workers=1))
     assert all(r.score is not None for r in results)
     assert any("1 decoding processes, as given" in r.message for r in caplog.records)
+
+
+def test_every_decoder_of_a_pool_is_niced_below_the_model(tmp_path):
+    """Several decoders beside the model's threads: each yields the CPU to them."""
+    import os
+
+    from grmpiqa.config import PreprocessConfig
+    from grmpiqa.data.dataset import ImageFiles
+    from grmpiqa.data.loader import iter_batches
+
+    class Niceness(ImageFiles):
+        def __getitem__(self, index):
+            return index, None, f"{os.getpid()} {os.nice(0)}", None
+
+    files = _mixed_folder(tmp_path)
+    dataset = Niceness(files, PreprocessConfig())
+    seen = {}
+    for batch in iter_batches(dataset, batch_size=1, workers=2, yield_cpu=True):
+        seen.update(e.split() for e in batch.errors.values())
+    assert len(seen) == 2  # both processes decoded
+    assert all(int(nice) >= os.nice(0) + 10 for nice in seen.values()), seen

@@ -20,9 +20,9 @@ class Clock:
 
 
 def _run(gate: DecodeGate, balancer: Balancer, clock: Clock, photo_costs, *,
-         batch: int, model_s: float, threads: list[int]) -> None:
+         batch: int, model_s: float) -> None:
     """Feed batches of photos costing ``photo_costs`` to decode; the consumer's model
-    spends ``model_s`` core-seconds per photo on the threads it is given."""
+    spends ``model_s`` CPU seconds per photo (the balancer's clock is a CPU clock)."""
     def batches():
         for start in range(0, len(photo_costs), batch):
             for cost in photo_costs[start:start + batch]:
@@ -30,7 +30,7 @@ def _run(gate: DecodeGate, balancer: Balancer, clock: Clock, photo_costs, *,
             yield min(batch, len(photo_costs) - start)
 
     for photos in balancer.watch(batches(), photos=lambda n: n):
-        clock.now += photos * model_s / threads[-1]
+        clock.now += photos * model_s
 
 
 def _balancer(cores: int, pool: int):
@@ -43,7 +43,7 @@ def _balancer(cores: int, pool: int):
 def test_a_mixed_folder_moves_cores_to_decoding_when_the_photos_grow():
     gate, balancer, clock, threads = _balancer(cores=8, pool=9)
     small, big = [0.005] * 64, [0.2] * 96  # LIVEC-size photos, then 12 MP ones
-    _run(gate, balancer, clock, small + big, batch=8, model_s=0.2, threads=threads)
+    _run(gate, balancer, clock, small + big, batch=8, model_s=0.2)
     first, last = balancer.history[0], balancer.history[-1]
     assert first == Split(workers=2, threads=8)  # decoding is 2% of the cost: one + spare
     # half of it: 4 cores' worth of decoding; taken while the window still held small
@@ -56,9 +56,8 @@ def test_a_mixed_folder_moves_cores_to_decoding_when_the_photos_grow():
 
 
 def test_the_split_follows_back_when_photos_shrink():
-    gate, balancer, clock, threads = _balancer(cores=16, pool=17)
-    _run(gate, balancer, clock, [0.4] * 64 + [0.01] * 128, batch=8, model_s=0.2,
-         threads=threads)
+    gate, balancer, clock, _ = _balancer(cores=16, pool=17)
+    _run(gate, balancer, clock, [0.4] * 64 + [0.01] * 128, batch=8, model_s=0.2)
     assert balancer.history[0].workers > balancer.history[-1].workers
     assert balancer.history[-1] == Split(workers=2, threads=16)
 

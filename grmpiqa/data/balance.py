@@ -3,7 +3,8 @@
 A fixed pool of decoding processes is started; a :class:`DecodeGate` (a
 semaphore they share) sets how many of them decode at once, and the model's
 threads are set with ``torch.set_num_threads``. The workers add the CPU time
-each photo's decode took; :class:`Balancer` times the model on each batch,
+each photo's decode took; :class:`Balancer` takes the CPU time the main process (the
+model's threads) spends on each batch,
 and every few batches hands both costs to :func:`~grmpiqa.data.policy.split_cores`.
 
 Memory stays bounded by the pool, not by the split: at most ``pool`` photos
@@ -89,7 +90,7 @@ class Balancer:
 
     def __init__(self, gate: DecodeGate, cores: int, *,
                  set_threads: Callable[[int], None], get_threads: Callable[[], int],
-                 clock: Callable[[], float] = time.perf_counter,
+                 clock: Callable[[], float] = time.process_time,
                  window: int = WINDOW) -> None:
         self.gate = gate
         self.cores = cores
@@ -108,12 +109,12 @@ class Balancer:
         return Costs(sum(s for s, _ in self.decode) / decoded,
                      sum(s for s, _ in self.model) / modelled)
 
-    def observe(self, decode: tuple[float, int], model_s: float, photos: int,
-                threads: int) -> None:
+    def observe(self, decode: tuple[float, int], model_s: float, photos: int) -> None:
+        """``decode``: CPU seconds and photos; ``model_s``: CPU seconds for ``photos``."""
         if decode[1]:
             self.decode.append(decode)
         if photos:
-            self.model.append((model_s * threads, photos))
+            self.model.append((model_s, photos))
 
     def rebalance(self) -> Split | None:
         """Apply the split the recent costs call for; the split, when it changed."""
@@ -134,19 +135,19 @@ class Balancer:
         return chosen
 
     def watch(self, batches: Iterable[Any], photos: Callable[[Any], int]) -> Iterator[Any]:
-        """``batches``, timing what the consumer does with each (the model) in between;
-        the model's thread count is restored at the end."""
+        """``batches``, with the CPU time the consumer spends on each (the model) in between:
+        CPU time, not wall-clock time times threads, so that other jobs sharing the cores
+        inflate neither side's cost; the model's thread count is restored at the end."""
         before = self._get_threads()
         try:
             for number, batch in enumerate(batches):
-                threads = self._get_threads()
                 start = self.clock()
                 yield batch
                 spent = self.clock() - start
                 if number == 0:  # the model's first call has one-off costs
-                    self.observe(self.gate.take(), 0.0, 0, threads)
+                    self.observe(self.gate.take(), 0.0, 0)
                     continue
-                self.observe(self.gate.take(), spent, photos(batch), threads)
+                self.observe(self.gate.take(), spent, photos(batch))
                 if number == 1 or number % (self.model.maxlen or 1) == 0:
                     self.rebalance()
         finally:

@@ -4,9 +4,10 @@ Costs are in *core-seconds per photo*:
 
 - ``decode_s``: CPU seconds one decoding process spends on one photo (decode and
   squash, on one core);
-- ``model_s``: the model's wall-clock seconds per photo times the threads it ran
-  on, i.e. the core-seconds it occupies per photo (the model is assumed to scale
-  linearly with its threads).
+- ``model_s``: the CPU seconds the model's threads spend per photo, all threads
+  together: the core-seconds it occupies per photo (the model is assumed to scale
+  linearly with its threads; on an idle machine this is its wall-clock seconds per
+  photo times its threads).
 
 With ``cores`` cores the machine can do no better than ``cores / (decode_s +
 model_s)`` photos per second (the *combined limit*): every photo costs both. At

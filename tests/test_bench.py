@@ -7,8 +7,15 @@ import torch
 from typer.testing import CliRunner
 
 from grmpiqa.cli.app import app
+from grmpiqa.cli.bench import decode_lines
 from grmpiqa.model.cpu_features import CpuFeatures
-from grmpiqa.scoring.bench import PrecisionSpeed, SpeedReport, _recommend, measure_speed
+from grmpiqa.scoring.bench import (
+    DecodeCost,
+    PrecisionSpeed,
+    SpeedReport,
+    _recommend,
+    measure_speed,
+)
 
 runner = CliRunner()
 ZEN4 = CpuFeatures.from_flags(["avx2", "avx512f", "avx512_vnni", "avx512_bf16"])
@@ -24,6 +31,7 @@ def test_bench_prints_speeds_and_a_command(use_tiny_manifest):
         assert any(line.startswith(precision) for line in out.splitlines()), out
     recommended = [line for line in out.splitlines() if line.startswith("recommended:")]
     assert recommended and "grmpiqa score" in recommended[0]
+    assert "decoding (exact, one core)" in out and "4000x3000 (12 MP)" in out
     assert "bench: warming up" in result.stderr  # progress goes to stderr only
     assert "warming up" not in out
 
@@ -70,3 +78,15 @@ def test_timed_batch_shrinks_so_that_a_round_fits_in_ten_seconds(warm_up, batch,
     from grmpiqa.scoring.bench import timed_batch_size
 
     assert timed_batch_size(warm_up, batch) == expected
+
+
+def test_decode_costs_are_shown_beside_the_model_with_the_split_they_call_for():
+    report = SpeedReport("cpu", ZEN4, 2, ("cpu",), "cpu", "m", False, 8,
+                         (PrecisionSpeed("fp32", 2.0, True), PrecisionSpeed("bf16", 8.0, True)),
+                         "fast", (DecodeCost(500, 500, 0.008), DecodeCost(4000, 3000, 0.088)), 8)
+    lines = decode_lines(report)
+    assert "beside bf16 (250 core-ms/photo on 2 threads)" in lines[1]
+    small, big = lines[3], lines[4]
+    assert small.split()[:3] == ["500x500", "(0.25", "MP)"] and "8.0" in small
+    # 8 cores / (88 + 250 ms) = 23.67 img/s; decoding needs 2.08 cores: 3 + 1 spare
+    assert "23.67" in big and big.endswith("4 decoders, 6 model threads")

@@ -127,3 +127,13 @@ def test_adapt_and_pretrain_squash_like_scoring(tmp_path):
     for pixels in (adapt_pixels[0], pretrain_pixels[0]):
         assert (pixels.int() - expected.int()).abs().max() <= 1
         assert torch.equal(centre_crops(pixels, 224), load_pixels(str(path), cfg))
+
+
+@pytest.mark.parametrize(("height", "width"), [(1, 1), (2, 9), (3, 5), (13, 7), (243, 245),
+                                               (500, 500), (867, 1155), (3000, 4000)])
+def test_pillow_rows_give_the_pixels_of_the_whole_array(height, width):
+    """squash_crop copies only the rows the taps read out of a Pillow image: same pixels."""
+    array = np.random.default_rng(height + width).integers(0, 256, (height, width, 3),
+                                                           dtype=np.uint8)
+    cfg = PreprocessConfig()
+    assert torch.equal(squash_crop(Image.fromarray(array), cfg), squash_crop(array, cfg))

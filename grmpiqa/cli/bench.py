@@ -71,6 +71,7 @@ def render(report, model: str | None, weights: str | None) -> str:
         ratio = f"{s.images_per_second / exact:.2f}x" if exact else "-"
         good = "yes" if s.known_good else "not checked here (no native support)"
         lines.append(f"{s.precision:<10} {s.images_per_second:>9.2f}  {ratio:>7}  {good}")
+    lines += decode_lines(report)
     command = ["grmpiqa", "score"]
     if weights:
         command += ["--weights", weights]
@@ -84,3 +85,26 @@ def render(report, model: str | None, weights: str | None) -> str:
     lines.append("              (--precision auto keeps exact fp32 scores, comparable across "
                  "machines)")
     return "\n".join(lines)
+
+
+def decode_lines(report) -> list[str]:
+    """Each photo size's decode cost beside the quickest model's, and the split of the
+    cores `score` would take for it (CPU only: on a GPU the split is not chosen so)."""
+    best = report.best
+    if not report.decode or best is None:
+        return []
+    from grmpiqa.data.policy import Costs, split_cores
+
+    model_s = report.threads / best.images_per_second  # core-seconds per photo
+    lines = ["", f"decoding (exact, one core) beside {best.precision} "
+             f"({model_s * 1000:.0f} core-ms/photo on {report.threads} threads):",
+             f"{'photo':<20} {'ms/photo':>8}  {'limit img/s':>11}  split of {report.cores} cores"]
+    for cost in report.decode:
+        costs = Costs(cost.seconds, model_s)
+        limit = report.cores / (cost.seconds + model_s)
+        split = split_cores(report.cores, costs)
+        size = f"{cost.width}x{cost.height} ({cost.megapixels:.2g} MP)"
+        where = f"{split.workers} decoders, {split.threads} model threads" \
+            if report.device == "cpu" else "-"
+        lines.append(f"{size:<20} {cost.seconds * 1000:>8.1f}  {limit:>11.2f}  {where}")
+    return lines

@@ -32,8 +32,10 @@ DeviceOption = Annotated[str, typer.Option(
 BatchSizeOption = Annotated[int, typer.Option(
     "--batch-size", "-b", min=1, metavar="N", help="Images per forward pass.")]
 WorkersOption = Annotated[int | None, typer.Option(
-    "--workers", "-j", min=0, metavar="N", show_default="1 on CPU, up to 16 on GPU",
-    help="Decoding processes (0: decode in the main process).")]
+    "--workers", "-j", min=0, metavar="N",
+    show_default="scoring on CPU: measured; else 1 on CPU, up to 16 on GPU",
+    help="Decoding processes (0: decode in the main process). By default scoring on the CPU "
+    "splits the cores between decoders and model threads by the costs measured as it goes.")]
 PrecisionOption = Annotated[str, typer.Option(
     "--precision", metavar="MODE", show_default="auto",
     help="auto: exact (fp32 on CPU, fp16 on GPU), comparable across machines. fast: the "

@@ -7,6 +7,7 @@ its own row; :func:`collate` makes the batches.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,6 +16,7 @@ import torch
 from torch.utils.data import Dataset
 
 from grmpiqa.config import DEFAULT_MAX_PIXELS, PreprocessConfig
+from grmpiqa.data.balance import DecodeGate
 from grmpiqa.data.gpu_decode import EncodedJpeg
 from grmpiqa.data.sources import Sources
 from grmpiqa.errors import ImageError
@@ -88,6 +90,7 @@ class ImageFiles(Dataset):
         self.sources = Sources(cfg, shards or ShardIndex(DEFAULT_EXTENSIONS), draft=draft,
                                max_pixels=max_pixels, gpu_jpeg=gpu_jpeg and signals is None)
         self.decode_on_cpu = self.sources.decode_on_cpu
+        self.gate: DecodeGate | None = None  # how many workers decode at once (balance.py)
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -97,8 +100,10 @@ class ImageFiles(Dataset):
         if path in self.known_errors:
             return index, None, self.known_errors[path], None
         seen = _Signals(self.signals) if self.signals is not None else None
+        gate = self.gate.decoding() if self.gate is not None else contextlib.nullcontext()
         try:
-            pixels = self.sources.load(path, inspect=seen)
+            with gate:
+                pixels = self.sources.load(path, inspect=seen)
         except ImageError as exc:
             return index, None, str(exc), None
         except MemoryError:

@@ -10,14 +10,35 @@ import torch
 from torch.utils.data import DataLoader
 
 from grmpiqa.config import DEFAULT_MAX_PIXELS, PreprocessConfig
+from grmpiqa.data.balance import PREFETCH_BATCHES, Balancer, DecodeGate
 from grmpiqa.data.dataset import Batch, ImageFiles, SignalOptions, collate
+
+#: Decoding processes started at most when their number follows the measured costs.
+MAX_POOL = 32
+
+
+def available_cores() -> int:
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return cores or 1
 
 
 def default_workers(device: torch.device) -> int:
-    """CPU: the model is the whole cost, one decoder suffices. GPU: decoding is, use the cores."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    cores = cores or 1
-    return 1 if device.type == "cpu" else min(16, cores)
+    """Without measured costs. CPU: the model is most of the cost, one decoder. GPU: decoding
+    is, use the cores (:func:`cpu_balancer` measures instead)."""
+    return 1 if device.type == "cpu" else min(16, available_cores())
+
+
+def cpu_balancer(dataset: ImageFiles, batch_size: int) -> Balancer:
+    """A pool of decoders for ``dataset`` whose share of the cores, and the model's threads,
+    follow the costs measured during the run (:mod:`grmpiqa.data.balance`)."""
+    # the cores to share: the model's threads when the run starts (torch's default is the
+    # physical cores; OMP_NUM_THREADS or a torchrun rank's share lower it), within reach
+    cores = max(1, min(torch.get_num_threads(), available_cores()))
+    batches = -(-len(dataset) // batch_size)
+    # no more processes than cores: beyond them torch warns, and the policy rarely asks
+    dataset.gate = DecodeGate(max(1, min(MAX_POOL, cores, batches)))
+    return Balancer(dataset.gate, cores, set_threads=torch.set_num_threads,
+                    get_threads=torch.get_num_threads)
 
 
 def _lower_priority(_: int) -> None:
@@ -47,7 +68,7 @@ def iter_batches(paths: Sequence[str] | ImageFiles, cfg: PreprocessConfig | None
         num_workers=workers,
         collate_fn=collate,
         pin_memory=pin_memory,
-        prefetch_factor=4 if workers else None,
+        prefetch_factor=PREFETCH_BATCHES if workers else None,
         persistent_workers=False,
         worker_init_fn=_lower_priority if yield_cpu and workers else None,
     )

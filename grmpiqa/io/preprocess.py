@@ -20,7 +20,7 @@ from PIL import Image
 from grmpiqa.config import PreprocessConfig
 from grmpiqa.errors import ImageError
 from grmpiqa.io.images import DEFAULT_MAX_PIXELS, open_image, to_rgb
-from grmpiqa.io.resize import resize_cubic
+from grmpiqa.io.resize import resize_cubic, resize_cubic_rows
 
 _RESAMPLE = {"bicubic": Image.Resampling.BICUBIC, "bilinear": Image.Resampling.BILINEAR}
 
@@ -39,10 +39,29 @@ def squash_array(array: np.ndarray, cfg: PreprocessConfig) -> np.ndarray:
     return np.asarray(resized, dtype=np.uint8)
 
 
+def pillow_rows(image: Image.Image) -> Callable[[np.ndarray], np.ndarray]:
+    """The sorted ``rows`` of an RGB Pillow image as uint8 (len(rows), W, 3), copying only
+    those rows (a run of consecutive rows at a time) out of Pillow's memory."""
+    width = image.width
+
+    def take(rows: np.ndarray) -> np.ndarray:
+        if 2 * len(rows) > image.height:  # a small squash reads most rows: one copy of all
+            return np.asarray(image)[rows]
+        breaks = np.flatnonzero(np.diff(rows) != 1) + 1
+        bands = [np.asarray(image.crop((0, int(run[0]), width, int(run[-1]) + 1)))
+                 for run in np.split(rows, breaks)]
+        return bands[0] if len(bands) == 1 else np.concatenate(bands)
+
+    return take
+
+
 def squash_crop(image: Image.Image | np.ndarray, cfg: PreprocessConfig) -> torch.Tensor:
     """RGB image (PIL or uint8 HWC array) -> uint8 tensor (3, crop, crop): squash, centre crop."""
-    array = np.asarray(image, dtype=np.uint8)
-    squashed = squash_array(array, cfg)
+    if isinstance(image, Image.Image) and image.mode == "RGB" and not cfg.antialias:
+        squashed = resize_cubic_rows(pillow_rows(image), image.height, image.width,
+                                     cfg.resize, cfg.resize)
+    else:
+        squashed = squash_array(np.asarray(image, dtype=np.uint8), cfg)
     offset = (cfg.resize - cfg.crop) // 2
     cropped = squashed[offset:offset + cfg.crop, offset:offset + cfg.crop]
     return torch.from_numpy(np.ascontiguousarray(cropped)).permute(2, 0, 1).contiguous()

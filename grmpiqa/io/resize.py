@@ -17,6 +17,8 @@ photo costs a few milliseconds. See docs/method.md ("Preprocessing").
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 _A = np.float32(-0.75)
@@ -57,7 +59,16 @@ def resize_cubic(image: np.ndarray, height: int, width: int) -> np.ndarray:
     """uint8 (H, W, C) -> uint8 (height, width, C), as ``cv2.resize`` with INTER_CUBIC."""
     if image.dtype != np.uint8 or image.ndim != 3:
         raise ValueError(f"expected a uint8 (H, W, C) array, got {image.dtype} {image.shape}")
-    src_h, src_w = image.shape[:2]
+    return resize_cubic_rows(lambda rows: image[rows], image.shape[0], image.shape[1],
+                             height, width)
+
+
+def resize_cubic_rows(take_rows: Callable[[np.ndarray], np.ndarray], src_h: int, src_w: int,
+                      height: int, width: int) -> np.ndarray:
+    """:func:`resize_cubic` of an image that gives only the rows its taps read:
+    ``take_rows(rows)`` returns those source rows, uint8 (len(rows), src_w, C), so a
+    caller holding the image elsewhere (a Pillow image) copies a third of a 12 MP photo
+    instead of all of it."""
     if src_h < 1 or src_w < 1 or height < 1 or width < 1:
         raise ValueError(f"cannot resize {src_w}x{src_h} to {width}x{height}")
     fixed = min(src_h, src_w) < SMALL_SIDE
@@ -65,7 +76,8 @@ def resize_cubic(image: np.ndarray, height: int, width: int) -> np.ndarray:
     cols, wx = cubic_taps(src_w, width, fixed_point=fixed)
     needed, row_slot = np.unique(rows, return_inverse=True)
     row_slot = row_slot.reshape(rows.shape)
-    gathered = image[needed][:, cols.ravel()].reshape(len(needed), width, 4, image.shape[2])
+    source = take_rows(needed)
+    gathered = source[:, cols.ravel()].reshape(len(needed), width, 4, source.shape[2])
     if fixed:
         scale = np.float32(1 << FIXED_BITS)
         ix = np.rint(wx * scale).astype(np.int64)

@@ -20,7 +20,7 @@ from grmpiqa.catalogue.store import Catalogue
 from grmpiqa.config import DEFAULT_MAX_PIXELS
 from grmpiqa.data.dataset import Batch, ImageFiles, SignalOptions
 from grmpiqa.data.gpu_decode import GpuDecoder, resolve_gpu_decode
-from grmpiqa.data.loader import default_workers, iter_batches
+from grmpiqa.data.loader import cpu_balancer, default_workers, iter_batches
 from grmpiqa.io.inputs import DEFAULT_EXTENSIONS, expand_inputs, normalise_extensions
 from grmpiqa.io.shards import ShardIndex, expand_shards
 from grmpiqa.model.acceleration import autocast_context
@@ -93,6 +93,10 @@ class BackoffPredictor:
         return out
 
 
+def _photos(batch: Batch) -> int:
+    return 0 if batch.pixels is None else batch.pixels.shape[0]
+
+
 def score_batches(model: QualityModel, batches: Iterable[Batch], paths: Sequence[str],
                   gpu: GpuDecoder | None = None, *, embeddings: bool = False
                   ) -> Iterator[ScoreResult]:
@@ -158,7 +162,9 @@ def score_paths(paths: Iterable[str], model: ModelSource = None, *, device: str 
     batch_size : int
         Images per forward pass.
     workers : int, optional
-        Decoding processes (default: chosen from the device and the CPU count).
+        Decoding processes (default: on the CPU, how many decode at once and the model's
+        threads follow the decode and model costs measured during the run,
+        :mod:`grmpiqa.data.balance`; on a GPU, up to 16, one per core).
     draft : bool
         Let JPEG decoding reduce large images at decode time (``--fast-decode``): faster,
         but not the authors' exact pixels (docs/method.md).
@@ -251,14 +257,20 @@ def _score_files(files: list[str], model: QualityModel, *, batch_size: int,
     """:func:`score_paths` once the files are listed and the model is loaded."""
     model.eval()
     use_gpu = resolve_gpu_decode(gpu_decode, model.device, model.preprocess)
-    if workers is None:
-        workers = default_workers(model.device)
     dataset = ImageFiles(files, model.preprocess, draft=draft, max_pixels=max_pixels,
                          known_errors=known, shards=shards, gpu_jpeg=use_gpu,
                          signals=SignalOptions(thumbnails, features=features, explain=explain)
                          if features or explain else None)
+    balancer = cpu_balancer(dataset, batch_size) \
+        if workers is None and model.device.type == "cpu" else None
+    if workers is None:
+        workers = balancer.gate.pool if balancer is not None else default_workers(model.device)
+    else:
+        log.debug("%d decoding processes, as given", workers)
     batches = iter_batches(dataset, batch_size=batch_size, workers=workers,
                            pin_memory=model.device.type == "cuda",
                            yield_cpu=model.device.type == "cpu")
+    if balancer is not None:
+        batches = balancer.watch(batches, _photos)
     gpu = GpuDecoder(model.preprocess, model.device, dataset.decode_on_cpu) if use_gpu else None
     yield from score_batches(model, batches, files, gpu, embeddings=features)

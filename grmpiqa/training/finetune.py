@@ -213,6 +213,7 @@ class FewShotTrainer:
     def run(self, *, on_evaluation: Callable[[EvaluationRecord], None] | None = None,
             on_checkpoint: Callable[[FewShotTrainer], None] | None = None,
             on_epoch: Callable[[int, float], None] | None = None,
+            on_progress: Callable[[dict[str, float]], None] | None = None,
             rng_state: tuple[torch.Tensor, torch.Tensor] | None = None,
             checkpoint_seconds: float = CHECKPOINT_SECONDS) -> TrainingState:
         """Train until the schedule ends or ``epochs``; Ctrl-C stops between steps.
@@ -221,7 +222,10 @@ class FewShotTrainer:
         :meth:`restore_best` to put them in the model. ``rng_state`` resumes the
         random streams of a checkpoint, so a resumed run repeats the original.
         A checkpoint is written after the first epoch, then at an evaluation
-        once ``checkpoint_seconds`` have passed since the last one.
+        once ``checkpoint_seconds`` have passed since the last one. ``on_progress``
+        gets, after each epoch, ``seconds_per_epoch`` (the last epoch's), and
+        ``fewest_left`` / ``most_left``: epochs until the schedule ends if validation
+        never improves again, and until ``epochs``.
         """
         state, options = self.state, self.options
         self.optimizer = torch.optim.SGD(self.params, lr=state.lr,
@@ -262,6 +266,11 @@ class FewShotTrainer:
                         last_checkpoint = time.perf_counter()
                     if record is not None and on_evaluation is not None:
                         on_evaluation(record)
+                    if on_progress is not None:
+                        on_progress({"epoch": state.epoch,
+                                     "seconds_per_epoch": time.perf_counter() - tick,
+                                     "fewest_left": state.fewest_epochs_left(options),
+                                     "most_left": options.epochs - state.epoch})
             except KeyboardInterrupt:
                 state.stopped = "interrupted"
         if not state.stopped:

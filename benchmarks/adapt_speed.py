@@ -10,7 +10,8 @@ scores). Each measurement runs in its own process, one after the other:
    precision turned off (``cache=False, precision="fp32"``).
 
 Prints the seconds per epoch of both (the default's split into the epochs
-that still fill the view pool and the ones after) and their ratios.
+that still fill the view pool and the ones after) and their ratios, in wall
+time and in process CPU time (less sensitive to other work on a shared machine).
 
     nice -n 5 python benchmarks/adapt_speed.py --json /tmp/adapt_speed.json
 """
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import itertools
 import json
 import os
 import resource
@@ -65,12 +67,22 @@ def child(args: argparse.Namespace) -> None:
     import grmpiqa
 
     epochs: list[float] = []
+    cpu: list[float] = [time.process_time()]
+
+    def on_progress(info: dict) -> None:
+        epochs.append(info["seconds_per_epoch"])
+        cpu.append(time.process_time())
+        print(f"{args.child} epoch {info['epoch']}: {epochs[-1]:.1f} s wall, "
+              f"{cpu[-1] - cpu[-2]:.1f} s CPU", file=sys.stderr, flush=True)
+
     options = {} if args.child == "default" else {
         "cache": False, "precision": "fp32", "epochs": args.baseline_epochs}
     result = grmpiqa.adapt(args.labels, args.out, device="cpu", workers=0,
-                           on_progress=lambda info: epochs.append(info["seconds_per_epoch"]),
-                           **options)
-    print(json.dumps({"epoch_seconds": epochs, "summary": result.summary}, default=str))
+                           on_progress=on_progress, **options)
+    # The first epoch's CPU time also holds the initial evaluation; drop it from the record.
+    after_first = [b - a for a, b in itertools.pairwise(cpu[1:])]
+    print(json.dumps({"epoch_seconds": epochs, "epoch_cpu": after_first,
+                      "summary": result.summary}, default=str))
 
 
 def measure(kind: str, args: argparse.Namespace, labels: Path, folder: Path) -> dict:
@@ -78,7 +90,8 @@ def measure(kind: str, args: argparse.Namespace, labels: Path, folder: Path) -> 
     env.pop("GRMPIQA_MANIFEST", None)
     command = [sys.executable, __file__, "--child", kind, "--labels", str(labels),
                "--out", str(folder / f"{kind}.safetensors")]
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    before, cpu_before = usage.ru_maxrss, usage.ru_utime + usage.ru_stime
     start = time.perf_counter()
     log = folder / f"{kind}.log"
     with log.open("w") as stderr:
@@ -86,10 +99,12 @@ def measure(kind: str, args: argparse.Namespace, labels: Path, folder: Path) -> 
     wall = time.perf_counter() - start
     if done.returncode:
         sys.exit(f"{kind} run failed:\n{log.read_text()[-4000:]}")
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    peak, cpu = usage.ru_maxrss, usage.ru_utime + usage.ru_stime - cpu_before
     data = json.loads(done.stdout.strip().splitlines()[-1])
     # ru_maxrss of children is the largest child so far: only meaningful while it grows.
-    data.update(wall_seconds=wall, peak_rss_mib=peak / 1024 if peak > before else None)
+    data.update(wall_seconds=wall, cpu_seconds=cpu,
+                peak_rss_mib=peak / 1024 if peak > before else None)
     return data
 
 
@@ -112,11 +127,14 @@ def main() -> int:
     epochs = fast["epoch_seconds"]
     filling, steady = epochs[:views], epochs[views:]
     baseline = statistics.median(slow["epoch_seconds"])
+    cpu_fast, cpu_slow = fast["epoch_cpu"], slow["epoch_cpu"] or slow["epoch_seconds"]
+    cpu_baseline = statistics.median(cpu_slow)
     figures = {
         "cpu": cpu_name(), "cpu_features": detect().describe(), "threads": os.cpu_count(),
         "photos": args.photos, "train": fast["summary"]["train_images"],
         "val": fast["summary"]["val_images"],
         "default_wall_seconds": fast["wall_seconds"],
+        "default_cpu_seconds": fast["cpu_seconds"],
         "default_epochs": fast["summary"]["epochs"],
         "default_stopped": fast["summary"]["stopped"],
         "default_precision": fast["summary"]["precision"],
@@ -129,6 +147,12 @@ def main() -> int:
         "baseline_peak_rss_mib": slow["peak_rss_mib"],
         "ratio_mean": baseline / statistics.mean(epochs),
         "ratio_steady": baseline / statistics.median(steady) if steady else None,
+        "cpu_epoch_default_steady": statistics.median(cpu_fast[views:])
+        if len(cpu_fast) > views else None,
+        "cpu_epoch_baseline": cpu_baseline,
+        "cpu_ratio_steady": cpu_baseline / statistics.median(cpu_fast[views:])
+        if len(cpu_fast) > views else None,
+        "cpu_ratio_mean": cpu_baseline / statistics.mean(cpu_fast) if cpu_fast else None,
     }
     for key, value in figures.items():
         print(f"{key:>32}: {value:.3f}" if isinstance(value, float) else f"{key:>32}: {value}")

@@ -89,7 +89,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--splits", type=int, default=10)
     parser.add_argument("--pool", type=float, default=0.8, help="share of images in the pool")
     parser.add_argument("--epochs", type=int, default=100)
-    parser.add_argument("--eval-every", type=int, default=5)
+    parser.add_argument("--eval-every", type=int, help="default: the schedule's")
+    parser.add_argument("--schedule", default="early", choices=("early", "authors"))
+    parser.add_argument("--no-cache", action="store_true",
+                        help="recompute the frozen prefix every step (the authors' way)")
+    parser.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"))
+    parser.add_argument("--views", type=int, default=8, help="pooled views per image")
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--lambda", dest="lam", type=float, default=5.0)
     parser.add_argument("--trainable", default="full", choices=("full", "prompts"))
@@ -119,7 +124,8 @@ def main(argv: list[str] | None = None) -> int:
     oriented = scores if table.higher_is_better else -scores
     options = AdaptOptions(trainable=args.trainable, lam=args.lam, epochs=args.epochs,
                            lr=args.lr, seed=args.seed, val_fraction=args.val_fraction,
-                           eval_every=args.eval_every)
+                           eval_every=args.eval_every, schedule=args.schedule,
+                           cache=not args.no_cache, precision=args.precision, views=args.views)
     start_state = {k: v.clone() for k, v in model.state_dict().items()}
     _, teacher = pristine_reference(model, args.trainable, args.lam > 0, hf_cache)
 
@@ -127,7 +133,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{start_name}; {n} images, {args.splits} splits: pool {args.pool:.0%}, "
           f"{args.n} training images (validation {args.val_fraction:.0%} of them), test the "
           f"rest; {args.epochs} epochs max, lr {args.lr:g}, lambda {args.lam:g}, "
-          f"{args.trainable}")
+          f"{args.trainable}, {args.schedule} schedule, "
+          f"{'no cache' if args.no_cache else f'{args.views} cached views'}, "
+          f"precision {args.precision}")
     print(f"{'split':>5} {'test':>5} {'SRCC before':>11} {'PLCC before':>11} "
           f"{'SRCC':>7} {'PLCC':>7} {'val SRCC':>8} {'best epoch':>10} {'seconds':>8}")
     rows = []

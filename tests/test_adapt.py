@@ -67,7 +67,12 @@ def test_adapt_learns_a_quality_signal_and_the_file_round_trips(use_tiny_manifes
     assert clip_keys and all(".resblocks.2." in k or ".ln_" in k for k in clip_keys)
     assert set(tensors) - clip_keys == set(result.model.learned_state())
     assert grmpiqa.load_model(out, device="cpu").label == scale
-    assert result.checkpoint == tmp_path / "mine.checkpoint.safetensors"  # epoch limit: kept
+    if summary["stopped"] == "epoch limit":  # the run could go on: its checkpoint is kept
+        assert result.checkpoint == tmp_path / "mine.checkpoint.safetensors"
+    else:  # the early schedule ended the run: nothing left to resume
+        assert summary["stopped"].startswith("validation stopped improving")
+        assert result.checkpoint is None
+        assert not (tmp_path / "mine.checkpoint.safetensors").exists()
 
 
 def test_bad_labels_stop_before_training_and_write_nothing(use_tiny_manifest, tmp_path):

@@ -58,7 +58,7 @@ def test_validation_split_is_seeded_stratified_and_needs_five_images():
 
 
 def test_plateau_schedule_decays_and_stops():
-    options = AdaptOptions(patience=2, decay=0.5, lr=1e-6, min_lr=4e-7)
+    options = AdaptOptions(schedule="authors", patience=2, decay=0.5, lr=1e-6, min_lr=4e-7)
     state = TrainingState(lr=options.lr)
     assert state.after_evaluation(0.1, options) is True
     assert state.after_evaluation(0.3, options) is True and state.best_metric == 0.3

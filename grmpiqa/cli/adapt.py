@@ -41,14 +41,18 @@ LamOption = Annotated[float, typer.Option(
     "--lambda", min=0.0, help="Strength of the quality-aware gradient regularisation "
     "(0 turns it off).")]
 EpochsOption = Annotated[int, typer.Option(
-    "--epochs", min=1, help="Upper bound; training ends earlier once the learning rate "
-    "has decayed below 5e-7.")]
+    "--epochs", min=1, help="Upper bound; the schedule normally ends training earlier.")]
+ScheduleOption = Annotated[str, typer.Option(
+    "--schedule", help="early: stop once validation has not improved for 10 evaluations, "
+    "one epoch apart; authors: the paper's (lr x0.3 after 6 evaluations without gain, 5 "
+    "epochs apart, stop below 5e-7: at least 210 epochs).")]
 LrOption = Annotated[float, typer.Option("--lr", min=0.0, help="SGD learning rate.")]
 ValFractionOption = Annotated[float, typer.Option(
     "--val-fraction", min=0.0, max=0.5, help="Share of the labels held out to choose the "
     "best epoch; under 5 images means no split (see docs/training.md).")]
-EvalEveryOption = Annotated[int, typer.Option(
-    "--eval-every", min=1, help="Epochs between evaluations and checkpoints.")]
+EvalEveryOption = Annotated[int | None, typer.Option(
+    "--eval-every", min=1, help="Epochs between evaluations (default: 1 with the early "
+    "schedule, 5 with the authors').", show_default=False)]
 ResumeOption = Annotated[bool, typer.Option(
     "--resume", help="Continue the run whose checkpoint is beside --out.")]
 LabelsOrPhotosArgument = Annotated[list[str], typer.Argument(
@@ -79,11 +83,12 @@ def adapt(
     trainable: TrainableOption = "full",
     lam: LamOption = 5.0,
     epochs: EpochsOption = 2000,
+    schedule: ScheduleOption = "early",
     batch_size: TrainingBatchSizeOption = None,
     lr: LrOption = 1e-3,
     seed: SeedOption = 0,
     val_fraction: ValFractionOption = 0.2,
-    eval_every: EvalEveryOption = 5,
+    eval_every: EvalEveryOption = None,
     resume: ResumeOption = False,
     device: DeviceOption = "auto",
     workers: WorkersOption = None,
@@ -97,8 +102,9 @@ def adapt(
     photos already carry (the count per star is printed first). Every label and
     photo is checked first; any problem (all are listed, with their CSV line or
     photo) stops the command with status 2 before anything trains.
-    Progress goes to stderr; Ctrl-C stops training, writes the best weights so
-    far and exits with 130 (continue later with --resume).
+    Progress goes to stderr, with the time the first epoch took and an estimate
+    of the rest; Ctrl-C stops training, writes the best weights so far and exits
+    with 130 (continue later with --resume, once the first epoch has ended).
     """
     configure_logging(quiet)
     from grmpiqa.cli.progress import Reporter
@@ -121,8 +127,9 @@ def adapt(
             table, out, model=model, init=init, device=device, workers=workers,
             resume=resume, max_pixels=max_pixels, progress=reporter, on_start=on_start,
             on_evaluation=display.on_evaluation, on_epoch=display.on_epoch,
-            trainable=trainable, lam=lam, epochs=epochs, batch_size=batch_size, lr=lr,
-            seed=seed, val_fraction=val_fraction, eval_every=eval_every)
+            on_progress=display.on_progress, trainable=trainable, lam=lam, epochs=epochs,
+            batch_size=batch_size, lr=lr, seed=seed, val_fraction=val_fraction,
+            eval_every=eval_every, schedule=schedule)
     summary = result.summary
     quality = (f"val SRCC {summary['val_srcc']:.4f}, PLCC {summary['val_plcc']:.4f}"
                if summary["val_srcc"] is not None and summary["val_plcc"] is not None
@@ -138,8 +145,12 @@ def adapt(
             say(f"checkpoint kept at {result.checkpoint}: continue with --resume and a "
                 "larger --epochs, or delete it")
     if result.interrupted:
-        say(f"interrupted: best weights so far written to {result.out}; "
-            f"continue with --resume")
+        if result.checkpoint is not None:
+            say(f"interrupted: best weights so far written to {result.out}; "
+                "continue with --resume")
+        else:
+            say(f"interrupted before the first epoch ended: {result.out} holds the starting "
+                "weights with your label scale; there is nothing to resume, run it again")
         raise typer.Exit(EXIT_INTERRUPTED)
 
 
@@ -178,4 +189,10 @@ def _start_line(info: dict) -> str:
         f"all {info['train']} for training (too few for a validation split)"
     return (f"adapting {info['start']} on {info['labels']} labels ({split}), "
             f"batch {info['batch_size']}, {info['trainable_parameters']:,} "
-            f"trainable parameters, {info['device']}{resumed}")
+            f"trainable parameters, {info['device']} {info['precision']}, "
+            f"{_cache_words(info)}, {info['schedule']} schedule{resumed}")
+
+
+def _cache_words(info: dict) -> str:
+    return f"frozen blocks cached ({info['cache']})" if info["cache"] else \
+        "frozen blocks recomputed every step"

@@ -135,6 +135,15 @@ class QualityModel(nn.Module):
         """Image features (unnormalised) with the visual prompts inserted after the CLS token."""
         if self.visual_prompts is None:
             return self.clip.visual(x)
+        depth = len(self.clip.visual.transformer.resblocks)
+        return self.image_tail(self.image_prefix(x, depth), depth)
+
+    def image_prefix(self, x: torch.Tensor, stop: int, block_fn: Any = None) -> torch.Tensor:
+        """Tokens after blocks ``0 .. stop-1`` (prompts inserted); :meth:`image_tail` goes on.
+
+        Training caches this part when it is frozen: it depends on the crop alone
+        (and, in train mode, on the prompt dropout of those layers).
+        """
         visual = self.clip.visual
         x = visual.conv1(x)
         x = x.reshape(x.shape[0], x.shape[1], -1).permute(0, 2, 1)
@@ -142,23 +151,49 @@ class QualityModel(nn.Module):
         x = torch.cat([cls, x], dim=1) + visual.positional_embedding.to(x.dtype)
         x = visual.patch_dropout(x)
         x = visual.ln_pre(x)
+        prompts = self._layer_prompts(x, 0, stop)
+        x = torch.cat([x[:, :1], prompts(0), x[:, 1:]], dim=1)
+        return self._run_blocks(x, 0, stop, prompts, block_fn)
 
-        prompts = self.visual_prompts.projected().to(x.dtype)
-        n, batch = self.visual_prompts.tokens, x.shape[0]
+    def image_tail(self, x: torch.Tensor, start: int,
+                   block_fn: Any = None) -> torch.Tensor:
+        """Features from the tokens :meth:`image_prefix` gave for ``stop = start``.
+
+        ``block_fn(block, x, last)``, if given, runs each block (training runs the
+        last one for the CLS token only); the default calls the block itself.
+        """
+        depth = len(self.clip.visual.transformer.resblocks)
+        x = self._run_blocks(x, start, depth, self._layer_prompts(x, start, depth), block_fn)
+        with torch.autocast(x.device.type, enabled=False):  # the head costs nothing in fp32
+            pooled = self.clip.visual.ln_post(self.visual_prompts.prompt_norm(x[:, 0].float()))
+            return pooled @ self.clip.visual.proj
+
+    def _layer_prompts(self, x: torch.Tensor, start: int, stop: int) -> Any:
+        """``layer -> (batch, tokens, width)`` prompts (dropout drawn per call), for layers
+        ``start .. stop-1`` that take prompts; projected only if one does."""
+        depth, batch = self.visual_prompts.depth, x.shape[0]
+        needed = start == 0 or (start <= depth and start < stop)
+        prompts = self.visual_prompts.projected().to(x.dtype) if needed else None
         dropout = self.visual_prompts.prompt_dropout
 
         def layer_prompts(layer: int) -> torch.Tensor:
             return dropout(prompts[layer].unsqueeze(0).expand(batch, -1, -1))
+        return layer_prompts
 
-        x = torch.cat([x[:, :1], layer_prompts(0), x[:, 1:]], dim=1)
+    def _run_blocks(self, x: torch.Tensor, start: int, stop: int, prompts: Any,
+                    block_fn: Any = None) -> torch.Tensor:
+        visual = self.clip.visual
+        n = self.visual_prompts.tokens
         batch_first = getattr(visual.transformer, "batch_first", True)
-        for i, block in enumerate(visual.transformer.resblocks):
+        blocks = visual.transformer.resblocks
+        for i in range(start, stop):
             if 1 <= i <= self.visual_prompts.depth:
-                x = torch.cat([x[:, :1], layer_prompts(i), x[:, 1 + n:]], dim=1)
-            x = block(x) if batch_first else block(x.transpose(0, 1)).transpose(0, 1)
-        with torch.autocast(x.device.type, enabled=False):  # the head costs nothing in fp32
-            pooled = visual.ln_post(self.visual_prompts.prompt_norm(x[:, 0].float()))
-            return pooled @ visual.proj
+                x = torch.cat([x[:, :1], prompts(i), x[:, 1 + n:]], dim=1)
+            if block_fn is not None:
+                x = block_fn(blocks[i], x, i == len(blocks) - 1)
+            else:
+                x = blocks[i](x) if batch_first else blocks[i](x.transpose(0, 1)).transpose(0, 1)
+        return x
 
     # ------------------------------------------------------------------ text
     def encode_text_embeddings(self, x: torch.Tensor, token_ids: torch.Tensor) -> torch.Tensor:

@@ -29,6 +29,7 @@ from grmpiqa.results import Ratings
 from grmpiqa.training.data import decode_rows, split_validation
 from grmpiqa.training.finetune import AdaptOptions, EvaluationRecord, FewShotTrainer, TrainingState
 from grmpiqa.training.labels import LabelTable, ratings_table, read_labels, require_usable
+from grmpiqa.training.schedule import schedule_ended
 from grmpiqa.training.teacher import SceneTeacher, differing_keys
 from grmpiqa.training.trainable import trainable_names
 from grmpiqa.weights.checkpoints import (
@@ -146,6 +147,7 @@ def adapt(labels: PathLike | LabelTable | Ratings, out: PathLike | None = None, 
           on_start: Callable[[dict[str, Any]], None] | None = None,
           on_evaluation: Callable[[EvaluationRecord], None] | None = None,
           on_epoch: Callable[[int, float], None] | None = None,
+          on_progress: Callable[[dict[str, Any]], None] | None = None,
           **options: Any) -> AdaptResult:
     """Adapt a GRMP model to your labels (few-shot fine-tuning with quality-aware
     gradient regularisation) and, with ``out``, save it.
@@ -185,9 +187,13 @@ def adapt(labels: PathLike | LabelTable | Ratings, out: PathLike | None = None, 
         Called with each :class:`EvaluationRecord`.
     on_epoch : callable, optional
         Called with ``(epoch, loss)`` after each epoch.
+    on_progress : callable, optional
+        Called after each epoch with the measured time per epoch and how many epochs
+        the schedule needs at least and at most (see ``FewShotTrainer.run``).
     **options
         :class:`AdaptOptions` fields: ``epochs``, ``lam``, ``lr``, ``batch_size``, ``seed``,
-        ``val_fraction``, ``eval_every``, ``trainable``.
+        ``val_fraction``, ``eval_every``, ``trainable``, ``schedule`` (``early`` or
+        ``authors``), ``stop_patience``, ``cache``, ``views``, ``cache_mib``, ``precision``.
 
     Returns
     -------
@@ -225,12 +231,17 @@ def adapt(labels: PathLike | LabelTable | Ratings, out: PathLike | None = None, 
                   "start": begin.description,
                   "resumed_at": trainer.state.epoch if resume else None,
                   "trainable_parameters": sum(p.numel() for p in trainer.params),
-                  "teacher_bytes": teacher.held_bytes() if teacher is not None else 0})
+                  "teacher_bytes": teacher.held_bytes() if teacher is not None else 0,
+                  "precision": trainer.precision.name, "schedule": opts.schedule,
+                  "cache": trainer.pool_plan.describe() if trainer.pool is not None else None})
     if ckpt is not None:
         ckpt.parent.mkdir(parents=True, exist_ok=True)
-    final = trainer.run(on_evaluation=on_evaluation, on_epoch=on_epoch,
-                        on_checkpoint=_checkpoint_writer(ckpt, begin, opts), rng_state=rng)
-    return _finish(begin, opts, trainer, final, copies, out_path, ckpt)
+    writer = _checkpoint_writer(ckpt, begin, opts)
+    final = trainer.run(on_evaluation=on_evaluation, on_epoch=on_epoch, on_progress=on_progress,
+                        on_checkpoint=writer, rng_state=rng)
+    # Only a checkpoint of this run (or the one it resumed) can be resumed.
+    resumable = ckpt if writer is not None and (resume or writer.written) else None
+    return _finish(begin, opts, trainer, final, copies, out_path, resumable)
 
 
 def _prepare(table: LabelTable, opts: AdaptOptions, model: str | None, init: PathLike | None,
@@ -279,15 +290,25 @@ def _trainer(begin: _Start, opts: AdaptOptions, teacher: SceneTeacher | None,
 
 
 def _checkpoint_writer(ckpt: Path | None, begin: _Start, opts: AdaptOptions
-                       ) -> Callable[[FewShotTrainer], None] | None:
-    if ckpt is None:
-        return None
+                       ) -> _CheckpointWriter | None:
+    return _CheckpointWriter(ckpt, begin, opts) if ckpt is not None else None
 
-    def write_checkpoint(t: FewShotTrainer) -> None:
-        save_checkpoint(ckpt, current=t.current_tensors(), best=t.best, rng=t.rng_state(),
-                        info={"fingerprint": begin.run_id, "state": t.state.to_dict(),
-                              "settings": {"start": begin.description, **opts.resume_key()}})
-    return write_checkpoint
+
+@dataclass
+class _CheckpointWriter:
+    """Writes the run's checkpoint; ``written`` says whether this run wrote one."""
+
+    path: Path
+    begin: _Start
+    opts: AdaptOptions
+    written: bool = False
+
+    def __call__(self, t: FewShotTrainer) -> None:
+        save_checkpoint(self.path, current=t.current_tensors(), best=t.best, rng=t.rng_state(),
+                        info={"fingerprint": self.begin.run_id, "state": t.state.to_dict(),
+                              "settings": {"start": self.begin.description,
+                                           **self.opts.resume_key()}})
+        self.written = True
 
 
 def _finish(begin: _Start, opts: AdaptOptions, trainer: FewShotTrainer, final: TrainingState,
@@ -309,7 +330,7 @@ def _finish(begin: _Start, opts: AdaptOptions, trainer: FewShotTrainer, final: T
                                    source=f"grmpiqa adapt on {len(table.rows)} labels from "
                                           f"{table.name}")
         save_weights(out_path, weights_to_save(start, copies), metadata)
-    if ckpt is not None and final.stopped.startswith("learning rate"):
+    if ckpt is not None and schedule_ended(final.stopped):
         ckpt.unlink(missing_ok=True)
     return AdaptResult(start, out_path, summary, list(final.history),
                        ckpt if ckpt is not None and ckpt.exists() else None)
@@ -347,5 +368,8 @@ def _summary(table: LabelTable, opts: AdaptOptions, trainer: FewShotTrainer,
         "label_columns": [table.image_column, table.score_column],
         "seconds_per_epoch": state.train_seconds / state.timed_epochs
         if state.timed_epochs else None,
+        "schedule": opts.schedule,
+        "precision": trainer.precision.name,
+        "cached_views": opts.views if trainer.pool is not None else None,
         "grmpiqa_version": __version__,
     }

@@ -8,125 +8,34 @@ and the learning-rate schedule use the validation images only.
 
 from __future__ import annotations
 
-import dataclasses
+import logging
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from grmpiqa.metrics import plcc, srcc
-from grmpiqa.model.maths import clip_logits, quality_bce
+from grmpiqa.model.maths import clip_logits, quality_bce, quality_from_logits
 from grmpiqa.training.data import centre_crops, random_crops
+from grmpiqa.training.precision import Precision, choose_precision
 from grmpiqa.training.regularisation import regulate_gradients, scene_cross_entropy, scene_prompts
+from grmpiqa.training.schedule import AdaptOptions, EvaluationRecord, TrainingState
+from grmpiqa.training.tail import PoolPlan, ViewPool, fast_block, plan_pool, split_block
 from grmpiqa.training.teacher import SceneTeacher
-from grmpiqa.training.trainable import TRAINABLE_MODES, set_trainable
+from grmpiqa.training.trainable import set_trainable
 
 if TYPE_CHECKING:  # pragma: no cover
     from grmpiqa.model.network import QualityModel
 
+__all__ = ["AdaptOptions", "EvaluationRecord", "FewShotTrainer", "TrainingState"]
+
+log = logging.getLogger("grmpiqa")
 AUTO_BATCH_LIMIT = 64
 EVAL_BATCH = 64
-
-
-@dataclass(frozen=True)
-class AdaptOptions:
-    """Training choices; the defaults are the authors' (docs/method.md, "Adapt")."""
-
-    trainable: str = "full"
-    lam: float = 5.0  # lambda of the gradient rule; 0 turns the regularisation off
-    epochs: int = 2000  # an upper bound: training stops once the lr decays below min_lr
-    batch_size: int | None = None  # None: all training images at once, at most 64
-    lr: float = 1e-3
-    weight_decay: float = 1e-4
-    seed: int = 0
-    val_fraction: float = 0.2
-    eval_every: int = 5  # epochs between evaluations (and checkpoints)
-    patience: int = 5  # evaluations without improvement tolerated before the lr decays
-    decay: float = 0.3
-    min_lr: float = 5e-7
-
-    def __post_init__(self) -> None:
-        if self.trainable not in TRAINABLE_MODES:
-            raise ValueError(f"trainable must be one of {', '.join(TRAINABLE_MODES)}")
-        if not (math.isfinite(self.lam) and self.lam >= 0):
-            raise ValueError("lambda must be a number >= 0")
-        for name in ("epochs", "eval_every"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1")
-        if self.batch_size is not None and self.batch_size < 1:
-            raise ValueError("batch size must be at least 1")
-        if not (math.isfinite(self.lr) and self.lr > 0):
-            raise ValueError("learning rate must be > 0")
-        if not 0.0 <= self.val_fraction <= 0.5:
-            raise ValueError("validation fraction must be between 0 and 0.5")
-        if self.patience < 0 or not 0 < self.decay < 1 or self.weight_decay < 0:
-            raise ValueError("need patience >= 0, 0 < decay < 1 and weight decay >= 0")
-
-    def resume_key(self) -> dict[str, Any]:
-        """What a resumed run must share with the original (it may only change ``epochs``)."""
-        return {k: v for k, v in dataclasses.asdict(self).items() if k != "epochs"}
-
-
-@dataclass
-class EvaluationRecord:
-    """One row of the progress table. ``loss``: mean quality loss since the last evaluation."""
-
-    epoch: int
-    loss: float | None
-    val_srcc: float | None
-    val_plcc: float | None
-    lr: float
-    best: bool
-    seconds: float
-
-
-@dataclass
-class TrainingState:
-    """Everything that must survive a restart, besides the tensors."""
-
-    lr: float
-    epoch: int = 0
-    bad_evaluations: int = 0
-    best_metric: float = -math.inf
-    best_epoch: int = 0
-    best_srcc: float | None = None
-    best_plcc: float | None = None
-    stopped: str = ""
-    train_seconds: float = 0.0
-    timed_epochs: int = 0
-    history: list[EvaluationRecord] = field(default_factory=list)
-
-    def to_dict(self) -> dict[str, Any]:
-        data = dataclasses.asdict(self)
-        data["best_metric"] = None if math.isinf(self.best_metric) else self.best_metric
-        return data
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> TrainingState:
-        data = dict(data)
-        data["history"] = [EvaluationRecord(**r) for r in data.get("history", [])]
-        if data.get("best_metric") is None:
-            data["best_metric"] = -math.inf
-        return cls(**data)
-
-    def after_evaluation(self, metric: float, options: AdaptOptions) -> bool:
-        """Record an evaluation; decay the lr after ``patience`` evaluations without
-        improvement (authors: x0.3) and stop once it falls below ``min_lr``. True if best."""
-        improved = metric > self.best_metric
-        if improved:
-            self.best_metric, self.best_epoch, self.bad_evaluations = metric, self.epoch, 0
-            return True
-        self.bad_evaluations += 1
-        if self.bad_evaluations > options.patience:
-            self.lr *= options.decay
-            self.bad_evaluations = 0
-            if self.lr < options.min_lr:
-                self.stopped = f"learning rate fell below {options.min_lr:g}"
-        return False
+CHECKPOINT_SECONDS = 60.0  # a checkpoint of the trainable tensors can be hundreds of MB
 
 
 def _finite(value: float) -> float | None:
@@ -162,6 +71,27 @@ class FewShotTrainer:
         self.state = state or TrainingState(lr=options.lr)
         self.generator = torch.Generator().manual_seed(options.seed)
         self.best = {name: p.detach().clone() for name, p in self.named}
+        self.precision = Precision(choose_precision(self.device.type, options.precision),
+                                   self.device.type)
+        self.scaler: torch.amp.GradScaler | None = None
+        self.pool, self.pool_plan, self.split = self._make_pool()
+
+    def _make_pool(self) -> tuple[ViewPool | None, PoolPlan | None, int | None]:
+        """The prefix cache, if the mode has a frozen prefix and it fits ``cache_mib``."""
+        split = split_block(self.model) if self.options.cache else None
+        if split is None:
+            return None, None, None
+        eval_images = len(self.val_idx) or len(self.train_idx)
+        plan = plan_pool(self.model, self.options.views, len(self.train_idx), eval_images,
+                         self.precision.cache_dtype)
+        if plan.total_bytes > self.options.cache_mib * 2 ** 20:
+            log.info("not caching the frozen image blocks (%s, over %d MiB): recomputing "
+                     "them every step", plan.describe(), self.options.cache_mib)
+            return None, plan, None
+        pool = ViewPool(self.model, self.teacher, self.pixels, split, self.options.views,
+                        self.options.seed, self.precision.cache_dtype,
+                        self.precision.autocast_factory())
+        return pool, plan, split
 
     # ------------------------------------------------------------------ tensors
     def current_tensors(self) -> dict[str, torch.Tensor]:
@@ -180,37 +110,73 @@ class FewShotTrainer:
 
     # ------------------------------------------------------------------ training
     def step(self, crops: torch.Tensor, target: torch.Tensor) -> float:
-        """One SGD step on the regulated gradient; returns the quality loss."""
+        """One SGD step on the regulated gradient from whole crops; returns the quality loss."""
         model = self.model
-        image = model.encode_image(model.normalize(crops))
+        with self.precision.autocast():
+            image = model.encode_image(model.normalize(crops))
+            teacher = self.teacher.logits(crops) if self.teacher is not None else None
+        return self._descend(image, target, teacher)
+
+    def step_tail(self, tokens: torch.Tensor, teacher_logits: torch.Tensor | None,
+                  target: torch.Tensor) -> float:
+        """:meth:`step` from cached prefix tokens and teacher logits: the tail only."""
+        with self.precision.autocast():
+            image = self.model.image_tail(tokens.float(), self.split, fast_block)
+        return self._descend(image, target, teacher_logits)
+
+    def losses(self, image: torch.Tensor, target: torch.Tensor,
+               teacher_logits: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(quality loss, semantic loss or None), both fp32, from the image features."""
+        model = self.model
         logits = clip_logits(image, model.class_text_features(), model.clip.logit_scale)
         loss = quality_bce(logits, target)
-        if self.teacher is None:
-            grads = torch.autograd.grad(loss, self.params, allow_unused=True)
-        else:
-            ids = self.scene_ids
+        if teacher_logits is None:
+            return loss, None
+        ids = self.scene_ids
+        with self.precision.autocast():
             scene_text = model.encode_text_embeddings(model.clip.token_embedding(ids), ids)
-            student = clip_logits(image, scene_text, model.clip.logit_scale)
-            semantic = scene_cross_entropy(student, self.teacher.logits(crops))
-            quality_grads = torch.autograd.grad(loss, self.params, retain_graph=True,
+        student = clip_logits(image, scene_text.float(), model.clip.logit_scale)
+        return loss, scene_cross_entropy(student, teacher_logits)
+
+    def _descend(self, image: torch.Tensor, target: torch.Tensor,
+                 teacher_logits: torch.Tensor | None) -> float:
+        loss, semantic = self.losses(image, target, teacher_logits)
+        scaler = self.scaler
+        scaled = scaler.scale(loss) if scaler is not None else loss
+        if semantic is None:
+            grads = torch.autograd.grad(scaled, self.params, allow_unused=True)
+        else:
+            quality_grads = torch.autograd.grad(scaled, self.params, retain_graph=True,
                                                 allow_unused=True)
+            semantic = scaler.scale(semantic) if scaler is not None else semantic
             semantic_grads = torch.autograd.grad(semantic, self.params, allow_unused=True) \
                 if semantic.requires_grad else [None] * len(self.params)
+            # Both scaled by the same factor: the rule is homogeneous, so scaling commutes.
             grads = regulate_gradients(quality_grads, semantic_grads, self.options.lam)
         for param, grad in zip(self.params, grads, strict=True):
-            param.grad = grad
-        self.optimizer.step()
+            param.grad = None if grad is None else grad.float()
+        if scaler is not None:
+            scaler.step(self.optimizer)
+            scaler.update()
+        else:
+            self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         return float(loss.detach())
 
     def train_epoch(self) -> float:
         self.model.train()
         order = self.train_idx[torch.randperm(len(self.train_idx), generator=self.generator)]
+        view = self.state.epoch % self.options.views
         total = 0.0
         for chunk in order.split(self.batch_size):
+            target = self.targets[chunk].to(self.device)
+            if self.pool is not None:
+                tokens, scene = self.pool.batch(chunk, view)
+                total += self.step_tail(tokens, scene, target) * len(chunk)
+                continue
             crops = random_crops(self.pixels[chunk], self.crop, self.generator, include_last=False)
             crops = crops.float().div_(255.0).to(self.device)
-            total += self.step(crops, self.targets[chunk].to(self.device)) * len(chunk)
+            total += self.step(crops, target) * len(chunk)
         return total / len(order)
 
     @torch.no_grad()
@@ -219,8 +185,16 @@ class FewShotTrainer:
         self.model.eval()
         out = []
         for chunk in indices.split(EVAL_BATCH):
-            crops = centre_crops(self.pixels[chunk], self.crop).to(self.device)
-            out.append(self.model.predict(crops).float().cpu())
+            with self.precision.autocast():
+                if self.pool is not None:
+                    image = self.model.image_tail(self.pool.eval_batch(chunk).float(),
+                                                  self.split, fast_block)
+                    q = quality_from_logits(clip_logits(
+                        image, self.model.class_text_features(), self.model.clip.logit_scale))
+                else:
+                    q = self.model.predict(centre_crops(self.pixels[chunk], self.crop)
+                                           .to(self.device))
+            out.append(q.float().cpu())
         return torch.cat(out).numpy() if out else np.zeros(0)
 
     def evaluate(self) -> tuple[float, float | None, float | None]:
@@ -239,19 +213,28 @@ class FewShotTrainer:
     def run(self, *, on_evaluation: Callable[[EvaluationRecord], None] | None = None,
             on_checkpoint: Callable[[FewShotTrainer], None] | None = None,
             on_epoch: Callable[[int, float], None] | None = None,
-            rng_state: tuple[torch.Tensor, torch.Tensor] | None = None) -> TrainingState:
-        """Train until the lr schedule ends or ``epochs``; Ctrl-C stops between steps.
+            on_progress: Callable[[dict[str, float]], None] | None = None,
+            rng_state: tuple[torch.Tensor, torch.Tensor] | None = None,
+            checkpoint_seconds: float = CHECKPOINT_SECONDS) -> TrainingState:
+        """Train until the schedule ends or ``epochs``; Ctrl-C stops between steps.
 
         The best weights (by validation) stay in ``self.best``; call
         :meth:`restore_best` to put them in the model. ``rng_state`` resumes the
         random streams of a checkpoint, so a resumed run repeats the original.
+        A checkpoint is written after the first epoch, then at an evaluation
+        once ``checkpoint_seconds`` have passed since the last one. ``on_progress``
+        gets, after each epoch, ``seconds_per_epoch`` (the last epoch's), and
+        ``fewest_left`` / ``most_left``: epochs until the schedule ends if validation
+        never improves again, and until ``epochs``.
         """
         state, options = self.state, self.options
         self.optimizer = torch.optim.SGD(self.params, lr=state.lr,
                                          weight_decay=options.weight_decay)
+        self.scaler = self.precision.scaler()
         devices = [] if self.device.type != "cuda" else [
             self.device.index if self.device.index is not None else torch.cuda.current_device()]
         started = time.perf_counter() - (state.history[-1].seconds if state.history else 0.0)
+        last_checkpoint = time.perf_counter()
         with torch.random.fork_rng(devices=devices):
             if rng_state is None:
                 torch.manual_seed(options.seed)
@@ -265,38 +248,50 @@ class FewShotTrainer:
                     state.best_srcc, state.best_plcc = s, p
                     self._report(EvaluationRecord(0, None, s, p, state.lr, True, 0.0),
                                  on_evaluation)
-                losses: list[float] = []
                 while state.epoch < options.epochs and not state.stopped:
                     tick = time.perf_counter()
-                    losses.append(self.train_epoch())
+                    state.pending_losses.append(self.train_epoch())
                     state.epoch += 1
                     state.train_seconds += time.perf_counter() - tick
                     state.timed_epochs += 1
                     if on_epoch is not None:
-                        on_epoch(state.epoch, losses[-1])
-                    if state.epoch % options.eval_every and state.epoch != options.epochs:
-                        continue
-                    lr = state.lr
-                    metric, s, p = self.evaluate()
-                    best = state.after_evaluation(metric, options)
-                    if best:
-                        state.best_srcc, state.best_plcc = s, p
-                        self.best = {n: t.clone() for n, t in self.current_tensors().items()}
-                    for group in self.optimizer.param_groups:
-                        group["lr"] = state.lr
-                    record = EvaluationRecord(state.epoch, float(np.mean(losses)), s, p, lr,
-                                              best, time.perf_counter() - started)
-                    losses = []
-                    state.history.append(record)
-                    if on_checkpoint is not None and not state.stopped:
+                        on_epoch(state.epoch, state.pending_losses[-1])
+                    evaluating = not (state.epoch % options.interval
+                                      and state.epoch != options.epochs)
+                    record = self._evaluation(started) if evaluating else None
+                    due = state.epoch == 1 or (evaluating and time.perf_counter()
+                                               - last_checkpoint >= checkpoint_seconds)
+                    if on_checkpoint is not None and due and not state.stopped:
                         on_checkpoint(self)
-                    if on_evaluation is not None:
+                        last_checkpoint = time.perf_counter()
+                    if record is not None and on_evaluation is not None:
                         on_evaluation(record)
+                    if on_progress is not None:
+                        on_progress({"epoch": state.epoch,
+                                     "seconds_per_epoch": time.perf_counter() - tick,
+                                     "fewest_left": state.fewest_epochs_left(options),
+                                     "most_left": options.epochs - state.epoch})
             except KeyboardInterrupt:
                 state.stopped = "interrupted"
         if not state.stopped:
             state.stopped = "epoch limit"
         return state
+
+    def _evaluation(self, started: float) -> EvaluationRecord:
+        state, options = self.state, self.options
+        lr = state.lr
+        metric, s, p = self.evaluate()
+        best = state.after_evaluation(metric, options)
+        if best:
+            state.best_srcc, state.best_plcc = s, p
+            self.best = {n: t.clone() for n, t in self.current_tensors().items()}
+        for group in self.optimizer.param_groups:
+            group["lr"] = state.lr
+        record = EvaluationRecord(state.epoch, float(np.mean(state.pending_losses)), s, p, lr,
+                                  best, time.perf_counter() - started)
+        state.pending_losses = []
+        state.history.append(record)
+        return record
 
     def _report(self, record: EvaluationRecord,
                 on_evaluation: Callable[[EvaluationRecord], None] | None) -> None:

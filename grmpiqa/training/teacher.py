@@ -9,7 +9,7 @@ features never change, so they are computed once. It runs without autograd.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import torch
 from torch.func import functional_call
@@ -59,13 +59,48 @@ class SceneTeacher:
         return sum(t.numel() * t.element_size() for t in tensors)
 
     @torch.no_grad()
-    def logits(self, pixels: torch.Tensor) -> torch.Tensor:
-        """Scene logits for RGB pixels in [0, 1] (NCHW), normalised as CLIP expects."""
+    def logits(self, pixels: torch.Tensor, block_fn: BlockFn | None = None) -> torch.Tensor:
+        """Scene logits for RGB pixels in [0, 1] (NCHW), normalised as CLIP expects.
+
+        ``block_fn(block, x, last)`` runs each block instead of the tower's own
+        forward (see :func:`grmpiqa.training.tail.fast_block`) where the tower pools
+        the CLS token; other towers run as they are.
+        """
         x = (pixels.float() - self.mean) / self.std
         was_training = self.visual.training
         self.visual.eval()
+        tower = _Tower(self.visual, block_fn if _pools_cls_token(self.visual) else None)
+        overrides = {f"visual.{key}": value for key, value in self.overrides.items()}
         try:
-            features = functional_call(self.visual, self.overrides, (x,), strict=False)
+            features = functional_call(tower, overrides, (x,), strict=False)
         finally:
             self.visual.train(was_training)
         return clip_logits(features, self.text_features, self.logit_scale)
+
+
+BlockFn = Callable[[torch.nn.Module, torch.Tensor, bool], torch.Tensor]
+
+
+def _pools_cls_token(visual: torch.nn.Module) -> bool:
+    return getattr(visual, "attn_pool", None) is None \
+        and getattr(visual, "pool_type", None) == "tok" \
+        and not getattr(visual, "final_ln_after_pool", False) and hasattr(visual, "_embeds")
+
+
+class _Tower(torch.nn.Module):
+    """The image tower, its blocks run by ``block_fn`` when given (open_clip's own order)."""
+
+    def __init__(self, visual: torch.nn.Module, block_fn: BlockFn | None) -> None:
+        super().__init__()
+        self.visual, self.block_fn = visual, block_fn
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        visual = self.visual
+        if self.block_fn is None:
+            return visual(x)
+        x = visual._embeds(x)
+        blocks = visual.transformer.resblocks
+        for i, block in enumerate(blocks):
+            x = self.block_fn(block, x, i == len(blocks) - 1)
+        pooled, _ = visual._pool(x)
+        return pooled @ visual.proj if visual.proj is not None else pooled

@@ -215,6 +215,21 @@ def _check_log(log: str, groups: list[PhotoGroup]) -> None:
     check_not_an_input(log, [f for g in groups for f in g.files], param="log")
 
 
+def _check_dest(dest: str) -> None:
+    """Before anything is scored: culled photos can be put in ``dest`` (made if needed)."""
+    from grmpiqa.io.atomic import write_problem
+    from grmpiqa.io.output import display_path
+
+    try:
+        os.makedirs(dest, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"cannot make the folder {display_path(dest)} "
+                          f"({os_error_text(exc)})") from None
+    problem = write_problem(dest)
+    if problem is not None:
+        raise ConfigError(f"cannot put photos in {display_path(dest)} ({problem})")
+
+
 def _planner(src: str, dest: str | None, mode: str, below: float | None, app: str | None,
              label_kept: str | None, bursts: BurstOptions | None, dry_run: bool
              ) -> CullPlanner | MarkPlanner:
@@ -308,6 +323,8 @@ def cull(src: str, dest: str | None = None, *, below: float | None = None, mode:
     groups = find_groups(src, recursive=recursive, problems=unreadable)
     if log is not None:
         _check_log(log, groups)
+    if dest is not None and not dry_run:
+        _check_dest(dest)
     if model is None or name is not None:
         from grmpiqa.weights.identity import identify_options
 

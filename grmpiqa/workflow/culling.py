@@ -158,9 +158,11 @@ class CullRun:
 
         model, options = self.model, self.options
         if model is None or isinstance(model, (str, os.PathLike)):
+            from grmpiqa.weights.identity import identify_options
             from grmpiqa.weights.loading import load_model
 
-            report_to.begin(f"loading model {options.name or 'the default model'}", None)
+            name = identify_options(options)[0].name  # the manifest's default by its name
+            report_to.begin(f"loading model {name}", None)
             model = load_model(options.name, device=options.device, base=options.base,
                                precision=options.precision, compile=options.compile)
         return score_paths(files, model, expand=False, features=features,

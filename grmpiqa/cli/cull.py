@@ -87,7 +87,7 @@ def cull(
     model: opt.ModelOption = None,
     weights: opt.WeightsOption = None,
     device: opt.DeviceOption = "auto",
-    batch_size: opt.BatchSizeOption = 32,
+    batch_size: opt.BatchSizeOption = None,
     workers: opt.WorkersOption = None,
     precision: opt.PrecisionOption = "auto",
     compile_model: opt.CompileOption = False,

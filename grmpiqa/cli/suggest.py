@@ -79,7 +79,7 @@ def suggest(
     model: ModelOption = None,
     weights: WeightsOption = None,
     device: DeviceOption = "auto",
-    batch_size: BatchSizeOption = 32,
+    batch_size: BatchSizeOption = None,
     workers: WorkersOption = None,
     no_cache: NoCacheOption = False,
     quiet: QuietOption = False,

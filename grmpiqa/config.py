@@ -19,6 +19,16 @@ CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 # Pillow's own hard limit (2 x Image.MAX_IMAGE_PIXELS), about 179 megapixels.
 DEFAULT_MAX_PIXELS = 178_956_970
+# Images per forward pass when none is asked for. CPU: chosen from benchmarks/cpu_batch.py
+# (docs/performance.md); a small batch also moves the progress bar every few seconds and
+# lets an interrupted run keep what it scored. GPU: enough to keep the device busy.
+CPU_BATCH_SIZE = 8
+GPU_BATCH_SIZE = 32
+
+
+def default_batch_size(device_type: str) -> int:
+    """Images per forward pass on a device of this type (``"cpu"``, ``"cuda"``, ``"mps"``)."""
+    return CPU_BATCH_SIZE if device_type == "cpu" else GPU_BATCH_SIZE
 
 ModelKind = Literal["grmp", "zeroshot"]
 
@@ -215,7 +225,7 @@ class ModelOptions:
     device: str = "auto"
     precision: str = "auto"
     compile: bool = False
-    batch_size: int = 32
+    batch_size: int | None = None  # None: default_batch_size of the model's device
     workers: int | None = None
     fast_decode: bool = False
     max_pixels: int = DEFAULT_MAX_PIXELS
@@ -223,7 +233,7 @@ class ModelOptions:
     catalogue: bool | str | os.PathLike[str] = True
 
     def __post_init__(self) -> None:
-        if self.batch_size < 1:
+        if self.batch_size is not None and self.batch_size < 1:
             raise ConfigError(f"{self.batch_size}: must be at least 1", param="batch_size")
         if self.workers is not None and self.workers < 0:
             raise ConfigError(f"{self.workers}: must be at least 0", param="workers")

@@ -109,6 +109,26 @@ def test_score_a_folder_with_heic_and_raw(use_tiny_manifest, tmp_path):
     assert all(r["error"] is None for r in rows)
 
 
+
+@pytest.mark.slow
+def test_raw_in_a_decoding_worker_warns_nothing(use_tiny_manifest, tmp_path):
+    """Issue 24 item 8: rawpy warns about the fork start method in every forked process
+    that opens a RAW file; the decoding workers of a run with RAW files start from a fork
+    server instead, so -q leaves stderr empty, and the rows are those of one process."""
+    write_dng(tmp_path / "b.dng", _halves())
+    Image.fromarray(_halves()).save(tmp_path / "c.jpg")
+    runs = {}
+    for workers in ("1", "0"):
+        out = subprocess.run([sys.executable, "-m", "grmpiqa", "score", str(tmp_path), "-q",
+                              "-j", workers, "--no-cache", "-f", "jsonl"],
+                             capture_output=True, text=True, timeout=300, cwd=tmp_path)
+        assert out.returncode == 0, out.stderr
+        runs[workers] = [json.loads(line) for line in out.stdout.splitlines()]
+        assert out.stderr == "", out.stderr
+    assert [os.path.basename(r["path"]) for r in runs["1"]] == ["b.dng", "c.jpg"]
+    assert runs["1"] == runs["0"]
+
+
 MISSING = """
 import sys
 sys.modules[{module!r}] = None  # as if the extra were not installed

@@ -109,7 +109,6 @@ def prepare(root: Path) -> None:
         _photo(root / "photos" / name, 20 + seed)
         _photo(root / "library" / name, 30 + seed)
         _photo(root / "good-photos" / name, 40 + seed)
-    (root / "rejects").mkdir()
     for seed, name in enumerate(f"IMG_{i:04d}.JPG" for i in range(201, 211)):
         _photo(root / "catalogue" / name, 50 + seed)  # a rated catalogue: 1 to 5 stars
         (root / "catalogue" / name).with_suffix(".xmp").write_bytes(packet(1 + seed % 5))

@@ -134,3 +134,37 @@ def test_table_and_progress_share_a_terminal_cleanly(tiny_hub, tmp_path):
     assert max(shown_rates) <= float(rate) * 1.05 + 0.1, shown_rates  # no burst nonsense
     assert shown[-2:] == ["grmpiqa: 1 of 7 files could not be scored", ""] or \
         shown[-1] == "grmpiqa: 1 of 7 files could not be scored", shown
+
+
+def test_cull_prints_a_table_below_a_cleared_bar(tiny_hub, tmp_path):
+    """Issue 24 item 7: on a terminal cull's rows are a table like score's, each on a line
+    of its own (never on the bar's), and the bar is gone at the end."""
+    shoot = tmp_path / "shoot"
+    shoot.mkdir()
+    for i in range(5):
+        Image.fromarray(texture(i)).save(shoot / f"{1000 + i}.jpg", "JPEG")
+    (shoot / "1005.jpg").write_bytes(b"not a photo")
+    env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES", "NO_COLOR")}
+    env.update(TERM="xterm-256color", GRMPIQA_MANIFEST=str(tiny_hub.manifest_path))
+    raw, code = run_in_pty([sys.executable, "-m", "grmpiqa", "cull", "./shoot", "--below",
+                            "0.99", "--copy-to", "rejects", "-b", "1", "-j", "0"],
+                           env, tmp_path)
+    assert code == 1, raw  # the unreadable photo
+    shown = screen_lines(raw)
+    assert "culling" in raw  # there was a bar
+    assert not [s for s in shown if "━" in s], shown
+    assert not [s for s in shown if "culling" in s and "shoot/" in s], shown
+    header = shown.index("action    score  photo")
+    rows = [s for s in shown if "./shoot/" in s]
+    assert len(rows) == 6, shown
+    for row in rows:
+        assert shown.index(row) > header
+        assert "," not in row, row  # a table, not CSV
+        assert re.match(r"^(copy   0\.\d{6}  \./shoot/10\d\d\.jpg -> rejects/10\d\d\.jpg"
+                        r"  \(below 0\.99\)|skip          -  \./shoot/1005\.jpg  \[error: .+\])$",
+                        row), row
+    # the error is in its row; it is not printed a second time
+    assert len([s for s in shown if "1005.jpg" in s]) == 1, shown
+    (done,) = [i for i, s in enumerate(shown) if s.startswith("grmpiqa: culling done:")]
+    assert done > max(shown.index(r) for r in rows)
+    assert any(s.startswith("grmpiqa: copied 5 of 6 photos") for s in shown[done:]), shown

@@ -87,7 +87,7 @@ def cull(
     model: opt.ModelOption = None,
     weights: opt.WeightsOption = None,
     device: opt.DeviceOption = "auto",
-    batch_size: opt.BatchSizeOption = 32,
+    batch_size: opt.BatchSizeOption = None,
     workers: opt.WorkersOption = None,
     precision: opt.PrecisionOption = "auto",
     compile_model: opt.CompileOption = False,
@@ -198,16 +198,23 @@ def _writer(fmt: str, stream: IO[bytes], columns: tuple[str, ...]) -> Any:
 
 
 class _ActionTable:
-    """Actions for a person at a terminal: what, the score, from where to where, why."""
+    """Actions for a person at a terminal: what, the score, from where to where, why.
+    The header goes out with the first row, as score's table does, so that lines said
+    while the rows wait (bursts) come before it."""
+
+    HEADER = f"{'action':<6} {'score':>8}  photo"
 
     def __init__(self, stream: IO[bytes]) -> None:
         self.stream = stream
+        self.started = False
 
     def write(self, action: Any) -> None:
         from grmpiqa.io.output import display_path, format_score
 
         score = format_score(action.score) if action.score is not None else "-"
-        line = f"{action.action:<5} {score:>8}  {display_path(action.source)}"
+        line = f"{action.action:<6} {score:>8}  {display_path(action.source)}"
+        if not self.started:
+            line, self.started = f"{self.HEADER}\n{line}", True
         if action.destination:
             line += f" -> {display_path(action.destination)}"
         if action.reason:

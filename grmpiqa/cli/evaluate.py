@@ -73,7 +73,7 @@ def evaluate(
         "--bootstrap", min=0, help="Resamples for the SRCC interval (0: none).")] = 2000,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the bootstrap.")] = 0,
     device: DeviceOption = "auto",
-    batch_size: BatchSizeOption = 32,
+    batch_size: BatchSizeOption = None,
     workers: WorkersOption = None,
     max_pixels: MaxPixelsOption = DEFAULT_MAX_PIXELS,
     no_cache: NoCacheOption = False,

@@ -29,8 +29,9 @@ WeightsOption = Annotated[str | None, typer.Option(
 DeviceOption = Annotated[str, typer.Option(
     "--device", "-d", metavar="DEVICE",
     help="auto, cpu, cuda, cuda:N or mps. auto: CUDA, then MPS, then CPU.")]
-BatchSizeOption = Annotated[int, typer.Option(
-    "--batch-size", "-b", min=1, metavar="N", help="Images per forward pass.")]
+BatchSizeOption = Annotated[int | None, typer.Option(
+    "--batch-size", "-b", min=1, metavar="N", show_default="8 on the CPU, 32 on a GPU",
+    help="Images per forward pass.")]
 WorkersOption = Annotated[int | None, typer.Option(
     "--workers", "-j", min=0, metavar="N",
     show_default="scoring on CPU: measured; else 1 on CPU, up to 16 on GPU",

@@ -106,7 +106,9 @@ def pretrain(
     from grmpiqa.cli.progress import Reporter
     from grmpiqa.pretraining.meta import MetaTrainer, PretrainSettings, model_for_pretraining
     from grmpiqa.pretraining.run import pretrain as run_pretrain
+    from grmpiqa.training.adaptation import check_output_path
 
+    check_output_path(out)  # refused now, not after the training
     try:
         settings = PretrainSettings(epochs=epochs, inner_steps=inner_steps, inner_lr=inner_lr,
                                     meta_lr=meta_lr, batch_size=batch_size, holdout=holdout,

@@ -33,7 +33,7 @@ def score(
     model: opt.ModelOption = None,
     weights: opt.WeightsOption = None,
     device: opt.DeviceOption = "auto",
-    batch_size: opt.BatchSizeOption = 32,
+    batch_size: opt.BatchSizeOption = None,
     workers: opt.WorkersOption = None,
     fmt: opt.FormatOption = None,
     output: opt.OutputOption = None,

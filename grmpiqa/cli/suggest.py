@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -33,8 +32,11 @@ def _check_writable(path: str, option: str) -> None:
     folder = target.parent if str(target.parent) else Path(".")
     if target.is_dir():
         raise typer.BadParameter(f"{path} is a folder", param_hint=option)
-    if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
-        raise typer.BadParameter(f"cannot write in {folder}", param_hint=option)
+    from grmpiqa.io.atomic import write_problem
+
+    problem = write_problem(folder) if folder.is_dir() else "no such folder"
+    if problem is not None:
+        raise typer.BadParameter(f"cannot write in {folder} ({problem})", param_hint=option)
 
 
 def _report(result: Any, output: str | None, html_page: str | None) -> None:
@@ -77,7 +79,7 @@ def suggest(
     model: ModelOption = None,
     weights: WeightsOption = None,
     device: DeviceOption = "auto",
-    batch_size: BatchSizeOption = 32,
+    batch_size: BatchSizeOption = None,
     workers: WorkersOption = None,
     no_cache: NoCacheOption = False,
     quiet: QuietOption = False,

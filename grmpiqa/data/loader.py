@@ -48,6 +48,20 @@ def _lower_priority(_: int) -> None:
         os.nice(10)
 
 
+def _start_method(dataset: ImageFiles, workers: int) -> str | None:
+    """How decoding workers start: ``forkserver`` when RAW files are among the photos.
+    LibRaw runs OpenMP, whose thread pool a forked child can inherit in a broken state
+    (a hang in the demosaic; rawpy warns in every forked worker); a fork server is a
+    fresh process with no pool. Other photos keep fork, which starts workers at once."""
+    from grmpiqa.io.extensions import extension_of
+    from grmpiqa.io.inputs import RAW_EXTENSIONS
+
+    raw = set(RAW_EXTENSIONS)
+    if workers and any(extension_of(path) in raw for path in dataset.paths):
+        return "forkserver"
+    return None
+
+
 def iter_batches(paths: Sequence[str] | ImageFiles, cfg: PreprocessConfig | None = None, *,
                  batch_size: int, workers: int, pin_memory: bool = False, draft: bool = False,
                  max_pixels: int = DEFAULT_MAX_PIXELS, yield_cpu: bool = False,
@@ -71,5 +85,6 @@ def iter_batches(paths: Sequence[str] | ImageFiles, cfg: PreprocessConfig | None
         prefetch_factor=PREFETCH_BATCHES if workers else None,
         persistent_workers=False,
         worker_init_fn=_lower_priority if yield_cpu and workers else None,
+        multiprocessing_context=_start_method(dataset, workers),
     )
     yield from loader

@@ -63,6 +63,31 @@ def _xattrs(target: Path) -> list[str]:
         return []
 
 
+def write_problem(folder: str | os.PathLike[str]) -> str | None:
+    """Why no file can be written in ``folder`` (the system's reason), or None.
+
+    A probe file is made there, given a byte and removed: permission bits do not show a
+    read-only or full file system, nor /proc, where even root can make no file.
+    """
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".grmpiqa-probe.", suffix=".tmp", dir=folder)
+    except FileNotFoundError:
+        # the folder exists (the caller made it) but files cannot be created in it
+        return "no file can be created there" if os.path.isdir(folder) \
+            else "No such file or directory"
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    try:
+        os.write(fd, b"\0")
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    finally:
+        os.close(fd)
+        with contextlib.suppress(OSError):
+            os.unlink(probe)
+    return None
+
+
 @contextlib.contextmanager
 def atomic_write(path: str | os.PathLike[str], mode: str = "wb", *,
                  owner: str = "new") -> Iterator[IO]:

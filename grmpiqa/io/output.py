@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import IO, Any, Protocol
 
 from grmpiqa.errors import ConfigError, os_error_text
+from grmpiqa.io.atomic import write_problem
 from grmpiqa.io.inputs import HEIF_EXTENSIONS, PILLOW_EXTENSIONS, RAW_EXTENSIONS
 
 FORMATS = ("table", "csv", "jsonl", "tsv", "paths", "parquet")
@@ -298,9 +299,10 @@ def check_output_path(path: str, *, param: str = "output") -> None:
     except OSError as exc:
         raise ConfigError(f"{shown}: cannot create its folder ({os_error_text(exc)})",
                           param=param) from None
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise ConfigError(f"{shown}: cannot write in {display_path(parent)} "
-                          "(permission denied)", param=param)
+    problem = write_problem(parent)
+    if problem is not None:
+        raise ConfigError(f"{shown}: cannot write in {display_path(parent)} ({problem})",
+                          param=param)
 
 
 def check_not_an_input(path: str, inputs: Sequence[str], *, param: str = "output") -> None:

@@ -17,7 +17,7 @@ import torch
 
 from grmpiqa.catalogue.lookup import CatalogueChoice, open_catalogue
 from grmpiqa.catalogue.store import Catalogue
-from grmpiqa.config import DEFAULT_MAX_PIXELS
+from grmpiqa.config import DEFAULT_MAX_PIXELS, default_batch_size
 from grmpiqa.data.dataset import Batch, ImageFiles, SignalOptions
 from grmpiqa.data.gpu_decode import GpuDecoder, resolve_gpu_decode
 from grmpiqa.data.loader import cpu_balancer, default_workers, iter_batches
@@ -139,7 +139,8 @@ def score_batches(model: QualityModel, batches: Iterable[Batch], paths: Sequence
 
 
 def score_paths(paths: Iterable[str], model: ModelSource = None, *, device: str = "auto",
-                batch_size: int = 32, workers: int | None = None, draft: bool = False,
+                batch_size: int | None = None, workers: int | None = None,
+                draft: bool = False,
                 max_pixels: int = DEFAULT_MAX_PIXELS, expand: bool = True,
                 extensions: Sequence[str] = DEFAULT_EXTENSIONS,
                 recursive: bool = True, known_errors: Mapping[str, str] | None = None,
@@ -159,8 +160,9 @@ def score_paths(paths: Iterable[str], model: ModelSource = None, *, device: str 
         default model, loaded on ``device``).
     device : str
         Where to load ``model`` when it is not loaded yet.
-    batch_size : int
-        Images per forward pass.
+    batch_size : int, optional
+        Images per forward pass (default: :func:`~grmpiqa.config.default_batch_size` of the
+        model's device: 8 on the CPU, 32 elsewhere).
     workers : int, optional
         Decoding processes (default: on the CPU, how many decode at once and the model's
         threads follow the decode and model costs measured during the run,
@@ -208,7 +210,7 @@ def score_paths(paths: Iterable[str], model: ModelSource = None, *, device: str 
         One per file, in input order; a file that fails carries ``error`` instead of a
         score and never stops the others.
     """
-    if batch_size < 1:
+    if batch_size is not None and batch_size < 1:
         raise ValueError("batch_size must be at least 1")
     shards = shards if shards is not None else ShardIndex(normalise_extensions(extensions))
     known = dict(known_errors or {})
@@ -250,13 +252,15 @@ def score_paths(paths: Iterable[str], model: ModelSource = None, *, device: str 
             store.close()
 
 
-def _score_files(files: list[str], model: QualityModel, *, batch_size: int,
+def _score_files(files: list[str], model: QualityModel, *, batch_size: int | None,
                  workers: int | None, draft: bool, max_pixels: int, known: dict[str, str],
                  shards: ShardIndex, features: bool, thumbnails: int, gpu_decode: str,
                  explain: bool) -> Iterator[ScoreResult]:
     """:func:`score_paths` once the files are listed and the model is loaded."""
     model.eval()
     use_gpu = resolve_gpu_decode(gpu_decode, model.device, model.preprocess)
+    if batch_size is None:
+        batch_size = default_batch_size(model.device.type)
     dataset = ImageFiles(files, model.preprocess, draft=draft, max_pixels=max_pixels,
                          known_errors=known, shards=shards, gpu_jpeg=use_gpu,
                          signals=SignalOptions(thumbnails, features=features, explain=explain)

@@ -22,6 +22,7 @@ import torch
 
 from grmpiqa.data.loader import default_workers
 from grmpiqa.errors import ConfigError
+from grmpiqa.io.atomic import write_problem
 from grmpiqa.io.images import DEFAULT_MAX_PIXELS
 from grmpiqa.model.devices import resolve_device
 from grmpiqa.progress import Progress, or_silent
@@ -87,8 +88,9 @@ def check_output_path(out: PathLike) -> Path:
     existing = folder
     while not existing.exists() and existing != existing.parent:
         existing = existing.parent
-    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
-        raise ConfigError(f"{out}: cannot write in {existing}", param="out")
+    problem = write_problem(existing) if existing.is_dir() else "not a folder"
+    if problem is not None:
+        raise ConfigError(f"{out}: cannot write in {existing} ({problem})", param="out")
     return path
 
 

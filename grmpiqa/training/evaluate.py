@@ -56,7 +56,8 @@ def evaluation_report(scores: list[float], labels: list[float], *, higher_is_bet
 def evaluate(labels: PathLike | LabelTable, model: ModelSource = None, *, base: str | None = None,
              image_column: str | None = None, score_column: str | None = None,
              root: PathLike | None = None, lower_is_better: bool = False,
-             resamples: int = 2000, seed: int = 0, device: str = "auto", batch_size: int = 32,
+             resamples: int = 2000, seed: int = 0, device: str = "auto",
+             batch_size: int | None = None,
              workers: int | None = None, max_pixels: int = DEFAULT_MAX_PIXELS,
              catalogue: CatalogueChoice = True, progress: Progress | None = None
              ) -> EvaluationResult:

@@ -158,9 +158,11 @@ class CullRun:
 
         model, options = self.model, self.options
         if model is None or isinstance(model, (str, os.PathLike)):
+            from grmpiqa.weights.identity import identify_options
             from grmpiqa.weights.loading import load_model
 
-            report_to.begin(f"loading model {options.name or 'the default model'}", None)
+            name = identify_options(options)[0].name  # the manifest's default by its name
+            report_to.begin(f"loading model {name}", None)
             model = load_model(options.name, device=options.device, base=options.base,
                                precision=options.precision, compile=options.compile)
         return score_paths(files, model, expand=False, features=features,
@@ -213,6 +215,21 @@ def _check_log(log: str, groups: list[PhotoGroup]) -> None:
         raise ConfigError(f"{log}: the log is CSV; name it .csv", param="log")
     check_output_path(log, param="log")
     check_not_an_input(log, [f for g in groups for f in g.files], param="log")
+
+
+def _check_dest(dest: str) -> None:
+    """Before anything is scored: culled photos can be put in ``dest`` (made if needed)."""
+    from grmpiqa.io.atomic import write_problem
+    from grmpiqa.io.output import display_path
+
+    try:
+        os.makedirs(dest, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"cannot make the folder {display_path(dest)} "
+                          f"({os_error_text(exc)})") from None
+    problem = write_problem(dest)
+    if problem is not None:
+        raise ConfigError(f"cannot put photos in {display_path(dest)} ({problem})")
 
 
 def _planner(src: str, dest: str | None, mode: str, below: float | None, app: str | None,
@@ -308,6 +325,8 @@ def cull(src: str, dest: str | None = None, *, below: float | None = None, mode:
     groups = find_groups(src, recursive=recursive, problems=unreadable)
     if log is not None:
         _check_log(log, groups)
+    if dest is not None and not dry_run:
+        _check_dest(dest)
     if model is None or name is not None:
         from grmpiqa.weights.identity import identify_options
 

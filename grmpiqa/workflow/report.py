@@ -26,7 +26,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 from grmpiqa.errors import ConfigError, os_error_text
-from grmpiqa.io.atomic import atomic_write
+from grmpiqa.io.atomic import atomic_write, write_problem
 from grmpiqa.results import ScoreResult
 from grmpiqa.workflow.xmp import DEFAULT_THRESHOLDS, rating_for
 
@@ -58,8 +58,9 @@ def check_report_path(path: str | os.PathLike[str]) -> None:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise ConfigError(f"cannot write the report {path} ({exc.strerror or exc})") from None
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise ConfigError(f"cannot write the report {path} (permission denied)")
+    problem = write_problem(folder)
+    if problem is not None:
+        raise ConfigError(f"cannot write the report {path} ({problem})")
 
 
 class Report:
@@ -78,15 +79,21 @@ class Report:
             raise ConfigError(f"cannot write the report {path} "
                               f"({exc.strerror or exc})") from None
         self.thumbnails: dict[str, str] = {}
+        self.failure: OSError | None = None  # a thumbnail could not be stored: no page
 
     def add(self, result: ScoreResult) -> ScoreResult:
-        """Store the result's thumbnail on disk; returns the result without its bytes."""
+        """Store the result's thumbnail on disk; returns the result without its bytes.
+        A thumbnail that cannot be stored (a full disk) costs the page, never the row."""
         features = result.features
         if features is None or features.thumbnail is None:
             return result
-        name = f"{len(self.thumbnails):06d}.jpg"
-        (self.tmp / name).write_bytes(features.thumbnail)
-        self.thumbnails[result.path] = name
+        if self.failure is None:
+            name = f"{len(self.thumbnails):06d}.jpg"
+            try:
+                (self.tmp / name).write_bytes(features.thumbnail)
+                self.thumbnails[result.path] = name
+            except OSError as exc:
+                self.failure = exc
         return replace(result, features=replace(features, thumbnail=None))
 
     def entry(self, result: ScoreResult, **fields: object) -> Entry:
@@ -95,6 +102,8 @@ class Report:
 
     def write(self, entries: Sequence[Entry], *, heading: str = "") -> None:
         """Write the page (atomically), then move the thumbnails into ``<stem>_files/``."""
+        if self.failure is not None:
+            raise self.failure
         target = self.path.parent / self.files_name
         page = render(entries, title=self.title, heading=heading, files=self.files_name,
                       base=self.path.parent)

@@ -32,7 +32,7 @@ CSV_COLUMNS = ("path", "rating", "model_score")
 
 
 def suggest(paths: Iterable[str], n: int = 50, *, model: ModelSource = None, seed: int = 0,
-            score_weight: float = 1.0, device: str = "auto", batch_size: int = 32,
+            score_weight: float = 1.0, device: str = "auto", batch_size: int | None = None,
             workers: int | None = None, extensions: Sequence[str] = DEFAULT_EXTENSIONS,
             recursive: bool = True, skip_rated: bool = False, base: str | None = None,
             catalogue: CatalogueChoice = True, progress: Progress | None = None) -> Suggestion:

@@ -285,6 +285,7 @@ figcaption{font-size:12px;overflow:hidden;text-overflow:ellipsis;white-space:now
 .tag,#defects label{font-size:11px;padding:1px 5px;border-radius:3px;color:#fff;background:#666}
 #defects{border:0;margin:0;padding:0;display:flex;flex-wrap:wrap;gap:4px;align-items:center}
 #defects legend{float:left;margin-right:4px}#defects label{cursor:pointer;font-size:12px}
+#defects label.on{outline:2px solid #222}
 .blur{background:#7b4fa8!important}.noise{background:#b5651d!important}
 .underexposed{background:#34495e!important}.overexposed{background:#c9a100!important}
 .compression{background:#b03a48!important}#defects .none{background:#2e9d4f}
@@ -304,7 +305,7 @@ order.addEventListener('click',function(){
  order.textContent=best?'Worst first':'Best first';});
 var boxes=document.querySelectorAll('#defects input');
 function wanted(){var w=[];Array.prototype.forEach.call(boxes,function(c){
- if(c.checked)w.push(c.value);});return w;}
+ c.parentNode.classList.toggle('on',c.checked);if(c.checked)w.push(c.value);});return w;}
 function defective(p,w){if(!w.length)return true;var d=p.dataset.why;
  if(d===undefined)return false;var has=d?d.split(';'):['none'];
  return w.some(function(x){return has.indexOf(x)>=0;});}

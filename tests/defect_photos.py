@@ -7,14 +7,16 @@ from PIL import Image, ImageDraw, ImageFilter
 
 
 def scene(seed: int, size: tuple[int, int] = (480, 360)) -> Image.Image:
-    """Overlapping rectangles at mid-grey levels: sharp edges, no noise, exposed right."""
+    """Overlapping rectangles from near black to near white: sharp edges, no noise."""
     rng = np.random.default_rng(seed)
     image = Image.new("RGB", size, (120, 120, 120))
     draw = ImageDraw.Draw(image)
     for _ in range(400):
         x, y = int(rng.integers(0, size[0])), int(rng.integers(0, size[1]))
         w, h = (int(v) for v in rng.integers(6, 60, 2))
-        draw.rectangle([x, y, x + w, y + h], fill=tuple(int(v) for v in rng.integers(50, 210, 3)))
+        level = int(rng.integers(10, 245))  # a grey with a tint: luma spans the range
+        fill = tuple(int(np.clip(level + t, 0, 255)) for t in rng.integers(-20, 21, 3))
+        draw.rectangle([x, y, x + w, y + h], fill=fill)
     return image
 
 

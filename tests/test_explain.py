@@ -12,10 +12,10 @@ from PIL import Image, ImageFilter
 import grmpiqa
 from grmpiqa.explain.analysis import levels
 from grmpiqa.explain.blocking import blockiness
-from grmpiqa.explain.exposure import clipped_parts, exposure_ev
-from grmpiqa.explain.image import explain_image
+from grmpiqa.explain.exposure import clipped_parts, exposure_ev, level_at, shadow_share
+from grmpiqa.explain.image import defects, explain_image
 from grmpiqa.explain.noise import noise_sigma
-from grmpiqa.explain.sharpness import sharpness
+from grmpiqa.explain.sharpness import FULL_SPAN, MIN_TEXTURE, min_texture, sharpness
 
 
 def _edges(size: int = 384, cell: int = 7) -> Image.Image:
@@ -91,6 +91,56 @@ def test_clipped_counts_both_ends() -> None:
     histogram = [0] * 256
     histogram[0], histogram[128], histogram[255] = 10, 80, 10
     assert clipped_parts(histogram) == (0.1, 0.1)
+
+
+def _gamma_histogram(gamma: float) -> list[int]:
+    """Levels 0..255 evenly, through x ** gamma (the project's darken / brighten)."""
+    values = (np.linspace(0.0, 1.0, 4096) ** gamma * 255).round().astype(int)
+    return np.bincount(values, minlength=256).tolist()
+
+
+def test_shadows_pile_up_as_a_photo_darkens() -> None:
+    shares = [shadow_share(_gamma_histogram(g)) for g in (1.0, 1.25, 1.5, 1.8, 2.2, 2.8)]
+    assert all(a < b for a, b in pairwise(shares)), shares
+    assert shares[0] == pytest.approx(9 / 256, abs=0.002)  # levels 0..8 of an even ramp
+    assert shares[4] == pytest.approx((8.5 / 255) ** (1 / 2.2), abs=0.01)
+
+
+def test_the_darkest_level_lifts_as_a_photo_brightens() -> None:
+    lows = [level_at(_gamma_histogram(1 / g), 0.01) for g in (1.0, 1.25, 1.5, 1.8, 2.2, 2.8)]
+    assert all(a < b for a, b in pairwise(lows)), lows
+    assert lows[0] == pytest.approx(2.55, abs=1) and lows[4] == pytest.approx(
+        255 * 0.01 ** (1 / 2.2), abs=2)
+    assert level_at(_gamma_histogram(1.0), 0.99) == pytest.approx(252, abs=1)
+
+
+def test_the_texture_a_tile_needs_follows_the_photos_span() -> None:
+    assert min_texture(255) == min_texture(FULL_SPAN) == MIN_TEXTURE  # never raised
+    spans = [min_texture(s) for s in (FULL_SPAN, 100, 60, 30, 5)]
+    assert all(a > b for a, b in pairwise(spans[:4])) and spans[3] == spans[4]
+
+
+def test_a_dim_photo_keeps_its_sharpness() -> None:
+    """A gain of 0.2 shrinks every step five times: still sharp, not blur (sparse edges, so
+    the steps fall under the texture a full-span photo's tile needs)."""
+    image = np.asarray(_edges(cell=15), np.float32)
+    dim = Image.fromarray((image * 0.2).round().astype(np.uint8))
+    histogram = dim.histogram()
+    span = level_at(histogram, 0.99) - level_at(histogram, 0.01)
+    assert sharpness(levels(dim)) == 0.0  # at the full span's texture nothing counts
+    assert sharpness(levels(dim), span=span) > 0.8
+    assert explain_image(dim).defects == ("underexposed",)
+
+
+def test_defects_name_gamma_darkening_and_brightening() -> None:
+    """A normal-looking median with crushed shadows, or with lifted blacks."""
+    plain = {"sharp": 0.9, "noise": 0.5, "white": 0.0, "compression": 0.2}
+    assert defects(exposure=-1.5, **plain) == ""
+    assert defects(exposure=-1.5, shadows=0.2, **plain) == "underexposed"
+    assert defects(exposure=-0.5, shadows=0.2, **plain) == ""  # a silhouette, lit well
+    assert defects(exposure=-0.5, darkest=10, **plain) == ""
+    assert defects(exposure=-0.5, darkest=60, **plain) == "overexposed"
+    assert defects(exposure=-2.0, darkest=60, **plain) == ""  # dim and hazy is not over
 
 
 def test_blocking_rises_as_jpeg_quality_falls() -> None:

@@ -3,12 +3,11 @@
 import os
 import re
 import shutil
-import subprocess
-import tempfile
 from html.parser import HTMLParser
 
 import numpy as np
 import pytest
+from chromium import CHROMIUM, run_chromium
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -17,7 +16,6 @@ from grmpiqa.cli.app import app
 from grmpiqa.workflow.report import histogram_svg, stars
 
 runner = CliRunner()
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
 class Figures(HTMLParser):
@@ -97,27 +95,15 @@ def _check_order_and_groups(figures, shots):
         [list(truth.values()).count(t) for t in set(truth.values())])
 
 
-def _chromium(*args, timeout=120):
-    profile = tempfile.mkdtemp(prefix="grmpiqa-chromium-")
-    try:
-        return subprocess.run(
-            [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-             "--no-first-run", "--disable-background-networking", "--disable-component-update",
-             "--disable-sync", "--hide-scrollbars", f"--user-data-dir={profile}", *args],
-            capture_output=True, timeout=timeout, check=False)
-    finally:
-        shutil.rmtree(profile, ignore_errors=True)
-
-
 @pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed")
-def test_report_renders_in_chromium(rendered, use_tiny_manifest, tmp_path):
+def test_report_renders_inrun_chromium(rendered, use_tiny_manifest, tmp_path):
     root, shots = rendered
     report = tmp_path / "cull.html"
     out = runner.invoke(app, ["cull", str(root / "shoot"), "--bursts", "--dry-run",
                               "--move-to", str(tmp_path / "rejects"), "--report", str(report),
                               "-j", "0", "-q"])
     assert out.exit_code == 1, out.output  # the broken file is skipped
-    dom = _chromium("--dump-dom", report.as_uri())
+    dom = run_chromium("--dump-dom", report.as_uri())
     assert dom.returncode == 0, dom.stderr[-2000:]
     parser = Figures()
     parser.feed(dom.stdout.decode("utf-8"))
@@ -127,7 +113,7 @@ def test_report_renders_in_chromium(rendered, use_tiny_manifest, tmp_path):
     assert 'data-ready="1"' in text  # the page's script ran without an error
     _check_controls(report, parser.figures)
     shot = tmp_path / "shot.png"
-    result = _chromium(f"--screenshot={shot}", "--window-size=1200,900", report.as_uri())
+    result = run_chromium(f"--screenshot={shot}", "--window-size=1200,900", report.as_uri())
     assert result.returncode == 0 and shot.is_file(), result.stderr[-2000:]
     pixels = np.asarray(Image.open(shot).convert("L"), dtype=np.float32)
     assert pixels.std() > 20  # thumbnails drawn, not a blank page
@@ -155,7 +141,7 @@ def _check_controls(report, figures):
         "<script>document.getElementById('order').click();"
         f"var lo=document.getElementById('lo');lo.value='{cut}';"
         "lo.dispatchEvent(new Event('input'));</script></body>")))
-    dom = _chromium("--dump-dom", probe.as_uri())
+    dom = run_chromium("--dump-dom", probe.as_uri())
     after = Figures()
     after.feed(dom.stdout.decode("utf-8"))
     best = []

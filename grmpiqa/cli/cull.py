@@ -101,6 +101,10 @@ def cull(
     similarity: opt.SimilarityOption = None,
     time_gap: opt.TimeGapOption = None,
     report: opt.ReportOption = None,
+    explain: Annotated[bool, typer.Option(
+        "--explain", help="Also measure each photo's defects: a culled photo's reason ends "
+        "with those found (blur, noise, underexposed, overexposed, compression), and "
+        "--report tags every photo with them; see docs/explain.md.")] = False,
 ) -> None:
     """Score every photo under SRC and move, copy or link those below X under DIR, or
     (--mark) mark them rejected in XMP and move nothing.
@@ -108,8 +112,8 @@ def cull(
     A RAW+JPEG pair and its sidecars (.xmp, .pp3, .dop, .aae) go together,
     judged by the JPEG's score. Nothing is overwritten: a taken name gets a
     suffix (IMG_1-1.jpg). One row per action on stdout: action, source,
-    destination, score, error (and reason, with --bursts); the same rows go to
-    the log. Give --below, --bursts or both: with both a photo goes if either
+    destination, score, error (and reason, with --bursts or --explain); the
+    same rows go to the log. Give --below, --bursts or both: with both a photo goes if either
     rule says so; with --bursts actions start once every photo is scored.
     With --mark the rows are reject (and, with --label-kept, label) with the
     file that holds the XMP as destination: a sidecar, or the photo itself.
@@ -136,7 +140,8 @@ def cull(
                    bursts=opt.burst_options(bursts, similarity, time_gap), keep=keep or 1,
                    report=report, device=device, batch_size=batch_size, workers=workers,
                    precision=precision, compile=compile_model, fast_decode=fast_decode,
-                   catalogue=not no_cache, log=log, app=xmp_for, label_kept=label_kept)
+                   catalogue=not no_cache, log=log, app=xmp_for, label_kept=label_kept,
+                   explain=explain)
     if not run.groups and not run.unreadable:
         say(f"warning: no photos found in {src}")
     problems = _act(run, fmt, quiet)

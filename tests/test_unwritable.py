@@ -47,7 +47,7 @@ def _no_weights(tmp_path: Path, tiny_hub) -> dict[str, str]:
     (["score", "shoot", "--report", "/proc/page.html"],
      "grmpiqa: error: cannot write the report /proc/page.html (no file can be created there)"),
     (["cull", "shoot", "--below", "0.9", "--copy-to", "/proc/rejects", "--log", "cull.csv"],
-     "grmpiqa: error: cannot make the folder /proc/rejects (No such file or directory)"),
+     "grmpiqa: error: cannot make the folder /proc/rejects (no file can be created there)"),
     (["suggest", "shoot", "-n", "1", "-o", "/proc/labels.csv"],
      "Error: Invalid value for --output: cannot write in /proc "
      "(no file can be created there)"),

@@ -101,7 +101,7 @@ def _gone(db: sqlite3.Connection) -> list[tuple[int, int]]:
     gone = []
     for dev, ino, size, mtime_ns, ctime_ns, path in db.execute(
             "SELECT dev, ino, size, mtime_ns, ctime_ns, path FROM files").fetchall():
-        if stat_of(path) != FileStat(dev, ino, size, mtime_ns, ctime_ns):
+        if stat_of(os.fsdecode(path)) != FileStat(dev, ino, size, mtime_ns, ctime_ns):
             gone.append((dev, ino))
     return gone
 

@@ -135,6 +135,16 @@ class CatalogueSummary:
     models: tuple[ModelCount, ...]
 
 
+def _stored_path(path: str) -> str | bytes:
+    """A path as SQLite can hold it: text, or its bytes when it is not valid UTF-8 (a name
+    with undecodable bytes reaches Python as surrogate escapes, which text cannot carry)."""
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        return os.fsencode(path)
+    return path
+
+
 def _signed(value: int) -> int:
     """A 64-bit perceptual hash as SQLite's signed INTEGER."""
     return value - (1 << 64) if value >= 1 << 63 else value
@@ -332,7 +342,7 @@ class Catalogue:
                 for row in rows:
                     content, extra = row.entry.content, row.features
                     db.execute("INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?, ?, ?, ?)",
-                               (*row.entry.stat, content, row.entry.path))
+                               (*row.entry.stat, content, _stored_path(row.entry.path)))
                     db.execute("INSERT OR REPLACE INTO scores VALUES (?, ?, ?, ?)",
                                (content, model, row.score, row.label))
                     if extra is not None:
@@ -351,7 +361,7 @@ class Catalogue:
         def write() -> None:
             with self._write() as db:
                 db.executemany("INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?, ?, ?, ?)",
-                               [(*e.stat, e.content, e.path) for e in entries])
+                               [(*e.stat, e.content, _stored_path(e.path)) for e in entries])
         if entries:
             self._run(write)
 

@@ -222,18 +222,21 @@ def _check_log(log: str, groups: list[PhotoGroup]) -> None:
 
 
 def _check_dest(dest: str) -> None:
-    """Before anything is scored: culled photos can be put in ``dest`` (made if needed)."""
+    """Before anything is scored: culled photos can be put in ``dest``. Nothing is made
+    yet: a missing folder is judged by the nearest folder above it that exists."""
     from grmpiqa.io.atomic import write_problem
     from grmpiqa.io.output import display_path
 
-    try:
-        os.makedirs(dest, exist_ok=True)
-    except OSError as exc:
-        raise ConfigError(f"cannot make the folder {display_path(dest)} "
-                          f"({os_error_text(exc)})") from None
-    problem = write_problem(dest)
+    existing = os.path.abspath(dest)
+    while not os.path.isdir(existing):
+        if os.path.lexists(existing):
+            raise ConfigError(f"cannot make the folder {display_path(dest)} "
+                              f"({display_path(existing)} is not a folder)")
+        existing = os.path.dirname(existing)
+    problem = write_problem(existing)
     if problem is not None:
-        raise ConfigError(f"cannot put photos in {display_path(dest)} ({problem})")
+        what = "put photos in" if existing == os.path.abspath(dest) else "make the folder"
+        raise ConfigError(f"cannot {what} {display_path(dest)} ({problem})")
 
 
 def _planner(src: str, dest: str | None, mode: str, below: float | None, app: str | None,

@@ -176,9 +176,9 @@ def test_rows_stream_before_the_run_ends(tiny_hub, tmp_path):
     folder = tmp_path / "shoot"
     folder.mkdir()
     (folder / "a.jpg").write_bytes(made[0].read_bytes())
-    ramp = np.linspace(0, 255, 6000, dtype=np.float32)
-    slow = np.stack([np.outer(np.ones(6000), ramp)] * 3, -1).astype(np.uint8)
-    Image.fromarray(slow).save(folder / "z.png", compress_level=1)  # about a second to decode
+    ramp = np.linspace(0, 255, 9000).astype(np.uint8)
+    slow = np.ascontiguousarray(np.broadcast_to(ramp[None, :, None], (12000, 9000, 3)))
+    Image.fromarray(slow).save(folder / "z.png", compress_level=1)  # about half a second
     env = {**os.environ, "GRMPIQA_MANIFEST": str(tiny_hub.manifest_path)}
     env.pop("PYTHONUNBUFFERED", None)  # the tool must flush by itself
     proc = subprocess.Popen([sys.executable, "-m", "grmpiqa", "score", str(folder), "-b", "1",

@@ -91,7 +91,7 @@ def test_a_cached_step_moves_the_weights_as_a_full_step(model, crops, tiny_hub):
     size = model.preprocess.resize
     pixels = torch.zeros(6, 3, size, size, dtype=torch.uint8)
     trainer = FewShotTrainer(model, pixels, [i / 5 for i in range(6)], list(range(6)), [],
-                             AdaptOptions(lr=0.5, precision="fp32"), teacher=teacher)
+                             AdaptOptions(lr=0.5, precision="fp32", cache=True), teacher=teacher)
     start = {n: t.clone() for n, t in trainer.current_tensors().items()}
     model.eval()  # no dropout: one forward of each kind, nothing random
     target = torch.linspace(0, 1, 6)
@@ -119,10 +119,11 @@ def test_the_pool_states_its_memory_and_falls_back_when_over_the_bound(model, ti
     assert "MiB per view" in plan.describe()
     labels = [i / 7 for i in range(8)]
     fits = FewShotTrainer(model, pixels, labels, list(range(6)), [6, 7],
-                          AdaptOptions(views=4, precision="fp32"), teacher=None)
+                          AdaptOptions(views=4, precision="fp32", cache=True), teacher=None)
     assert fits.pool is not None and fits.pool_plan.total_bytes == plan.total_bytes
     over = FewShotTrainer(model, pixels, labels, list(range(6)), [6, 7],
-                          AdaptOptions(views=4, precision="fp32", cache_mib=0), teacher=None)
+                          AdaptOptions(views=4, precision="fp32", cache_mib=0, cache=True),
+                          teacher=None)
     assert over.pool is None and over.pool_plan is not None
     prompts = FewShotTrainer(model, pixels, labels, list(range(6)), [6, 7],
                              AdaptOptions(trainable="prompts"), teacher=None)
@@ -137,7 +138,8 @@ def test_pool_views_are_fixed_by_the_seed_and_refill_identically(model, tiny_hub
 
     def pool():
         return FewShotTrainer(model, pixels, [0, 0.3, 0.6, 1], [0, 1, 2, 3], [],
-                              AdaptOptions(views=3, precision="fp32"), teacher=teacher).pool
+                              AdaptOptions(views=3, precision="fp32", cache=True),
+                              teacher=teacher).pool
 
     a, b = pool(), pool()
     model.train()

@@ -37,11 +37,15 @@ def grey(image: Image.Image) -> Image.Image:
 
 def analysis_grey(image: Image.Image, side: int = ANALYSIS_SIDE) -> Image.Image:
     """Luma with the long side at most ``side``: a whole-factor box reduction (exact
-    averages, fast). Grey is taken first: reducing one channel instead of three saves
-    more than converting every pixel costs (15 against 21 ms on a 12 MP photo)."""
+    averages, fast), then luma. Reducing first: on a 12 MP photo Pillow 13's luma of
+    every pixel cost 28 ms of CPU, the reduction of three channels and the luma of what
+    is left 12 ms."""
     factor = -(-max(image.size) // side)
-    luma = grey(image)
-    return luma.reduce(factor) if factor > 1 else luma
+    if factor > 1:
+        if image.mode not in ("L", "RGB"):
+            image = image.convert("RGB")
+        image = image.reduce(factor)
+    return grey(image)
 
 
 def levels(image: Image.Image) -> np.ndarray:

@@ -12,7 +12,7 @@ at least 80% of the distorted photos; docs/explain.md lists the rates.
 from __future__ import annotations
 
 # Bumped with any change below or to a measure: the score catalogue measures again.
-VERSION = 2
+VERSION = 3
 
 BLUR_BELOW = 0.6  # sharpness (0..1) under this: blur (LIVEC originals: 10% read < 0.68)
 NOISE_ABOVE = 2.5  # noise sigma (8-bit luma levels at the analysis size) over this: noise

@@ -101,7 +101,7 @@ def test_grouping_by_time_and_by_content():
     assert ids[0] == ids[1] == ids[2] != ids[3]
     assert ids[4] == ids[7] not in (ids[0], ids[6])
     assert [places[i][1] for i in (0, 1, 2)] == [3, 2, 1]  # best score ranks 1
-    assert ids == [1, 1, 1, 2, 3, None, 4, 3]
+    assert ids == [1, 1, 1, 3, 2, None, 4, 2]  # bursts of several first, then singles
 
 
 def test_candidate_pairs_are_bounded():

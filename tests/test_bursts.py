@@ -185,7 +185,11 @@ def test_score_bursts_columns_and_usage_errors(shoots, use_tiny_manifest, tmp_pa
     assert out.exit_code == 0, out.output
     rows = list(csv.DictReader(io.StringIO(out.stdout)))
     assert list(rows[0]) == ["path", "score", "error", "burst", "burst_rank", "model"]
-    assert len({r["burst"] for r in rows}) == len({s.truth for s in shoots[True]})
+    shots = shoots[True]
+    assert len({r["burst"] for r in rows if r["burst"]}) == len({s.truth for s in shots
+                                                                 if s.burst})
+    # a single photo has no burst (issue 24 item 11)
+    assert sum(1 for r in rows if not r["burst"]) == sum(1 for s in shots if not s.burst)
     table = runner.invoke(app, ["score", str(folder), "--bursts", "-f", "table", "-j", "0",
                                 "-q"])
     assert table.exit_code == 0, table.output

@@ -18,9 +18,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from test_terminal import screen_lines
 
 from photos import texture
-from test_terminal import screen_lines
 
 REPO = Path(__file__).resolve().parent.parent
 

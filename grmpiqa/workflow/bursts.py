@@ -322,9 +322,9 @@ def group_bursts(results_or_paths: Iterable[Any], model: Any = None, *,
     -------
     list of Burst
         Every scored photo in exactly one burst (a single photo is a burst of one),
-        by id: bursts of two or more 1, 2, ... in input order, then the single photos; ``frames`` best first, each a
-        :class:`~grmpiqa.results.BurstResult` with ``burst`` and ``burst_rank``. Files
-        that could not be scored are left out.
+        by id: bursts of two or more 1, 2, ... in input order, then the single photos;
+        ``frames`` best first, each a :class:`~grmpiqa.results.BurstResult` with
+        ``burst`` and ``burst_rank``. Files that could not be scored are left out.
     """
     items = list(results_or_paths)
     if items and not all(isinstance(item, ScoreResult) for item in items):

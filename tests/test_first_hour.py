@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 import os
 import re
 import signal
@@ -105,8 +106,8 @@ def test_the_cpu_default_batch_is_the_documented_one():
 
 def test_progress_moves_before_the_last_photo_is_decoded(use_tiny_manifest, tmp_path,
                                                         monkeypatch):
-    """The bar advances batch by batch of the CPU default: a 20-photo run does not wait
-    for its last photo before the first one counts."""
+    """The bar advances batch by batch, and the CPU's batches start at one photo: the
+    first row comes after one forward pass, then batches grow to the CPU default."""
     import grmpiqa
     from grmpiqa.config import default_batch_size
     from grmpiqa.data.dataset import ImageFiles
@@ -132,8 +133,11 @@ def test_progress_moves_before_the_last_photo_is_decoded(use_tiny_manifest, tmp_
         inputs=[str(tmp_path / "shoot")], output=str(tmp_path / "scores.csv"),
         model=grmpiqa.ModelOptions(workers=0, catalogue=False, device="cpu")), Receiver())
     assert run.scored == 20 and events.count("advance") == 20
-    first = events.index("advance")
-    assert events[:first].count("decode") == default_batch_size("cpu") < 20, events
+    runs = [(kind, len(list(group))) for kind, group in itertools.groupby(events)]
+    decoded = [n for kind, n in runs if kind == "decode"]
+    assert default_batch_size("cpu") == 8
+    assert decoded == [1, 2, 4, 8, 5], runs  # each batch counts before the next is decoded
+    assert [n for kind, n in runs if kind == "advance"] == decoded
 
 
 # item 11: the rough edges --------------------------------------------------------------------

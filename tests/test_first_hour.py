@@ -262,3 +262,13 @@ def test_the_rating_page_hides_the_models_score_unless_asked(tmp_path):
     assert download_name(tmp_path / "rate.html") == "rate.csv"
     page = rating_page(chosen, csv_name="rate.csv")
     assert 'data-csv="rate.csv"' in page and "grmpiqa adapt rate.csv" in page
+
+
+@pytest.mark.slow
+def test_cull_names_the_model_it_loaded(tiny_hub, tmp_path):
+    _photos(tmp_path / "shoot", 3, broken=False)
+    shown, code = _pty(["cull", "./shoot", "--below", "0.5", "--copy-to", "out", "-j", "0"],
+                       _env(tiny_hub), tmp_path)
+    assert code == 0, shown
+    assert any(re.fullmatch(r"grmpiqa: loaded model grmp-tiny in [0-9.]+ s", s)
+               for s in shown), shown

@@ -6,7 +6,7 @@ GRMP-IQA model with random weights (its cost is the real model's, tests/fakehub.
 the same LIVEC photos at each batch size. The rounds are interleaved (1, 4, 8, 16, 32,
 then again) so that a machine whose speed drifts affects every batch size alike; each
 figure is the best round of its batch size. "first row" is when the bar first moves.
-Size 0 is the default: on the CPU batches of 1, 2 and 4, then 8 (``ramp_batches``).
+Size 0 is the default: on the CPU a batch of 1, then of 7, then 8 each (``ramp_batches``).
 
     nice -n 5 python benchmarks/cpu_batch.py --images 32
 """
@@ -26,7 +26,7 @@ DEFAULT_LIVEC = ROOT.parent / "shared" / "data" / "livec" / "images"
 p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
 p.add_argument("--images", type=int, default=32, help="photos per measurement")
 p.add_argument("--sizes", type=int, nargs="+", default=[1, 4, 8, 16, 32, 0],
-               help="batch sizes; 0 is the default (on the CPU: batches of 1, 2, 4, then 8)")
+               help="batch sizes; 0 is the default (on the CPU: batches of 1, 7, then 8)")
 p.add_argument("--rounds", type=int, default=2)
 p.add_argument("--livec", type=Path, default=DEFAULT_LIVEC, help="folder of JPEGs")
 p.add_argument("--hf-cache", type=Path, default=Path("/work/bench-hf"),

@@ -106,8 +106,8 @@ def test_the_cpu_default_batch_is_the_documented_one():
 
 def test_progress_moves_before_the_last_photo_is_decoded(use_tiny_manifest, tmp_path,
                                                         monkeypatch):
-    """The bar advances batch by batch, and the CPU's batches start at one photo: the
-    first row comes after one forward pass, then batches grow to the CPU default."""
+    """The bar advances batch by batch, and the CPU's first batch is one photo: the first
+    row comes after one forward pass, then the batches are the CPU default."""
     import grmpiqa
     from grmpiqa.config import default_batch_size
     from grmpiqa.data.dataset import ImageFiles
@@ -136,7 +136,7 @@ def test_progress_moves_before_the_last_photo_is_decoded(use_tiny_manifest, tmp_
     runs = [(kind, len(list(group))) for kind, group in itertools.groupby(events)]
     decoded = [n for kind, n in runs if kind == "decode"]
     assert default_batch_size("cpu") == 8
-    assert decoded == [1, 2, 4, 8, 5], runs  # each batch counts before the next is decoded
+    assert decoded == [1, 7, 8, 4], runs  # each batch counts before the next is decoded
     assert [n for kind, n in runs if kind == "advance"] == decoded
 
 

@@ -63,14 +63,17 @@ def _start_method(dataset: ImageFiles, workers: int) -> str | None:
 
 
 def ramp_batches(count: int, batch_size: int) -> list[list[int]]:
-    """Indices of ``count`` photos in batches of 1, 2, 4, ... up to ``batch_size``, then
+    """Indices of ``count`` photos in batches: one photo, then the rest of a batch, then
     ``batch_size`` each. On a CPU a batch takes seconds: the first row then comes after one
     photo's forward pass instead of a whole batch's (the bar moves at once, a stopped run
-    keeps it), for the cost of a few small batches."""
-    batches, start, size = [], 0, 1
+    keeps it), for the cost of one small batch (a ramp of 1, 2, 4 cost more,
+    benchmarks/cpu_batch.py)."""
+    sizes = [1, batch_size - 1] if batch_size > 1 else [1]
+    batches, start = [], 0
     while start < count:
+        size = sizes[len(batches)] if len(batches) < len(sizes) else batch_size
         batches.append(list(range(start, min(count, start + size))))
-        start, size = start + size, min(batch_size, size * 2)
+        start += size
     return batches
 
 

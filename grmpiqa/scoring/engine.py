@@ -162,8 +162,8 @@ def score_paths(paths: Iterable[str], model: ModelSource = None, *, device: str 
         Where to load ``model`` when it is not loaded yet.
     batch_size : int, optional
         Images per forward pass (default: :func:`~grmpiqa.config.default_batch_size` of the
-        model's device: 8 on the CPU, after batches of 1, 2 and 4 so that the first results
-        come soon; 32 elsewhere).
+        model's device: 8 on the CPU, after a first batch of one photo so that the first
+        result comes soon; 32 elsewhere).
     workers : int, optional
         Decoding processes (default: on the CPU, how many decode at once and the model's
         threads follow the decode and model costs measured during the run,

@@ -244,7 +244,7 @@ def test_suggest_speaks_plainly_and_names_the_csv_it_wrote(tiny_hub, tmp_path):
     assert (tmp_path / "picked.csv").read_text().startswith("path,rating,model_score")
     assert "next: fill the rating column of picked.csv with 1-5 stars, then: " \
         "grmpiqa adapt picked.csv -o mine.safetensors" in out.stderr
-    assert "mean distance" not in out.stderr
+    assert "mean distance to the nearest chosen photo" not in out.stderr
     assert re.search(r"each photo is on average \d+% closer in content to one of them than "
                      r"to the nearest of 3 picked at random|each photo is as close in content "
                      r"to one of them as at random", out.stderr), out.stderr

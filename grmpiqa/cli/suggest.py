@@ -62,7 +62,7 @@ def _coverage(result: Any) -> str:
     """How much better than chance every photo has a chosen one like it, in words (the
     mean embedding distance to the nearest chosen photo means nothing to a person)."""
     chosen, near, chance = len(result.chosen), result.coverage, result.random_coverage
-    figures = f"(mean distances {near:.4f} and, at random, {chance:.4f})"
+    figures = f"(embedding distance {near:.4f}, at random {chance:.4f})"
     if chance > 0 and near < chance * 0.995:
         return (f"each photo is on average {1 - near / chance:.0%} closer in content to one "
                 f"of them than to the nearest of {chosen} picked at random {figures}")

@@ -6,6 +6,7 @@ GRMP-IQA model with random weights (its cost is the real model's, tests/fakehub.
 the same LIVEC photos at each batch size. The rounds are interleaved (1, 4, 8, 16, 32,
 then again) so that a machine whose speed drifts affects every batch size alike; each
 figure is the best round of its batch size. "first row" is when the bar first moves.
+Size 0 is the default: on the CPU a batch of 1, then of 7, then 8 each (``ramp_batches``).
 
     nice -n 5 python benchmarks/cpu_batch.py --images 32
 """
@@ -24,7 +25,8 @@ DEFAULT_LIVEC = ROOT.parent / "shared" / "data" / "livec" / "images"
 
 p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
 p.add_argument("--images", type=int, default=32, help="photos per measurement")
-p.add_argument("--sizes", type=int, nargs="+", default=[1, 4, 8, 16, 32])
+p.add_argument("--sizes", type=int, nargs="+", default=[1, 4, 8, 16, 32, 0],
+               help="batch sizes; 0 is the default (on the CPU: batches of 1, 7, then 8)")
 p.add_argument("--rounds", type=int, default=2)
 p.add_argument("--livec", type=Path, default=DEFAULT_LIVEC, help="folder of JPEGs")
 p.add_argument("--hf-cache", type=Path, default=Path("/work/bench-hf"),
@@ -44,7 +46,7 @@ def one_run(model, files: list[str], batch_size: int) -> tuple[float, float]:
     """(seconds to the first row, photos per second) of scoring ``files``."""
     start = time.perf_counter()
     first = None
-    for result in score_paths(files, model, batch_size=batch_size, expand=False,
+    for result in score_paths(files, model, batch_size=batch_size or None, expand=False,
                               catalogue=False):
         assert result.ok, result.error
         first = first if first is not None else time.perf_counter() - start
@@ -70,7 +72,8 @@ def main() -> None:
     top = max(rate for _, rate in best.values())
     for size in ARGS.sizes:
         first, rate = best[size]
-        print(f"batch {size:3d}: {rate:6.2f} photos/s ({rate / top:.2f} of the best), "
+        name = f"batch {size:3d}" if size else "default  "
+        print(f"{name}: {rate:6.2f} photos/s ({rate / top:.2f} of the best), "
               f"first row after {first:5.1f} s")
     print(f"default_batch_size('cpu') = {default_batch_size('cpu')}")
 

@@ -274,12 +274,13 @@ class Suggestion:
 @dataclass(frozen=True)
 class BurstResult(ScoreResult):
     """A scored row with its burst: ``burst`` is shared by the frames of one burst or
-    near-duplicate group (a single photo has its own), ``burst_rank`` 1 is its best."""
+    near-duplicate group, ``burst_rank`` 1 is its best. In score rows a single photo has
+    neither (None); :func:`grmpiqa.group_bursts` gives it a burst of its own."""
 
-    burst: int = 0
-    burst_rank: int = 0
+    burst: int | None = None
+    burst_rank: int | None = None
 
     @classmethod
-    def of(cls, result: ScoreResult, burst: int, rank: int) -> BurstResult:
+    def of(cls, result: ScoreResult, burst: int | None, rank: int | None) -> BurstResult:
         return cls(result.path, result.score, result.error, result.score_label,
                    result.features, result.model, result.explanation, burst, rank)

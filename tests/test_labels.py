@@ -135,7 +135,12 @@ def test_too_few_rows_all_equal_and_late_problems(tmp_path):
 def test_a_wrong_root_says_so(tmp_path):
     csv = _write(tmp_path / "l.csv", "image,score\na.png,1\nb.png,2\n")
     table = read_labels(csv, root=tmp_path / "elsewhere")
-    assert str(table.problems[-1]).startswith("none of the images exist under")
+    assert str(table.problems[-1]).startswith("none of the 2 images exist under")
+    # also without checking each file: nothing should load a model to find this out
+    (problem,) = read_labels(csv, check_files=False).problems
+    assert problem.param == "root" and "are the paths relative to another folder" in \
+        problem.message
+    (tmp_path / "a.png").write_bytes(b"x")  # one of them there: each file is the caller's
     assert read_labels(csv, check_files=False).problems == ()
 
 

@@ -98,8 +98,8 @@ def _photo(path: Path, seed: int) -> None:
 def prepare(root: Path) -> None:
     """The folders and files the recipes name, with camera-style names; the label CSVs
     list the photos of ``labelled/``; ``catalogue/`` holds photos rated in XMP sidecars,
-    ``ratings.csv`` stands for a downloaded rating page's CSV; ``shards/`` holds
-    WebDataset tar shards."""
+    ``ratings.csv`` and ``rate.csv`` stand for a downloaded rating page's CSV; ``shards/``
+    holds WebDataset tar shards."""
     names = ["day1/IMG_0001.JPG", "day1/IMG_0002.JPG", "day1/IMG_0003.jpg",
              "day 2/IMG_0004.JPG", "day 2/IMG_0005.JPG", "day 2/scan.png", "IMG_0006.JPG",
              "IMG_0007.JPG", "IMG_0008.png", "IMG_0009.JPG"]
@@ -118,7 +118,8 @@ def prepare(root: Path) -> None:
     # the labelled photos have their own folder: the cull recipes move photos out of shoot/
     for seed, name in enumerate(names):
         _photo(root / "labelled" / name, seed)
-    for label_file in ("my_labels.csv", "held_out.csv", "labels.csv", "ratings.csv"):
+    for label_file in ("my_labels.csv", "held_out.csv", "labels.csv", "ratings.csv",
+                       "rate.csv"):
         with open(root / label_file, "w", newline="") as handle:
             writer = csv.writer(handle)
             writer.writerow(["image", "score"])

@@ -185,9 +185,9 @@ def _read_labels(labels: list[str], from_ratings: bool, rejected_as_lowest: bool
 
 def _start_line(info: dict) -> str:
     resumed = f", resuming after epoch {info['resumed_at']}" if info["resumed_at"] else ""
-    split = f"{info['train']} train + {info['val']} validation" if info["val"] else \
-        f"all {info['train']} for training (too few for a validation split)"
-    return (f"adapting {info['start']} on {info['labels']} labels ({split}), "
+    split = f" ({info['train']} train + {info['val']} validation)" if info["val"] else \
+        ", all for training (too few to hold some back for validation)"
+    return (f"adapting {info['start']} on {info['labels']} labels{split}, "
             f"batch {info['batch_size']}, {info['trainable_parameters']:,} "
             f"trainable parameters, {info['device']} {info['precision']}, "
             f"{_cache_words(info)}, {info['schedule']} schedule{resumed}")

@@ -6,6 +6,7 @@ Nothing here imports torch: ``grmpiqa --help`` must stay instant.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import logging
 import os
@@ -154,6 +155,13 @@ def error_text(exc: GrmpiqaError) -> str:
     text = f"{flag_for(exc.param)} {exc.detail}" if exc.param else exc.detail
     if isinstance(exc, OutputError) and exc.partial and exc.kept:
         text += "; once that is fixed, run the same command with --resume to finish"
+    problems = getattr(exc, "problems", None)
+    if problems and any(getattr(p, "param", None) for p in problems):
+        # a labels problem that one option fixes (every path misses: --root) names it
+        told = [dataclasses.replace(p, message=f"{p.message} Give it with "
+                                    f"{flag_for(p.param)} DIR.") if p.param else p
+                for p in problems]
+        text = str(type(exc)(exc.source, told))  # type: ignore[attr-defined]
     return text
 
 

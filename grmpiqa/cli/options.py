@@ -130,7 +130,8 @@ RatingThresholdsOption = Annotated[str | None, typer.Option(
 BurstsOption = Annotated[bool, typer.Option(
     "--bursts", help="Group bursts and near-duplicates (EXIF capture time, perceptual hash, "
     "layout and the model's embedding from the same pass). score adds the columns burst and "
-    "burst_rank (1 = best of its group); rows then wait for the last photo.")]
+    "burst_rank (1 = best of its group; empty for a photo alike no other); rows then wait "
+    "for the last photo.")]
 SimilarityOption = Annotated[float | None, typer.Option(
     "--similarity", metavar="S", min=0.0, max=1.0, show_default=f"{BurstOptions.similarity:g}",
     help="With --bursts: how alike in layout (correlation 0..1) two photos must be to group "

@@ -110,8 +110,11 @@ def _run(job: ScoreJob, quiet: bool) -> NoReturn:
     from grmpiqa.jobs.score import score as run_score
 
     install_signal_handlers()
+    # a table on the terminal shows each error in its row, unless a filter or --top
+    # leaves that row out: then the error needs its own line
+    keeps_errors = not job.selection.filters and job.selection.top is None
     reporter = Reporter(quiet=quiet, rows_show_errors=job.format == "table"
-                        and job.output is None)
+                        and job.output is None and keeps_errors)
     try:
         with reporter:
             run = run_score(job, reporter, stream=reporter.rows_to(sys.stdout.buffer))

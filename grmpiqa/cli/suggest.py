@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -41,17 +42,47 @@ def _check_writable(path: str, option: str) -> None:
 
 def _report(result: Any, output: str | None, html_page: str | None) -> None:
     """What was chosen, how well it covers the collection, and what to do next."""
+    from grmpiqa.workflow.rating_page import download_name
+
     scores = sorted(r.score for r in result.chosen)
     rated = f" ({result.already_rated} rated already, left out)" if result.already_rated else ""
-    say(f"chose {len(result.chosen)} of {result.scored} photos{rated}, scores "
-        f"{scores[0]:.3f}..{scores[-1]:.3f}; mean distance to the nearest chosen photo "
-        f"{result.coverage:.4f} (a random choice: {result.random_coverage:.4f})")
+    say(f"chose {len(result.chosen)} of {result.scored} photos{rated}, model scores "
+        f"{scores[0]:.2f} to {scores[-1]:.2f}; {_coverage(result)}")
     if html_page:
-        say(f"next: open {html_page}, press 1-5 on each photo, download ratings.csv, then: "
-            "grmpiqa adapt ratings.csv -o mine.safetensors")
+        name = download_name(html_page)
+        say(f"next: open {html_page}, press 1-5 on each photo, download {name} (it lands in "
+            f"the browser's download folder), then: grmpiqa adapt {name} -o mine.safetensors")
     else:
-        say(f"next: fill the rating column of {output or 'the CSV'} with 1-5 stars, then: "
-            f"grmpiqa adapt {output or 'ratings.csv'} -o mine.safetensors")
+        target = output or _stdout_file()
+        say(f"next: fill the rating column of {target or 'the CSV'} with 1-5 stars, then: "
+            f"grmpiqa adapt {target or 'THAT.csv'} -o mine.safetensors")
+
+
+def _coverage(result: Any) -> str:
+    """How much better than chance every photo has a chosen one like it, in words (the
+    mean embedding distance to the nearest chosen photo means nothing to a person)."""
+    chosen, near, chance = len(result.chosen), result.coverage, result.random_coverage
+    figures = f"(embedding distance {near:.4f}, at random {chance:.4f})"
+    if chance > 0 and near < chance * 0.995:
+        return (f"each photo is on average {1 - near / chance:.0%} closer in content to one "
+                f"of them than to the nearest of {chosen} picked at random {figures}")
+    return f"each photo is as close in content to one of them as at random {figures}"
+
+
+def _stdout_file() -> str | None:
+    """The file stdout was redirected to (``> to_rate.csv``), when the system says."""
+    try:
+        if not os.path.isfile(f"/proc/self/fd/{sys.stdout.fileno()}"):
+            return None
+        path = os.readlink(f"/proc/self/fd/{sys.stdout.fileno()}")
+    except (OSError, ValueError, AttributeError):
+        return None
+    from grmpiqa.io.output import display_path
+
+    if not path.startswith(os.sep):  # a pipe or socket: "pipe:[123]"
+        return None
+    relative = os.path.relpath(path)
+    return display_path(path if relative.startswith("..") else relative)
 
 
 @cli_errors
@@ -67,6 +98,9 @@ def suggest(
     html_page: Annotated[str | None, typer.Option(
         "--html", help="Also write a page (no server needed) to rate the photos with keys "
         "1-5 and download the filled CSV.")] = None,
+    show_scores: Annotated[bool, typer.Option(
+        "--show-scores", help="Show the model's score beside each photo of the --html page "
+        "(hidden by default: it biases the rating).")] = False,
     seed: Annotated[int, typer.Option("--seed", help="Chooses the first photo; the same "
                                       "seed gives the same choice.")] = 0,
     score_weight: Annotated[float, typer.Option(
@@ -123,7 +157,7 @@ def suggest(
             sys.stdout.write(suggestion_csv(result.chosen))
             sys.stdout.flush()
         if html_page:
-            write_rating_page(result.chosen, html_page)
+            write_rating_page(result.chosen, html_page, show_scores=show_scores)
     except OSError as exc:
         say(f"error: cannot write {exc.filename or output} ({exc.strerror or exc})")
         raise typer.Exit(EXIT_SOME_FAILED) from None

@@ -62,22 +62,42 @@ def _start_method(dataset: ImageFiles, workers: int) -> str | None:
     return None
 
 
+def ramp_batches(count: int, batch_size: int) -> list[list[int]]:
+    """Indices of ``count`` photos in batches: one photo, then the rest of a batch, then
+    ``batch_size`` each. On a CPU a batch takes seconds: the first row then comes after one
+    photo's forward pass instead of a whole batch's (the bar moves at once, a stopped run
+    keeps it), for the cost of one small batch (a ramp of 1, 2, 4 cost more,
+    benchmarks/cpu_batch.py)."""
+    sizes = [1, batch_size - 1] if batch_size > 1 else [1]
+    batches, start = [], 0
+    while start < count:
+        size = sizes[len(batches)] if len(batches) < len(sizes) else batch_size
+        batches.append(list(range(start, min(count, start + size))))
+        start += size
+    return batches
+
+
 def iter_batches(paths: Sequence[str] | ImageFiles, cfg: PreprocessConfig | None = None, *,
                  batch_size: int, workers: int, pin_memory: bool = False, draft: bool = False,
                  max_pixels: int = DEFAULT_MAX_PIXELS, yield_cpu: bool = False,
                  known_errors: Mapping[str, str] | None = None,
-                 signals: SignalOptions | None = None) -> Iterator[Batch]:
-    """Decoded batches of ``paths`` (or of a ready :class:`ImageFiles`), in order."""
+                 signals: SignalOptions | None = None, ramp: bool = False) -> Iterator[Batch]:
+    """Decoded batches of ``paths`` (or of a ready :class:`ImageFiles`), in order; with
+    ``ramp``, the first ones smaller (:func:`ramp_batches`)."""
     if isinstance(paths, ImageFiles):
         dataset = paths
     else:
         assert cfg is not None, "cfg is needed to decode paths"
         dataset = ImageFiles(paths, cfg, draft=draft, max_pixels=max_pixels,
                              known_errors=known_errors, signals=signals)
-    workers = max(0, min(workers, -(-len(dataset) // batch_size)))
+    # a list of index batches in order, or torch's own batches of batch_size
+    sampler = ramp_batches(len(dataset), batch_size) if ramp else None
+    count = len(sampler) if sampler is not None else -(-len(dataset) // batch_size)
+    workers = max(0, min(workers, count))
     loader = DataLoader(
         dataset,
-        batch_size=batch_size,
+        batch_size=batch_size if sampler is None else 1,
+        batch_sampler=sampler,
         shuffle=False,
         num_workers=workers,
         collate_fn=collate,

@@ -162,7 +162,8 @@ def score_paths(paths: Iterable[str], model: ModelSource = None, *, device: str 
         Where to load ``model`` when it is not loaded yet.
     batch_size : int, optional
         Images per forward pass (default: :func:`~grmpiqa.config.default_batch_size` of the
-        model's device: 8 on the CPU, 32 elsewhere).
+        model's device: 8 on the CPU, after a first batch of one photo so that the first
+        result comes soon; 32 elsewhere).
     workers : int, optional
         Decoding processes (default: on the CPU, how many decode at once and the model's
         threads follow the decode and model costs measured during the run,
@@ -259,6 +260,8 @@ def _score_files(files: list[str], model: QualityModel, *, batch_size: int | Non
     """:func:`score_paths` once the files are listed and the model is loaded."""
     model.eval()
     use_gpu = resolve_gpu_decode(gpu_decode, model.device, model.preprocess)
+    # the CPU's default batch starts small: its first rows come after seconds, not a batch
+    ramp = batch_size is None and model.device.type == "cpu"
     if batch_size is None:
         batch_size = default_batch_size(model.device.type)
     dataset = ImageFiles(files, model.preprocess, draft=draft, max_pixels=max_pixels,
@@ -273,7 +276,7 @@ def _score_files(files: list[str], model: QualityModel, *, batch_size: int | Non
         log.debug("%d decoding processes, as given", workers)
     batches = iter_batches(dataset, batch_size=batch_size, workers=workers,
                            pin_memory=model.device.type == "cuda",
-                           yield_cpu=model.device.type == "cpu")
+                           yield_cpu=model.device.type == "cpu", ramp=ramp)
     if balancer is not None:
         batches = balancer.watch(batches, _photos)
     gpu = GpuDecoder(model.preprocess, model.device, dataset.decode_on_cpu) if use_gpu else None

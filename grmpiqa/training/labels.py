@@ -35,6 +35,8 @@ class Problem:
 
     message: str
     line: int | None = None
+    #: the library parameter that fixes it (``root``), for the command line to name
+    param: str | None = None
 
     def __str__(self) -> str:
         return f"line {self.line}: {self.message}" if self.line is not None else self.message
@@ -314,8 +316,13 @@ def read_labels(csv_path: str | os.PathLike[str], *, image_column: str | None = 
         problems = [p for p in problems if p.message != "no score"]
         problems.append(Problem(f"the {column!r} column is empty on every row: fill it in "
                                 "(e.g. 1-5 stars) and run again"))
-    if check_files and rows == [] and seen and not any(os.path.exists(p) for p in seen):
-        problems.append(Problem(f"none of the images exist under {base}; is --root right?"))
+    if seen and not any(os.path.exists(p) for p in seen):
+        # every path misses: the folder they start from is wrong, not the photos (also
+        # without check_files, so that nothing loads a model to find this out)
+        first = next(iter(seen))
+        problems.append(Problem(
+            f"none of the {len(seen)} images exist under {base} (the first would be "
+            f"{first}): are the paths relative to another folder?", param="root"))
     header = table.header
     return LabelTable(source, tuple(rows), header[table.index["image"]].strip(),
                       header[table.index["score"]].strip(), not lower_is_better,

@@ -226,8 +226,10 @@ def find_components(results: Sequence[ScoreResult], options: BurstOptions) -> li
 
 def assign(results: Sequence[ScoreResult], options: BurstOptions | None = None
            ) -> list[tuple[int, int] | None]:
-    """(burst id, rank) for each result in input order; None for a failed one. Ids are
-    1, 2, ... in order of each burst's first photo; rank 1 is the best score."""
+    """(burst id, rank) for each result in input order; None for a failed one. Bursts of
+    two or more photos are numbered first, 1, 2, ... in order of their first photo, then
+    the single photos (so that the ids of real bursts run without gaps); rank 1 is the
+    best score."""
     options = options or BurstOptions()
     scored = [i for i, r in enumerate(results) if r.score is not None]
     for i in scored:
@@ -238,7 +240,8 @@ def assign(results: Sequence[ScoreResult], options: BurstOptions | None = None
     for index, root in zip(scored, roots, strict=True):
         members.setdefault(root, []).append(index)
     out: list[tuple[int, int] | None] = [None] * len(results)
-    for number, indices in enumerate(sorted(members.values(), key=lambda m: m[0]), start=1):
+    groups = sorted(members.values(), key=lambda m: (len(m) == 1, m[0]))
+    for number, indices in enumerate(groups, start=1):
         best_first = sorted(indices, key=lambda i: (-(results[i].score or 0.0), i))
         for rank, i in enumerate(best_first, start=1):
             out[i] = (number, rank)
@@ -247,9 +250,14 @@ def assign(results: Sequence[ScoreResult], options: BurstOptions | None = None
 
 def with_burst_columns(results: Sequence[ScoreResult], options: BurstOptions | None = None
                        ) -> list[ScoreResult]:
-    """The results in input order; scored ones become :class:`BurstResult` rows."""
-    return [r if place is None else BurstResult.of(r, *place)
-            for r, place in zip(results, assign(results, options), strict=True)]
+    """The results in input order as rows: a photo of a burst of two or more becomes a
+    :class:`BurstResult` with its ``burst`` and ``burst_rank``; a single photo one with
+    neither (a burst number of its own would read as a burst)."""
+    places = assign(results, options)
+    sizes = Counter(place[0] for place in places if place is not None)
+    return [r if place is None else BurstResult.of(r, *place) if sizes[place[0]] > 1
+            else BurstResult.of(r, None, None)
+            for r, place in zip(results, places, strict=True)]
 
 
 def rank_bursts(results: Sequence[ScoreResult], options: BurstOptions | None = None
@@ -257,9 +265,9 @@ def rank_bursts(results: Sequence[ScoreResult], options: BurstOptions | None = N
     """The bursts (frames best first, ordered by id) and the failed results."""
     frames: dict[int, list[BurstResult]] = {}
     failed = []
-    for row in with_burst_columns(results, options):
-        if isinstance(row, BurstResult):
-            frames.setdefault(row.burst, []).append(row)
+    for row, place in zip(results, assign(results, options), strict=True):
+        if place is not None:  # a single photo too is a burst (of one) here
+            frames.setdefault(place[0], []).append(BurstResult.of(row, *place))
         else:
             failed.append(row)
     bursts = [Burst(number, tuple(sorted(rows, key=lambda r: r.burst_rank)))
@@ -314,9 +322,9 @@ def group_bursts(results_or_paths: Iterable[Any], model: Any = None, *,
     -------
     list of Burst
         Every scored photo in exactly one burst (a single photo is a burst of one),
-        ids 1, 2, ... in input order; ``frames`` best first, each a
-        :class:`~grmpiqa.results.BurstResult` with ``burst`` and ``burst_rank``. Files
-        that could not be scored are left out.
+        by id: bursts of two or more 1, 2, ... in input order, then the single photos;
+        ``frames`` best first, each a :class:`~grmpiqa.results.BurstResult` with
+        ``burst`` and ``burst_rank``. Files that could not be scored are left out.
     """
     items = list(results_or_paths)
     if items and not all(isinstance(item, ScoreResult) for item in items):

@@ -92,7 +92,7 @@ function download() {
   const blob = new Blob([csvText()], {type: "text/csv"});
   const link = document.createElement("a");
   link.href = URL.createObjectURL(blob);
-  link.download = "ratings.csv";
+  link.download = document.body.dataset.csv;
   if (autotest) {
     blob.text().then(text => {
       const out = document.getElementById("autotest-output");
@@ -150,29 +150,40 @@ def thumbnail_uri(path: str) -> str:
     return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
-def _card(index: int, result: ScoreResult) -> str:
+def download_name(page: str | os.PathLike[str]) -> str:
+    """The CSV the page downloads: named after the page (``rate.html`` -> ``rate.csv``), so
+    that the hint that names it is right."""
+    return os.path.splitext(os.path.basename(os.fspath(page)))[0] + ".csv"
+
+
+def _card(index: int, result: ScoreResult, show_score: bool) -> str:
     name = html.escape(os.path.basename(result.path))
     stars = "".join(f'<button type="button" data-stars="{s}" title="{s} star'
                     f'{"s" if s > 1 else ""} (key {s})">&#9733;</button>' for s in range(1, 6))
+    # the model's score beside a photo biases its rating: shown only when asked for
+    score = f" &middot; model {result.score:.3f}" if show_score else ""
     return (f'<figure data-photo="{index}"><img alt="{name}" src="{thumbnail_uri(result.path)}">'
-            f'<figcaption>{name} &middot; model {result.score:.3f}</figcaption>{stars}</figure>')
+            f'<figcaption>{name}{score}</figcaption>{stars}</figure>')
 
 
-def rating_page(chosen: Sequence[ScoreResult]) -> str:
-    """The whole page for the chosen photos, as HTML text."""
+def rating_page(chosen: Sequence[ScoreResult], *, csv_name: str = "ratings.csv",
+                show_scores: bool = False) -> str:
+    """The whole page for the chosen photos, as HTML text; it downloads ``csv_name``, and
+    shows the model's scores only with ``show_scores``."""
     photos = [{"path": os.path.abspath(r.path), "score": f"{r.score:.4f}"} for r in chosen]
     data = json.dumps(photos).replace("<", "\\u003c")  # no "</script>" or "<!--" in a path
     page_id = hashlib.sha256(data.encode()).hexdigest()[:16]
-    cards = "\n".join(_card(i, r) for i, r in enumerate(chosen))
+    cards = "\n".join(_card(i, r, show_scores) for i, r in enumerate(chosen))
+    csv_text = html.escape(csv_name)
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>Rate {len(chosen)} photos - grmpiqa</title><style>{STYLE}</style></head>
-<body data-page="{page_id}">
-<header><button type="button" id="download">Download ratings.csv</button>
+<body data-page="{page_id}" data-csv="{csv_text}">
+<header><button type="button" id="download">Download {csv_text}</button>
 <strong id="count"></strong>
 <p>Keys 1-5 rate the highlighted photo and move on; 0 clears; arrows move. Or click the
-stars. Then download and run: grmpiqa adapt ratings.csv -o mine.safetensors</p></header>
+stars. Then download and run: grmpiqa adapt {csv_text} -o mine.safetensors</p></header>
 <main>
 {cards}
 </main>
@@ -183,7 +194,9 @@ stars. Then download and run: grmpiqa adapt ratings.csv -o mine.safetensors</p><
 """
 
 
-def write_rating_page(chosen: Sequence[ScoreResult], path: str | os.PathLike[str]) -> None:
-    """Write :func:`rating_page` atomically."""
+def write_rating_page(chosen: Sequence[ScoreResult], path: str | os.PathLike[str], *,
+                      show_scores: bool = False) -> None:
+    """Write :func:`rating_page` atomically; it downloads :func:`download_name` of ``path``."""
+    page = rating_page(chosen, csv_name=download_name(path), show_scores=show_scores)
     with atomic_write(path) as handle:
-        handle.write(rating_page(chosen).encode("utf-8"))
+        handle.write(page.encode("utf-8"))

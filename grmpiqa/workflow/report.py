@@ -199,10 +199,22 @@ def _tags(explanation: Explanation | None) -> tuple[str, str]:
             f'<span class="tags" title="{html.escape(measures(explanation))}">{tags}</span>')
 
 
-def _figure(entry: Entry, files: str, base: Path) -> str:
+def short_names(paths: Sequence[str]) -> dict[str, str]:
+    """Each path from the folder all of them share (``day2/1021.JPG`` beside ``1000.JPG``):
+    a file name alone cannot tell two days' ``1021.JPG`` apart."""
+    folders = [os.path.dirname(os.path.abspath(p)) for p in paths]
+    try:
+        common = os.path.commonpath(folders) if folders else ""
+    except ValueError:  # other drives (Windows): the file names alone
+        common = ""
+    return {p: os.path.relpath(os.path.abspath(p), common) if common else os.path.basename(p)
+            for p in paths}
+
+
+def _figure(entry: Entry, files: str, base: Path, name: str) -> str:
     score = entry.score if entry.score is not None else 0.0
     why, tags = _tags(entry.explanation)
-    name = _text(os.path.basename(entry.path))
+    name = _text(name)
     image = (f'<img loading="lazy" decoding="async" src="{files}/{entry.thumbnail}" alt="">'
              if entry.thumbnail else '<span class="none">no thumbnail</span>')
     badge = '<span class="badge">kept</span>' if entry.marked else ""
@@ -235,12 +247,13 @@ def render(entries: Sequence[Entry], *, title: str, heading: str, files: str,
     failed = [e for e in entries if e.score is None]
     groups = _groups(entries)
     bursts = sum(1 for g in groups if len(g) > 1)
+    names = short_names([e.path for e in entries])
     body = []
     for group in groups:
         kind = "group burst" if len(group) > 1 else "group"
         body.append(f'<section class="{kind}" data-score="{group[0].score or 0.0:.6f}" '
                     f'style="contain-intrinsic-size:auto {len(group) * CARD}px 236px">'
-                    + "".join(_figure(e, files, base) for e in group) + "</section>")
+                    + "".join(_figure(e, files, base, names[e.path]) for e in group) + "</section>")
     rows = "".join(f"<tr><td><a href=\"{_link(e.path, base)}\">{_text(e.path)}</a></td>"
                    f"<td>{_text(e.error or 'not scored')}</td></tr>" for e in failed)
     failures = (f'<section id="failed"><h2>{len(failed)} files could not be scored</h2>'

@@ -4,8 +4,9 @@
 ViT-B-16 with random weights (tests/fakehub.py: the real cost, meaningless
 scores). Each measurement runs in its own process, one after the other:
 
-1. ``default``: ``grmpiqa.adapt`` with its defaults, end to end (imports, model
-   load, photo reading, training, writing), its wall time and peak RSS;
+1. ``default``: ``grmpiqa.adapt`` with its defaults (or those changed by
+   ``--option KEY=VALUE``, e.g. ``--option cache=false``), end to end (imports,
+   model load, photo reading, training, writing), its wall time and peak RSS;
 2. ``baseline``: ``--baseline-epochs`` epochs with the prefix cache and reduced
    precision turned off (``cache=False, precision="fp32"``).
 
@@ -43,6 +44,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--hf-cache", type=Path, default=Path("/work/bench-hf"))
     parser.add_argument("--baseline-epochs", type=int, default=2)
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                        help="an adapt option for the default run (repeatable), e.g. cache=false")
     parser.add_argument("--child", choices=("default", "baseline"), help=argparse.SUPPRESS)
     parser.add_argument("--labels", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
@@ -62,6 +65,21 @@ def write_labels(livec: Path, photos: int, folder: Path) -> Path:
     return path
 
 
+def parse_options(pairs: list[str]) -> dict[str, object]:
+    """``KEY=VALUE`` pairs as adapt keyword arguments; values are read as JSON when they
+    parse (``false``, ``16``), else kept as text (``fp32``)."""
+    options: dict[str, object] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            sys.exit(f"--option {pair!r}: write it KEY=VALUE")
+        try:
+            options[key] = json.loads(value)
+        except json.JSONDecodeError:
+            options[key] = value
+    return options
+
+
 def child(args: argparse.Namespace) -> None:
     """One measurement, in this process; prints one JSON line."""
     import grmpiqa
@@ -75,7 +93,7 @@ def child(args: argparse.Namespace) -> None:
         print(f"{args.child} epoch {info['epoch']}: {epochs[-1]:.1f} s wall, "
               f"{cpu[-1] - cpu[-2]:.1f} s CPU", file=sys.stderr, flush=True)
 
-    options = {} if args.child == "default" else {
+    options = parse_options(args.option) if args.child == "default" else {
         "cache": False, "precision": "fp32", "epochs": args.baseline_epochs}
     result = grmpiqa.adapt(args.labels, args.out, device="cpu", workers=0,
                            on_progress=on_progress, **options)
@@ -89,7 +107,8 @@ def measure(kind: str, args: argparse.Namespace, labels: Path, folder: Path) -> 
     env = {**os.environ, "HF_HUB_CACHE": str(args.hf_cache), "HF_HUB_OFFLINE": "1"}
     env.pop("GRMPIQA_MANIFEST", None)
     command = [sys.executable, __file__, "--child", kind, "--labels", str(labels),
-               "--out", str(folder / f"{kind}.safetensors")]
+               "--out", str(folder / f"{kind}.safetensors"),
+               *(f"--option={pair}" for pair in args.option)]
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     before, cpu_before = usage.ru_maxrss, usage.ru_utime + usage.ru_stime
     start = time.perf_counter()
@@ -131,6 +150,7 @@ def main() -> int:
     cpu_baseline = statistics.median(cpu_slow)
     figures = {
         "cpu": cpu_name(), "cpu_features": detect().describe(), "threads": os.cpu_count(),
+        "default_options": parse_options(args.option) or "the defaults",
         "photos": args.photos, "train": fast["summary"]["train_images"],
         "val": fast["summary"]["val_images"],
         "default_wall_seconds": fast["wall_seconds"],

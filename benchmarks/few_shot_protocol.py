@@ -91,8 +91,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=100)
     parser.add_argument("--eval-every", type=int, help="default: the schedule's")
     parser.add_argument("--schedule", default="early", choices=("early", "authors"))
-    parser.add_argument("--no-cache", action="store_true",
-                        help="recompute the frozen prefix every step (the authors' way)")
+    parser.add_argument("--stop-patience", type=int, default=AdaptOptions.stop_patience,
+                        help="early schedule: evaluations without gain before it stops")
+    caching = parser.add_mutually_exclusive_group()
+    caching.add_argument("--cache", dest="cache", action="store_true",
+                         default=AdaptOptions.cache,
+                         help="train from a pool of cached views (default: adapt's default, "
+                              f"{'on' if AdaptOptions.cache else 'off'})")
+    caching.add_argument("--no-cache", dest="cache", action="store_false",
+                         help="recompute the frozen prefix every step (the authors' way)")
     parser.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"))
     parser.add_argument("--views", type=int, default=8, help="pooled views per image")
     parser.add_argument("--lr", type=float, default=1e-3)
@@ -125,7 +132,8 @@ def main(argv: list[str] | None = None) -> int:
     options = AdaptOptions(trainable=args.trainable, lam=args.lam, epochs=args.epochs,
                            lr=args.lr, seed=args.seed, val_fraction=args.val_fraction,
                            eval_every=args.eval_every, schedule=args.schedule,
-                           cache=not args.no_cache, precision=args.precision, views=args.views)
+                           stop_patience=args.stop_patience,
+                           cache=args.cache, precision=args.precision, views=args.views)
     start_state = {k: v.clone() for k, v in model.state_dict().items()}
     _, teacher = pristine_reference(model, args.trainable, args.lam > 0, hf_cache)
 
@@ -133,8 +141,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{start_name}; {n} images, {args.splits} splits: pool {args.pool:.0%}, "
           f"{args.n} training images (validation {args.val_fraction:.0%} of them), test the "
           f"rest; {args.epochs} epochs max, lr {args.lr:g}, lambda {args.lam:g}, "
-          f"{args.trainable}, {args.schedule} schedule, "
-          f"{'no cache' if args.no_cache else f'{args.views} cached views'}, "
+          f"{args.trainable}, {args.schedule} schedule"
+          f"{f' (patience {args.stop_patience})' if args.schedule == 'early' else ''}, "
+          f"{f'{args.views} cached views' if args.cache else 'no cache'}, "
           f"precision {args.precision}")
     print(f"{'split':>5} {'test':>5} {'SRCC before':>11} {'PLCC before':>11} "
           f"{'SRCC':>7} {'PLCC':>7} {'val SRCC':>8} {'best epoch':>10} {'seconds':>8}")

@@ -147,3 +147,52 @@ def test_pool_views_are_fixed_by_the_seed_and_refill_identically(model, tiny_hub
     again, scene_again = b.batch(torch.tensor([0, 2]), 1)  # another order, a fresh pool
     assert torch.equal(first, again.flip(0)) and torch.equal(scene, scene_again.flip(0))
     assert a.held_bytes() == 2 * first[0].numel() * 4 + 2 * scene[0].numel() * 4
+
+
+class _WholeTower(FewShotTrainer):
+    """The reference: the pool's own views, through the whole tower and the teacher
+    every step, and evaluation on the centre crops through the whole tower."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.views_of, self.pool = self.pool, None
+
+    def train_epoch(self) -> float:
+        self.model.train()
+        order = self.train_idx[torch.randperm(len(self.train_idx), generator=self.generator)]
+        v = self.state.epoch % self.options.views
+        total = 0.0
+        for chunk in order.split(self.batch_size):
+            crops = torch.stack([self.views_of.view(int(i), v) for i in chunk])
+            total += self.step(crops.float().div_(255.0), self.targets[chunk]) * len(chunk)
+        return total / len(order)
+
+
+def test_epochs_from_the_pool_train_as_the_whole_tower_on_the_pools_views(model, tiny_hub):
+    """Several epochs (the views wrap around, two steps each) from cached tokens and
+    teacher logits, evaluated from cached centre-crop tokens, follow the trajectory of
+    whole-tower training on the same views: the cache changes the cost, not the maths."""
+    model.visual_prompts.prompt_dropout.p = 0.0  # nothing random but the views and order
+    _, teacher = pristine_reference(model, "full", True, tiny_hub.hf_cache)
+    size = model.preprocess.resize
+    g = torch.Generator().manual_seed(5)
+    pixels = torch.randint(0, 256, (12, 3, size, size), dtype=torch.uint8, generator=g)
+    labels = torch.rand(12, generator=g).tolist()
+    options = AdaptOptions(views=3, epochs=5, lr=0.05, batch_size=4, precision="fp32",
+                           cache=True, stop_patience=100)
+    start = {n: t.clone() for n, t in model.state_dict().items()}
+    runs = []
+    for kind in (FewShotTrainer, _WholeTower):
+        model.load_state_dict(start)
+        trainer = kind(model, pixels, labels, list(range(8)), list(range(8, 12)), options,
+                       teacher=teacher)
+        state = trainer.run()
+        runs.append((trainer.current_tensors(), [r.val_srcc for r in state.history],
+                     [r.loss for r in state.history]))
+    (cached, cached_srcc, cached_loss), (whole, whole_srcc, whole_loss) = runs
+    assert any(not torch.equal(whole[n], start[n]) for n in whole)
+    # five epochs of SGD compound fp32 rounding: 1e-4 of each tensor's scale
+    assert all((cached[n] - whole[n]).abs().max() <= 1e-4 * max(1.0, float(whole[n].abs().max()))
+               for n in whole)
+    assert cached_srcc == pytest.approx(whole_srcc, abs=1e-6)
+    assert cached_loss[1:] == pytest.approx(whole_loss[1:], rel=1e-4)

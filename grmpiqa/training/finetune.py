@@ -113,9 +113,18 @@ class FewShotTrainer:
         """One SGD step on the regulated gradient from whole crops; returns the quality loss."""
         model = self.model
         with self.precision.autocast():
-            image = model.encode_image(model.normalize(crops))
-            teacher = self.teacher.logits(crops) if self.teacher is not None else None
+            image = self._whole_tower(model.normalize(crops))
+            teacher = self.teacher.logits(crops, fast_block) if self.teacher is not None \
+                else None
         return self._descend(image, target, teacher)
+
+    def _whole_tower(self, x: torch.Tensor) -> torch.Tensor:
+        """``encode_image`` through :func:`fast_block` (the same maths; under CPU autocast
+        ``nn.MultiheadAttention`` is far slower), where the model has visual prompts."""
+        if self.model.visual_prompts is None:
+            return self.model.encode_image(x)
+        depth = len(self.model.clip.visual.transformer.resblocks)
+        return self.model.image_tail(self.model.image_prefix(x, depth, fast_block), depth)
 
     def step_tail(self, tokens: torch.Tensor, teacher_logits: torch.Tensor | None,
                   target: torch.Tensor) -> float:

@@ -11,7 +11,6 @@ import io
 import itertools
 import os
 import re
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -19,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from test_terminal import screen_lines
+from test_terminal import run_in_pty, screen_lines
 
 from photos import texture
 
@@ -59,34 +58,10 @@ def _run(args: list[str], hub, cwd: Path, **kwargs) -> subprocess.CompletedProce
 
 def _pty(args: list[str], env: dict[str, str], cwd: Path, *, interrupt_after: bytes = b""
          ) -> tuple[list[str], int]:
-    """What the screen shows at the end, and the exit code; with ``interrupt_after``, a
-    SIGINT (what Ctrl-C sends) once those bytes have been written to the terminal."""
-    import fcntl
-    import pty
-    import struct
-    import termios
-
-    master, slave = pty.openpty()
-    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
-    proc = subprocess.Popen([sys.executable, "-m", "grmpiqa", *args], stdin=slave,
-                            stdout=slave, stderr=slave, env=env, cwd=cwd, close_fds=True)
-    os.close(slave)
-    raw, sent = b"", False
-    while True:
-        try:
-            data = os.read(master, 65536)
-        except OSError:  # EIO: the child closed the terminal
-            break
-        if not data:
-            break
-        raw += data
-        if interrupt_after and not sent and interrupt_after in raw:
-            proc.send_signal(signal.SIGINT)
-            sent = True
-    os.close(master)
-    code = proc.wait(timeout=300)
-    assert sent or not interrupt_after, "the run ended before it could be interrupted"
-    return screen_lines(raw.decode("utf-8", "replace")), code
+    """What the screen shows at the end, and the exit code (Ctrl-C: see run_in_pty)."""
+    raw, code = run_in_pty([sys.executable, "-m", "grmpiqa", *args], env, cwd,
+                           interrupt_after=interrupt_after)
+    return screen_lines(raw), code
 
 
 # item 6: the CPU's batch and a bar that moves -----------------------------------------------

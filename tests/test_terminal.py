@@ -11,6 +11,7 @@ import fcntl
 import os
 import pty
 import re
+import signal
 import struct
 import subprocess
 import sys
@@ -70,13 +71,16 @@ def screen_lines(text: str) -> list[str]:
     return ["".join(line).rstrip() for line in lines]
 
 
-def run_in_pty(args: list[str], env: dict[str, str], cwd, columns: int = 120) -> tuple[str, int]:
+def run_in_pty(args: list[str], env: dict[str, str], cwd, columns: int = 120, *,
+               interrupt_after: bytes = b"") -> tuple[str, int]:
+    """Everything the command wrote to a terminal, and its exit code; with
+    ``interrupt_after``, a SIGINT (what Ctrl-C sends) once those bytes have been written."""
     master, slave = pty.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, columns, 0, 0))
     proc = subprocess.Popen(args, stdin=slave, stdout=slave, stderr=slave, env=env, cwd=cwd,
                             close_fds=True)
     os.close(slave)
-    chunks = []
+    raw, sent = b"", False
     while True:
         try:
             data = os.read(master, 65536)
@@ -84,9 +88,14 @@ def run_in_pty(args: list[str], env: dict[str, str], cwd, columns: int = 120) ->
             break
         if not data:
             break
-        chunks.append(data)
+        raw += data
+        if interrupt_after and not sent and interrupt_after in raw:
+            proc.send_signal(signal.SIGINT)
+            sent = True
     os.close(master)
-    return b"".join(chunks).decode("utf-8", "replace"), proc.wait(timeout=300)
+    code = proc.wait(timeout=300)
+    assert sent or not interrupt_after, "the run ended before it could be interrupted"
+    return raw.decode("utf-8", "replace"), code
 
 
 def test_table_and_progress_share_a_terminal_cleanly(tiny_hub, tmp_path):
@@ -168,3 +177,4 @@ def test_cull_prints_a_table_below_a_cleared_bar(tiny_hub, tmp_path):
     (done,) = [i for i, s in enumerate(shown) if s.startswith("grmpiqa: culling done:")]
     assert done > max(shown.index(r) for r in rows)
     assert any(s.startswith("grmpiqa: copied 5 of 6 photos") for s in shown[done:]), shown
+

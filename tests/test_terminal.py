@@ -178,3 +178,14 @@ def test_cull_prints_a_table_below_a_cleared_bar(tiny_hub, tmp_path):
     assert done > max(shown.index(r) for r in rows)
     assert any(s.startswith("grmpiqa: copied 5 of 6 photos") for s in shown[done:]), shown
 
+
+def test_a_ctrl_c_while_the_bar_is_put_back_arrives_after_it():
+    # rich's bar interrupted halfway through start() cannot be stopped again (IndexError)
+    from grmpiqa.cli.progress import _ctrl_c_held
+
+    reached = []
+    with pytest.raises(KeyboardInterrupt), _ctrl_c_held():
+        signal.raise_signal(signal.SIGINT)
+        reached.append("the rest of the block")
+    assert reached == ["the rest of the block"]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler

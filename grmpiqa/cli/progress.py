@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import IO, Any
@@ -38,6 +40,26 @@ class RateColumn(ProgressColumn):
         left = (task.total - task.completed) / rate if task.total is not None else 0.0
         minutes, seconds = divmod(int(left + 0.5), 60)
         return Text(f"{rate:.1f} img/s  {minutes}:{seconds:02d} left", style="progress.data.speed")
+
+
+@contextlib.contextmanager
+def _ctrl_c_held() -> Iterator[None]:
+    """Hold a Ctrl-C back while rich's live bar is taken down or put back, and deliver it
+    after: interrupted halfway, the bar is left half-started and stopping it later fails
+    (rich pops a render hook it never pushed)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[tuple[int, Any]] = []
+    previous = signal.signal(signal.SIGINT, lambda number, frame: caught.append((number, frame)))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if caught and callable(previous):
+            previous(*caught[0])
+        elif caught and previous == signal.SIG_DFL:
+            signal.raise_signal(signal.SIGINT)
 
 
 def _is_terminal(stream: IO[Any]) -> bool:
@@ -86,7 +108,8 @@ class Reporter:
             if self.live:
                 self.loading_what, self.loading_since = what, time.monotonic()
                 self.spinner = self.console.status(what, spinner="dots")
-                self.spinner.start()
+                with _ctrl_c_held():
+                    self.spinner.start()
             return
         self.label, self.total = what, total
         self._start_bar()
@@ -94,8 +117,9 @@ class Reporter:
     def _end_spinner(self) -> None:
         if self.spinner is None:
             return
-        self.spinner.stop()
-        self.spinner = None
+        with _ctrl_c_held():
+            self.spinner.stop()
+            self.spinner = None
         what = (self.loading_what or "").removeprefix("loading ")
         self.console.print(f"grmpiqa: loaded {what} in "
                            f"{time.monotonic() - self.loading_since:.1f} s",
@@ -108,7 +132,8 @@ class Reporter:
                 RateColumn(), console=self.console, transient=True,
             )
             self.task = self.progress.add_task(self.label, total=self.total)
-            self.progress.start()
+            with _ctrl_c_held():
+                self.progress.start()
 
     def __enter__(self) -> Reporter:
         if self.total is not None:
@@ -125,8 +150,9 @@ class Reporter:
             return
         task = self.progress.tasks[0]
         done, rate = task.completed, _rate(task)
-        self.progress.stop()
-        self.progress = None
+        with _ctrl_c_held():
+            self.progress.stop()
+            self.progress = None
         if done and rate is not None and not interrupted:
             self.console.print(f"grmpiqa: {self.label} done: {int(done)} in "
                                f"{done / rate:.2f} s ({rate:.1f} img/s)", markup=False)
@@ -141,11 +167,13 @@ class Reporter:
         if self.progress is None or not self.shares_terminal:
             write()
             return
-        self.progress.stop()
+        with _ctrl_c_held():
+            self.progress.stop()
         try:
             write()
         finally:
-            self.progress.start()
+            with _ctrl_c_held():
+                self.progress.start()
 
     def rows_to(self, stream: IO[bytes]) -> IO[bytes]:
         """``stream`` for rows: each write takes the bar down first when they share a
